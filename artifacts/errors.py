@@ -1,0 +1,108 @@
+"""One exception hierarchy for the whole domain, each error with a stable ``code``.
+
+Three families decide the HTTP status once, in the API's exception handler:
+``InvalidInput`` (400), ``NotFound`` (404) and ``Conflict`` (409: a well-formed request
+that a rule refuses).
+"""
+
+
+class ArtifactError(Exception):
+    code = "artifact_error"
+
+    def __init__(self, message: str = "", *, field: str | None = None):
+        super().__init__(message or self.code)
+        self.message = message or self.code
+        self.field = field
+
+
+# 400: the request itself is wrong.
+class InvalidInput(ArtifactError):
+    code = "invalid"
+
+
+class InvalidPayload(InvalidInput):
+    code = "invalid_payload"
+
+
+class UnknownType(InvalidInput):
+    code = "unknown_type"
+
+
+class InvalidKind(InvalidInput):
+    code = "invalid_kind"
+
+
+class InvalidContent(InvalidInput):
+    code = "invalid_content"
+
+
+class InvalidParent(InvalidInput):
+    code = "invalid_parent"
+
+
+class InvalidScope(InvalidInput):
+    code = "invalid_scope"
+
+
+class InvalidRelation(InvalidInput):
+    code = "invalid_relation"
+
+
+class InvalidLink(InvalidInput):
+    code = "invalid_link"
+
+
+# 404: something named does not exist.
+class NotFound(ArtifactError):
+    code = "not_found"
+
+
+# 409: a rule refuses a well-formed request.
+class Conflict(ArtifactError):
+    code = "conflict"
+
+
+class PlanningLocked(Conflict):
+    code = "planning_locked"
+
+
+class AlreadyLocked(Conflict):
+    code = "already_locked"
+
+
+class NotLocked(Conflict):
+    code = "not_locked"
+
+
+class InvalidTransition(Conflict):
+    code = "invalid_transition"
+
+
+class NotPublished(Conflict):
+    code = "not_published"
+
+
+class StillPrimary(Conflict):
+    code = "still_primary"
+
+
+class Cycle(Conflict):
+    code = "cycle"
+
+
+class DuplicateRelation(Conflict):
+    code = "duplicate_relation"
+
+
+class DuplicateLink(Conflict):
+    code = "duplicate_link"
+
+
+class Pruned(Conflict):
+    code = "pruned"
+
+
+class VersionConflict(Conflict):
+    """The stream's version could not be assigned even after the safety-net retries."""
+
+    code = "version_conflict"

@@ -1,0 +1,202 @@
+"""The registry of artifact types and their payload schemas (SPEC §4).
+
+Adding a type is one entry in ``ARTIFACT_TYPES``: its name, the kinds it may have,
+where its stream lives, whether a planning lock freezes it, and a JSON Schema for the
+payload. Extra payload fields are always allowed.
+"""
+
+from dataclasses import dataclass, field
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
+
+from .errors import InvalidPayload, UnknownType
+
+KIND_JSON = "json"
+KIND_TEXT = "text"
+KIND_IMAGE = "image"
+KIND_AUDIO = "audio"
+KIND_VIDEO = "video"
+KINDS = (KIND_JSON, KIND_TEXT, KIND_IMAGE, KIND_AUDIO, KIND_VIDEO)
+MEDIA_KINDS = (KIND_IMAGE, KIND_AUDIO, KIND_VIDEO)
+
+SCOPE_SCENE = "scene"
+SCOPE_STORY = "story"
+
+
+def _obj(required: dict, **extra) -> dict:
+    return {"type": "object", "required": list(required), "properties": required, **extra}
+
+
+STR = {"type": "string"}
+NUM = {"type": "number"}
+INT = {"type": "integer"}
+BOOL = {"type": "boolean"}
+UNIT = {"type": "number", "minimum": 0, "maximum": 1}
+LIST = {"type": "array"}
+OBJ = {"type": "object"}
+STR_LIST = {"type": "array", "items": STR}
+
+_PANEL_PLAN_PANELS = {
+    "type": "array",
+    "minItems": 1,
+    "items": _obj(
+        {"grammar_id": STR, "weight": {"type": "number", "exclusiveMinimum": 0}, "must_show": STR_LIST}
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ArtifactType:
+    name: str
+    schema: dict
+    kinds: tuple[str, ...] = (KIND_JSON,)
+    scopes: tuple[str, ...] = (SCOPE_SCENE,)
+    planning: bool = False
+    description: str = ""
+    validator: Draft202012Validator = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        Draft202012Validator.check_schema(self.schema)
+        object.__setattr__(self, "validator", Draft202012Validator(self.schema))
+
+    @property
+    def default_kind(self) -> str:
+        return self.kinds[0]
+
+
+def _media(name: str, kind: str, description: str) -> ArtifactType:
+    return ArtifactType(
+        name, _obj({"alt": STR}), kinds=(kind,), scopes=(SCOPE_STORY, SCOPE_SCENE), description=description
+    )
+
+
+ARTIFACT_TYPES: dict[str, ArtifactType] = {
+    t.name: t
+    for t in [
+        ArtifactType(
+            "scene_intent",
+            _obj({"mood": STR, "pacing": STR, "key_beats": {**STR_LIST, "minItems": 1}}),
+            planning=True,
+            description="Narrative analysis: mood, pacing and key beats of the scene text.",
+        ),
+        ArtifactType(
+            "panel_plan",
+            _obj({"panels": _PANEL_PLAN_PANELS}),
+            planning=True,
+            description="Panel breakdown with grammar ids, weights and must-show elements.",
+        ),
+        ArtifactType(
+            "panel_plan_normalized",
+            _obj({"panels": _PANEL_PLAN_PANELS, "qc": _obj({"passed": BOOL, "checks": LIST})}),
+            planning=True,
+            description="The panel plan validated and normalized, with its QC checks.",
+        ),
+        ArtifactType(
+            "layout_template",
+            _obj(
+                {
+                    "template_id": STR,
+                    "panels": {
+                        "type": "array",
+                        "items": _obj({"panel_index": INT, "x": UNIT, "y": UNIT, "w": UNIT, "h": UNIT}),
+                    },
+                }
+            ),
+            planning=True,
+            description="The chosen layout template with panel geometry in [0, 1].",
+        ),
+        ArtifactType(
+            "panel_semantics",
+            _obj(
+                {
+                    "panels": {
+                        "type": "array",
+                        "items": _obj(
+                            {"panel_index": INT, "characters": STR_LIST, "environment": STR, "dialogue": LIST}
+                        ),
+                    }
+                }
+            ),
+            planning=True,
+            description="What each panel shows: characters, environment, dialogue.",
+        ),
+        ArtifactType(
+            "render_spec",
+            _obj({"prompt": STR, "style": STR, "characters": LIST, "reference_images": STR_LIST}),
+            description="The complete image-generation prompt.",
+        ),
+        ArtifactType(
+            "render_result",
+            _obj({"image_url": STR, "metadata": OBJ, "generation_params": OBJ}),
+            kinds=(KIND_JSON, KIND_IMAGE),
+            description="A generated image (as content when kind is image) and its parameters.",
+        ),
+        ArtifactType(
+            "qc_report",
+            _obj(
+                {
+                    "passed": BOOL,
+                    "issues": {
+                        "type": "array",
+                        "items": {"type": "object", "required": ["code", "message", "severity"]},
+                    },
+                    "metrics": OBJ,
+                }
+            ),
+            description="Quality-control results: issues and metrics.",
+        ),
+        ArtifactType(
+            "blind_test_report",
+            _obj({"clarity_score": UNIT, "summary": STR, "confusions": STR_LIST}),
+            description="A blind reader's evaluation of narrative clarity.",
+        ),
+        ArtifactType(
+            "dialogue_suggestions",
+            _obj({"lines": {"type": "array", "items": _obj({"speaker": STR, "text": STR, "emotion": STR})}}),
+            planning=True,
+            description="Dialogue lines with speaker and emotion hints.",
+        ),
+        ArtifactType(
+            "visual_plan",
+            _obj({"characters": {"type": "array", "items": _obj({"name": STR, "visual_details": OBJ})}}),
+            planning=True,
+            description="Characters extracted and normalized with their visual details.",
+        ),
+        _media("cover_image", KIND_IMAGE, "The story's cover image; payload.alt describes it."),
+        _media("audio_track", KIND_AUDIO, "An audio track; payload.alt describes it."),
+        _media("video_render", KIND_VIDEO, "A rendered video; payload.alt describes it."),
+    ]
+}
+
+PLANNING_TYPES = frozenset(name for name, t in ARTIFACT_TYPES.items() if t.planning)
+
+
+def get_type(name: str) -> ArtifactType:
+    try:
+        return ARTIFACT_TYPES[name]
+    except (KeyError, TypeError):
+        raise UnknownType(f"unknown artifact type {name!r}; known types: {', '.join(ARTIFACT_TYPES)}") from None
+
+
+def _path(error) -> str:
+    parts = ["payload"]
+    for part in error.absolute_path:
+        parts.append(f"[{part}]" if isinstance(part, int) else f".{part}")
+    # A missing required field is reported at the field itself, not at its parent.
+    if error.validator == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else ""
+        if missing:
+            parts.append(f".{missing}")
+    return "".join(parts)
+
+
+def validate_payload(type_name: str, payload) -> None:
+    """Raise InvalidPayload naming the first offending field path, e.g. ``payload.panels[0].weight``."""
+    artifact_type = get_type(type_name)
+    if not isinstance(payload, dict):
+        raise InvalidPayload("payload must be a JSON object", field="payload")
+    error = best_match(artifact_type.validator.iter_errors(payload))
+    if error is not None:
+        path = _path(error)
+        raise InvalidPayload(f"{path}: {error.message}", field=path)

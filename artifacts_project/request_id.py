@@ -1,0 +1,56 @@
+"""Request correlation: one id per HTTP request or command invocation.
+
+The id lives in a context variable so services, log records and stored rows all see
+the same value without threading it through every call.
+"""
+
+import contextlib
+import contextvars
+import logging
+import re
+import uuid
+
+HEADER = "X-Request-ID"
+# Accept what clients commonly send (UUIDs, ULIDs, trace ids); anything else is
+# replaced rather than echoed, so a header cannot inject into logs or responses.
+_ACCEPTED = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+_current: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def get_request_id() -> str:
+    return _current.get()
+
+
+@contextlib.contextmanager
+def request_id_scope(value: str | None = None):
+    """Run a block under ``value`` (or a fresh id); yields the id in force."""
+    token = _current.set(value or new_request_id())
+    try:
+        yield _current.get()
+    finally:
+        _current.reset(token)
+
+
+class RequestIdMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        incoming = request.headers.get(HEADER, "")
+        value = incoming if _ACCEPTED.match(incoming) else new_request_id()
+        request.request_id = value
+        with request_id_scope(value):
+            response = self.get_response(request)
+        response[HEADER] = value
+        return response
+
+
+class RequestIdLogFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = get_request_id() or "-"
+        return True

@@ -1,0 +1,154 @@
+"""Runs and agent steps: what each pipeline stage consumed and produced."""
+
+from __future__ import annotations
+
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from artifacts.errors import InvalidInput, InvalidTransition, NotFound
+from artifacts.models import Artifact
+from artifacts.services import parse_uuid
+from artifacts_project.request_id import get_request_id
+from stories.models import Scene, Story
+
+from .models import FINISHED_STATUSES, AgentStep, Direction, Run, RunArtifactLink, RunStatus, StepStatus
+
+# A failed or cancelled run may be resumed (back to running); a succeeded one is final.
+RUN_TRANSITIONS = {
+    RunStatus.PENDING: {RunStatus.RUNNING, RunStatus.CANCELLED},
+    RunStatus.RUNNING: {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED},
+    RunStatus.FAILED: {RunStatus.RUNNING},
+    RunStatus.CANCELLED: {RunStatus.RUNNING},
+    RunStatus.SUCCEEDED: set(),
+}
+
+
+def _get(model, pk, *, what: str, lock: bool = False):
+    queryset = model.objects.select_for_update() if lock else model.objects
+    obj = queryset.filter(pk=parse_uuid(pk, what=what)).first()
+    if obj is None:
+        raise NotFound(f"{what} {pk} does not exist", field=f"{what}_id")
+    return obj
+
+
+@transaction.atomic
+def run_create(*, story_id, workflow: str, scene_id=None, params=None, actor=None, start: bool = False) -> Run:
+    """Record a run (pending, or running when ``start``); it becomes the story's current run."""
+    if not isinstance(workflow, str) or not workflow.strip():
+        raise InvalidInput("workflow must be a non-empty string", field="workflow")
+    if params is not None and not isinstance(params, dict):
+        raise InvalidInput("params must be a JSON object", field="params")
+    story = _get(Story, story_id, what="story", lock=True)
+    scene = None
+    if scene_id is not None:
+        scene = _get(Scene, scene_id, what="scene")
+        if scene.story_id != story.pk:
+            raise InvalidInput(f"scene {scene.pk} belongs to another story", field="scene_id")
+    run = Run.objects.create(
+        story=story,
+        scene=scene,
+        workflow=workflow.strip(),
+        params=params or {},
+        status=RunStatus.RUNNING if start else RunStatus.PENDING,
+        started_at=timezone.now() if start else None,
+        request_id=get_request_id(),
+        triggered_by=actor if actor is not None and actor.is_authenticated else None,
+    )
+    story.current_run = run
+    story.save(update_fields=["current_run", "updated_at"])
+    return run
+
+
+@transaction.atomic
+def run_set_status(*, run_id, status: str, error: str | None = None) -> Run:
+    """Move a run along pending -> running -> succeeded | failed | cancelled (resume: back to running)."""
+    if status not in RunStatus.values:
+        raise InvalidInput(f"unknown run status {status!r}; one of {', '.join(RunStatus.values)}", field="status")
+    run = _get(Run, run_id, what="run", lock=True)
+    if status == run.status:
+        return run
+    if status not in RUN_TRANSITIONS[run.status]:
+        raise InvalidTransition(f"a {run.status} run cannot become {status}")
+    now = timezone.now()
+    run.status = status
+    fields = ["status"]
+    if status == RunStatus.RUNNING:
+        run.started_at = run.started_at or now
+        run.finished_at = None
+        run.error = ""
+        fields += ["started_at", "finished_at", "error"]
+    if status in FINISHED_STATUSES:
+        run.finished_at = now
+        fields.append("finished_at")
+    if error is not None:
+        run.error = error
+        fields.append("error")
+    run.save(update_fields=sorted(set(fields)))
+    return run
+
+
+@transaction.atomic
+def step_start(*, run_id, node: str, agent: str = "", input_summary=None, attempt: int = 1) -> AgentStep:
+    """Append a running step to the run; sequence numbers are gapless per run."""
+    if not isinstance(node, str) or not node.strip():
+        raise InvalidInput("node must be a non-empty string", field="node")
+    if input_summary is not None and not isinstance(input_summary, dict):
+        raise InvalidInput("input_summary must be a JSON object", field="input_summary")
+    run = _get(Run, run_id, what="run", lock=True)  # the run row lock serializes sequence numbers
+    sequence = (run.steps.aggregate(s=Max("sequence"))["s"] or 0) + 1
+    return AgentStep.objects.create(
+        run=run,
+        sequence=sequence,
+        node=node.strip(),
+        agent=agent or "",
+        attempt=attempt,
+        status=StepStatus.RUNNING,
+        input_summary=input_summary or {},
+        started_at=timezone.now(),
+    )
+
+
+@transaction.atomic
+def step_finish(*, step_id, status: str, output_summary=None, error: str = "") -> AgentStep:
+    if status not in (StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.SKIPPED):
+        raise InvalidInput("a step finishes as succeeded, failed or skipped", field="status")
+    if output_summary is not None and not isinstance(output_summary, dict):
+        raise InvalidInput("output_summary must be a JSON object", field="output_summary")
+    step = _get(AgentStep, step_id, what="step", lock=True)
+    if step.status not in (StepStatus.PENDING, StepStatus.RUNNING):
+        raise InvalidTransition(f"step {step.pk} already finished as {step.status}")
+    step.status = status
+    step.output_summary = output_summary or {}
+    step.error = error or ""
+    step.finished_at = timezone.now()
+    step.save(update_fields=["status", "output_summary", "error", "finished_at"])
+    return step
+
+
+@transaction.atomic
+def run_link_artifact(*, run_id, artifact_id, stage: str, direction: str, step_id=None) -> tuple[RunArtifactLink, bool]:
+    """Record that ``stage`` of the run consumed or produced ``artifact``.
+
+    Idempotent, so a resumed run can record the same fact again: returns (link, created).
+    """
+    if direction not in Direction.values:
+        raise InvalidInput(f"direction must be one of {', '.join(Direction.values)}", field="direction")
+    if not isinstance(stage, str) or not stage.strip():
+        raise InvalidInput("stage must be a non-empty string", field="stage")
+    run = _get(Run, run_id, what="run")
+    artifact = _get(Artifact, artifact_id, what="artifact")
+    step = None
+    if step_id is not None:
+        step = _get(AgentStep, step_id, what="step")
+        if step.run_id != run.pk:
+            raise InvalidInput(f"step {step.pk} belongs to another run", field="step_id")
+    key = {"run": run, "artifact": artifact, "stage": stage.strip(), "direction": direction}
+    existing = RunArtifactLink.objects.filter(**key).first()
+    if existing is not None:
+        return existing, False
+    try:
+        with transaction.atomic():
+            return RunArtifactLink.objects.create(step=step, **key), True
+    except IntegrityError:  # a concurrent writer recorded the same fact first
+        return RunArtifactLink.objects.get(**key), False

@@ -1,0 +1,122 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+ROLE_COVER = "cover"
+ROLE_FINAL_AUDIO = "final_audio"
+ROLE_FINAL_VIDEO = "final_video"
+ROLE_SCENE_IMAGE = "scene_image"
+
+
+class Role(models.TextChoices):
+    COVER = ROLE_COVER, "Cover"
+    FINAL_AUDIO = ROLE_FINAL_AUDIO, "Final audio"
+    FINAL_VIDEO = ROLE_FINAL_VIDEO, "Final video"
+    SCENE_IMAGE = ROLE_SCENE_IMAGE, "Scene image"
+
+
+# The Story Field Policy: each curated reference mirrors the primary link of one role.
+STORY_REFERENCE_FOR_ROLE = {
+    ROLE_COVER: "cover_artifact",
+    ROLE_FINAL_AUDIO: "canonical_audio",
+    ROLE_FINAL_VIDEO: "canonical_video",
+}
+# What a role may point at: the artifact's kind.
+KIND_FOR_ROLE = {
+    ROLE_COVER: "image",
+    ROLE_FINAL_AUDIO: "audio",
+    ROLE_FINAL_VIDEO: "video",
+    ROLE_SCENE_IMAGE: "image",
+}
+
+
+class Story(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    title = models.CharField(max_length=200)
+    description = models.TextField(blank=True, default="")
+    # Derived references: written only by stories.services.story_set_primary.
+    cover_artifact = models.ForeignKey(
+        "artifacts.Artifact", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    canonical_audio = models.ForeignKey(
+        "artifacts.Artifact", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    canonical_video = models.ForeignKey(
+        "artifacts.Artifact", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    current_run = models.ForeignKey(
+        "runs.Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "stories"
+        ordering = ["-created_at", "id"]
+
+    def __str__(self):
+        return self.title
+
+
+class Scene(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    story = models.ForeignKey(Story, on_delete=models.PROTECT, related_name="scenes")
+    position = models.PositiveIntegerField()
+    title = models.CharField(max_length=200, blank=True, default="")
+    source_text = models.TextField(blank=True, default="")
+    planning_locked = models.BooleanField(default=False)
+    planning_locked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    planning_locked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["story", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["story", "position"], name="scene_unique_position_per_story"),
+        ]
+
+    def __str__(self):
+        return f"{self.story.title if self.story_id else '?'} #{self.position} {self.title}".strip()
+
+
+class StoryArtifactLink(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    story = models.ForeignKey(Story, on_delete=models.PROTECT, related_name="links")
+    artifact = models.ForeignKey("artifacts.Artifact", on_delete=models.PROTECT, related_name="story_links")
+    role = models.CharField(max_length=20, choices=Role.choices)
+    scene = models.ForeignKey(Scene, null=True, blank=True, on_delete=models.PROTECT, related_name="links")
+    is_primary = models.BooleanField(default=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["story", "role", "-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["artifact", "role"], name="link_artifact_once_per_role"),
+            # Two partial indexes because a plain unique index treats NULL scenes as distinct.
+            models.UniqueConstraint(
+                fields=["story", "role"],
+                condition=Q(is_primary=True, scene__isnull=True),
+                name="link_one_primary_per_story_role",
+            ),
+            models.UniqueConstraint(
+                fields=["story", "role", "scene"],
+                condition=Q(is_primary=True, scene__isnull=False),
+                name="link_one_primary_per_scene_role",
+            ),
+            models.CheckConstraint(
+                condition=(Q(role=ROLE_SCENE_IMAGE, scene__isnull=False) | (~Q(role=ROLE_SCENE_IMAGE) & Q(scene__isnull=True))),
+                name="link_scene_only_for_scene_image",
+            ),
+        ]
+        indexes = [models.Index(fields=["story", "role", "is_primary"], name="link_story_role_idx")]
+
+    def __str__(self):
+        return f"{self.role}{' (primary)' if self.is_primary else ''}: {self.artifact_id}"

@@ -1,0 +1,68 @@
+"""Shared fixtures: small real objects made through the services, never mocks."""
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.db import connection
+
+from artifacts.services import ArtifactService
+from stories import services as story_services
+
+SCENE_INTENT = {"mood": "tense", "pacing": "fast", "key_beats": ["door creaks", "lights fail"]}
+PNG_BYTES = (
+    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
+    b"\x00\x00\x00\rIDATx\x9cc\xf8\xcf\xc0\xf0\x1f\x00\x05\x00\x01\xff\x89\x99=\x1d\x00\x00\x00\x00IEND\xaeB`\x82"
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip tests marked postgres_only when the suite runs on SQLite."""
+    from django.conf import settings
+
+    if settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        return
+    skip = pytest.mark.skip(reason="needs PostgreSQL (set DATABASE_URL=postgres://...)")
+    for item in items:
+        if "postgres_only" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def is_postgres():
+    return connection.vendor == "postgresql"
+
+
+@pytest.fixture
+def story(db):
+    return story_services.story_create(title="The Lighthouse", description="A keeper and a storm.")
+
+
+@pytest.fixture
+def scene(story):
+    return story_services.scene_create(story_id=story.pk, title="Storm", source_text="The keeper climbs the stairs.")
+
+
+@pytest.fixture
+def service(db):
+    return ArtifactService(request_id="test-request")
+
+
+@pytest.fixture
+def make_user(db):
+    def make(username, *perms, superuser=False):
+        if superuser:
+            return User.objects.create_superuser(username, f"{username}@example.com", "pw-" + username)
+        user = User.objects.create_user(username, f"{username}@example.com", "pw-" + username)
+        for perm in perms:
+            app_label, codename = perm.split(".")
+            user.user_permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+        return User.objects.get(pk=user.pk)  # fresh instance: permission cache empty
+
+    return make
+
+
+@pytest.fixture
+def published_cover(story):
+    svc = ArtifactService()
+    cover = svc.create_story_artifact(story.pk, "cover_image", {"alt": "a lighthouse"}, content=PNG_BYTES, mime_type="image/png")
+    svc.transition(cover.pk, "candidate")
+    return svc.transition(cover.pk, "published")
