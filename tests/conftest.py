@@ -66,3 +66,10 @@ def published_cover(story):
     cover = svc.create_story_artifact(story.pk, "cover_image", {"alt": "a lighthouse"}, content=PNG_BYTES, mime_type="image/png")
     svc.transition(cover.pk, "candidate")
     return svc.transition(cover.pk, "published")
+
+
+@pytest.fixture(autouse=True)
+def media_root(settings, tmp_path):
+    """Uploaded content goes to a per-test folder, never the developer's media/."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
