@@ -44,8 +44,10 @@ class ArtifactQuerySet(models.QuerySet):
         return super().update(**kwargs)
 
     def for_stream(self, *, story_id, scene_id, type):
-        return self.filter(story_id=story_id, scene_id=scene_id, type=type) if scene_id else self.filter(
-            story_id=story_id, scene__isnull=True, type=type
+        return (
+            self.filter(story_id=story_id, scene_id=scene_id, type=type)
+            if scene_id
+            else self.filter(story_id=story_id, scene__isnull=True, type=type)
         )
 
     def latest_per_type(self):
@@ -123,14 +125,6 @@ class Artifact(models.Model):
     def __str__(self):
         return f"{self.type} v{self.version}"
 
-    @property
-    def is_pruned(self) -> bool:
-        return self.pruned_at is not None
-
-    @property
-    def is_media(self) -> bool:
-        return bool(self.content_sha256)
-
     def save(self, *args, **kwargs):
         # Model-layer guard; the database triggers are the real guarantee.
         if not self._state.adding:
@@ -139,6 +133,14 @@ class Artifact(models.Model):
 
     def delete(self, *args, **kwargs):
         raise ImmutableRow("artifacts are never deleted")
+
+    @property
+    def is_pruned(self) -> bool:
+        return self.pruned_at is not None
+
+    @property
+    def is_media(self) -> bool:
+        return bool(self.content_sha256)
 
 
 class RelationType(models.TextChoices):
@@ -171,9 +173,7 @@ class ArtifactRelation(models.Model):
                 fields=["from_artifact", "to_artifact", "relation_type"], name="relation_unique_edge"
             ),
             models.CheckConstraint(condition=~Q(from_artifact=models.F("to_artifact")), name="relation_no_self_edge"),
-            models.CheckConstraint(
-                condition=Q(relation_type__in=RelationType.values), name="relation_type_known"
-            ),
+            models.CheckConstraint(condition=Q(relation_type__in=RelationType.values), name="relation_type_known"),
         ]
         # from_artifact is the leading column of the unique index; lineage also walks
         # edges backwards, so the other end needs its own index.

@@ -40,9 +40,7 @@ STR_LIST = {"type": "array", "items": STR}
 _PANEL_PLAN_PANELS = {
     "type": "array",
     "minItems": 1,
-    "items": _obj(
-        {"grammar_id": STR, "weight": {"type": "number", "exclusiveMinimum": 0}, "must_show": STR_LIST}
-    ),
+    "items": _obj({"grammar_id": STR, "weight": {"type": "number", "exclusiveMinimum": 0}, "must_show": STR_LIST}),
 }
 
 

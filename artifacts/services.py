@@ -190,7 +190,9 @@ class ArtifactService:
         scene = Scene.objects.filter(pk=parse_uuid(scene_id, what="scene")).first()
         if scene is None:
             raise NotFound(f"scene {scene_id} does not exist", field="scene_id")
-        return self._create(story_id=scene.story_id, scene=scene, type=type, payload=payload, parent_id=parent_id, **options)
+        return self._create(
+            story_id=scene.story_id, scene=scene, type=type, payload=payload, parent_id=parent_id, **options
+        )
 
     def get_artifact(self, artifact_id) -> Artifact:
         artifact = (
@@ -245,7 +247,11 @@ class ArtifactService:
             return original
         options = {}
         if original.content_sha256:
-            options = {"stored": StoredContent(original.content.name, original.content_sha256, original.content_size, original.mime_type)}
+            options = {
+                "stored": StoredContent(
+                    original.content.name, original.content_sha256, original.content_size, original.mime_type
+                )
+            }
         edited = self._create(
             story_id=original.story_id,
             scene=original.scene,
@@ -272,9 +278,7 @@ class ArtifactService:
         from stories.models import StoryArtifactLink
 
         if to not in LifecycleState.values:
-            raise InvalidInput(
-                f"unknown lifecycle state {to!r}; one of {', '.join(LifecycleState.values)}", field="to"
-            )
+            raise InvalidInput(f"unknown lifecycle state {to!r}; one of {', '.join(LifecycleState.values)}", field="to")
         # The row lock serializes against a concurrent transition or primary change.
         artifact = Artifact.objects.select_for_update().filter(pk=parse_uuid(artifact_id, what="artifact")).first()
         if artifact is None:
@@ -284,7 +288,10 @@ class ArtifactService:
             raise Pruned(f"artifact {artifact.pk} was pruned and can no longer change state")
         if to not in ALLOWED_TRANSITIONS[current]:
             raise InvalidTransition(f"cannot go from {current} to {to}")
-        if to == LifecycleState.ARCHIVED and StoryArtifactLink.objects.filter(artifact=artifact, is_primary=True).exists():
+        if (
+            to == LifecycleState.ARCHIVED
+            and StoryArtifactLink.objects.filter(artifact=artifact, is_primary=True).exists()
+        ):
             raise StillPrimary(f"artifact {artifact.pk} is a primary link; choose another primary before archiving")
         Artifact.objects.filter(pk=artifact.pk, lifecycle_state=current).update(lifecycle_state=to)
         artifact.lifecycle_state = to
@@ -382,11 +389,7 @@ class ArtifactService:
             key=lambda pair: (pair[1], pair[0].type, pair[0].version),
         )
         ids = set(distances) | {root.pk}
-        edges = [
-            LineageEdge(a.pk, a.parent_id, "parent")
-            for a in [root, *found.values()]
-            if a.parent_id in ids
-        ]
+        edges = [LineageEdge(a.pk, a.parent_id, "parent") for a in [root, *found.values()] if a.parent_id in ids]
         edges += [
             LineageEdge(r.from_artifact_id, r.to_artifact_id, r.relation_type)
             for r in ArtifactRelation.objects.filter(from_artifact_id__in=ids, to_artifact_id__in=ids)
@@ -439,10 +442,14 @@ class ArtifactService:
         artifact_type = get_type(type)
         scope = SCOPE_SCENE if scene is not None else SCOPE_STORY
         if scope not in artifact_type.scopes:
-            raise InvalidScope(f"{type} artifacts belong to a {' or '.join(artifact_type.scopes)}, not a {scope}", field="type")
+            raise InvalidScope(
+                f"{type} artifacts belong to a {' or '.join(artifact_type.scopes)}, not a {scope}", field="type"
+            )
         kind = kind or artifact_type.default_kind
         if kind not in artifact_type.kinds:
-            raise InvalidKind(f"{type} artifacts have kind {' or '.join(artifact_type.kinds)}, not {kind!r}", field="kind")
+            raise InvalidKind(
+                f"{type} artifacts have kind {' or '.join(artifact_type.kinds)}, not {kind!r}", field="kind"
+            )
         if lifecycle_state not in LifecycleState.values:
             raise InvalidInput(f"unknown lifecycle state {lifecycle_state!r}", field="lifecycle_state")
         validate_payload(type, payload)
@@ -488,9 +495,18 @@ class ArtifactService:
             except IntegrityError as exc:
                 if not _is_version_conflict(exc):
                     raise
-                logger.warning("version conflict on %s/%s (attempt %d of %d)", scene.pk if scene else story_id, type, attempt, MAX_CREATE_ATTEMPTS)
+                logger.warning(
+                    "version conflict on %s/%s (attempt %d of %d)",
+                    scene.pk if scene else story_id,
+                    type,
+                    attempt,
+                    MAX_CREATE_ATTEMPTS,
+                )
         logger.error(
-            "version assignment exhausted %d attempts on stream %s/%s", MAX_CREATE_ATTEMPTS, scene.pk if scene else story_id, type
+            "version assignment exhausted %d attempts on stream %s/%s",
+            MAX_CREATE_ATTEMPTS,
+            scene.pk if scene else story_id,
+            type,
         )
         raise VersionConflict(f"could not assign a version on {type} after {MAX_CREATE_ATTEMPTS} attempts")
 

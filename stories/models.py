@@ -46,9 +46,7 @@ class Story(models.Model):
     canonical_video = models.ForeignKey(
         "artifacts.Artifact", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
-    current_run = models.ForeignKey(
-        "runs.Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    current_run = models.ForeignKey("runs.Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -112,7 +110,9 @@ class StoryArtifactLink(models.Model):
                 name="link_one_primary_per_scene_role",
             ),
             models.CheckConstraint(
-                condition=(Q(role=ROLE_SCENE_IMAGE, scene__isnull=False) | (~Q(role=ROLE_SCENE_IMAGE) & Q(scene__isnull=True))),
+                condition=(
+                    Q(role=ROLE_SCENE_IMAGE, scene__isnull=False) | (~Q(role=ROLE_SCENE_IMAGE) & Q(scene__isnull=True))
+                ),
                 name="link_scene_only_for_scene_image",
             ),
         ]

@@ -78,9 +78,10 @@ def scene_update(*, scene_id, **changes) -> Scene:
     if unknown:
         raise InvalidInput(f"cannot change {', '.join(sorted(unknown))} of a scene", field=sorted(unknown)[0])
     scene = _get(Scene, scene_id, what="scene", lock=True)
-    if "position" in changes and Scene.objects.filter(story_id=scene.story_id, position=changes["position"]).exclude(
-        pk=scene.pk
-    ).exists():
+    if (
+        "position" in changes
+        and Scene.objects.filter(story_id=scene.story_id, position=changes["position"]).exclude(pk=scene.pk).exists()
+    ):
         raise InvalidInput(f"story already has a scene at position {changes['position']}", field="position")
     for name, value in changes.items():
         setattr(scene, name, value)
@@ -101,7 +102,9 @@ def scene_lock_planning(*, scene_id, actor=None) -> Scene:
         _get(Scene, scene_uuid, what="scene")
         raise AlreadyLocked(f"planning on scene {scene_uuid} is already locked")
     scene = Scene.objects.get(pk=scene_uuid)
-    audit_record(action="lock_planning", target=scene, actor=user, story_id=scene.story_id, from_value=False, to_value=True)
+    audit_record(
+        action="lock_planning", target=scene, actor=user, story_id=scene.story_id, from_value=False, to_value=True
+    )
     return scene
 
 
@@ -115,7 +118,9 @@ def scene_unlock_planning(*, scene_id, actor=None) -> Scene:
         _get(Scene, scene_uuid, what="scene")
         raise NotLocked(f"planning on scene {scene_uuid} is not locked")
     scene = Scene.objects.get(pk=scene_uuid)
-    audit_record(action="unlock_planning", target=scene, actor=user, story_id=scene.story_id, from_value=True, to_value=False)
+    audit_record(
+        action="unlock_planning", target=scene, actor=user, story_id=scene.story_id, from_value=True, to_value=False
+    )
     return scene
 
 
@@ -125,7 +130,9 @@ def _check_link_target(*, story: Story, artifact: Artifact, role: str, scene_id)
     if artifact.story_id != story.pk:
         raise InvalidLink(f"artifact {artifact.pk} belongs to another story", field="artifact_id")
     if artifact.kind != KIND_FOR_ROLE[role]:
-        raise InvalidLink(f"role {role} needs an {KIND_FOR_ROLE[role]} artifact, not {artifact.kind}", field="artifact_id")
+        raise InvalidLink(
+            f"role {role} needs an {KIND_FOR_ROLE[role]} artifact, not {artifact.kind}", field="artifact_id"
+        )
     if role != ROLE_SCENE_IMAGE:
         if scene_id is not None:
             raise InvalidLink(f"role {role} is story-wide and takes no scene", field="scene_id")
@@ -153,7 +160,11 @@ def link_create(*, story_id, artifact_id, role: str, scene_id=None, actor=None) 
     try:
         with transaction.atomic():
             return StoryArtifactLink.objects.create(
-                story=story, artifact=artifact, role=role, scene=scene, is_primary=False,
+                story=story,
+                artifact=artifact,
+                role=role,
+                scene=scene,
+                is_primary=False,
                 created_by=actor if actor is not None and actor.is_authenticated else None,
             )
     except IntegrityError:
@@ -174,7 +185,9 @@ def story_set_primary(*, story_id, role: str, artifact_id, scene_id=None, actor=
     if artifact.is_pruned:
         raise Pruned(f"artifact {artifact.pk} was pruned")
     if artifact.lifecycle_state != LifecycleState.PUBLISHED:
-        raise NotPublished(f"artifact {artifact.pk} is {artifact.lifecycle_state}; only a published artifact can be primary")
+        raise NotPublished(
+            f"artifact {artifact.pk} is {artifact.lifecycle_state}; only a published artifact can be primary"
+        )
     user = actor if actor is not None and actor.is_authenticated else None
 
     current = StoryArtifactLink.objects.filter(story=story, role=role, scene=scene, is_primary=True).first()
@@ -200,8 +213,11 @@ def story_set_primary(*, story_id, role: str, artifact_id, scene_id=None, actor=
         target=story,
         actor=user,
         story_id=story.pk,
-        from_value={"role": role, "scene_id": str(scene.pk) if scene else None,
-                    "artifact_id": str(current.artifact_id) if current else None},
+        from_value={
+            "role": role,
+            "scene_id": str(scene.pk) if scene else None,
+            "artifact_id": str(current.artifact_id) if current else None,
+        },
         to_value={"role": role, "scene_id": str(scene.pk) if scene else None, "artifact_id": str(artifact.pk)},
     )
     return link
@@ -210,7 +226,8 @@ def story_set_primary(*, story_id, role: str, artifact_id, scene_id=None, actor=
 def story_references_from_links(story: Story) -> dict[str, object]:
     """What each derived reference should be, read from the primary links (for drift checks)."""
     primaries = dict(
-        StoryArtifactLink.objects.filter(story=story, is_primary=True, role__in=list(STORY_REFERENCE_FOR_ROLE))
-        .values_list("role", "artifact_id")
+        StoryArtifactLink.objects.filter(
+            story=story, is_primary=True, role__in=list(STORY_REFERENCE_FOR_ROLE)
+        ).values_list("role", "artifact_id")
     )
     return {field: primaries.get(role) for role, field in STORY_REFERENCE_FOR_ROLE.items()}

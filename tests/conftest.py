@@ -63,7 +63,9 @@ def make_user(db):
 @pytest.fixture
 def published_cover(story):
     svc = ArtifactService()
-    cover = svc.create_story_artifact(story.pk, "cover_image", {"alt": "a lighthouse"}, content=PNG_BYTES, mime_type="image/png")
+    cover = svc.create_story_artifact(
+        story.pk, "cover_image", {"alt": "a lighthouse"}, content=PNG_BYTES, mime_type="image/png"
+    )
     svc.transition(cover.pk, "candidate")
     return svc.transition(cover.pk, "published")
 
