@@ -52,20 +52,28 @@ class ArtifactType:
     scopes: tuple[str, ...] = (SCOPE_SCENE,)
     planning: bool = False
     description: str = ""
+    # A valid payload, shown in the type listing and used by the demo data; checked here.
+    example: dict = field(default_factory=dict)
     validator: Draft202012Validator = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         Draft202012Validator.check_schema(self.schema)
         object.__setattr__(self, "validator", Draft202012Validator(self.schema))
+        self.validator.validate(self.example)
 
     @property
     def default_kind(self) -> str:
         return self.kinds[0]
 
 
-def _media(name: str, kind: str, description: str) -> ArtifactType:
+def _media(name: str, kind: str, description: str, alt: str) -> ArtifactType:
     return ArtifactType(
-        name, _obj({"alt": STR}), kinds=(kind,), scopes=(SCOPE_STORY, SCOPE_SCENE), description=description
+        name,
+        _obj({"alt": STR}),
+        kinds=(kind,),
+        scopes=(SCOPE_STORY, SCOPE_SCENE),
+        description=description,
+        example={"alt": alt},
     )
 
 
@@ -77,18 +85,32 @@ ARTIFACT_TYPES: dict[str, ArtifactType] = {
             _obj({"mood": STR, "pacing": STR, "key_beats": {**STR_LIST, "minItems": 1}}),
             planning=True,
             description="Narrative analysis: mood, pacing and key beats of the scene text.",
+            example={"mood": "tense", "pacing": "fast", "key_beats": ["the door creaks", "the light fails"]},
         ),
         ArtifactType(
             "panel_plan",
             _obj({"panels": _PANEL_PLAN_PANELS}),
             planning=True,
             description="Panel breakdown with grammar ids, weights and must-show elements.",
+            example={
+                "panels": [
+                    {"grammar_id": "establishing", "weight": 2, "must_show": ["lighthouse"]},
+                    {"grammar_id": "close_up", "weight": 1, "must_show": ["keeper"]},
+                ]
+            },
         ),
         ArtifactType(
             "panel_plan_normalized",
             _obj({"panels": _PANEL_PLAN_PANELS, "qc": _obj({"passed": BOOL, "checks": LIST})}),
             planning=True,
             description="The panel plan validated and normalized, with its QC checks.",
+            example={
+                "panels": [
+                    {"grammar_id": "establishing", "weight": 0.67, "must_show": ["lighthouse"]},
+                    {"grammar_id": "close_up", "weight": 0.33, "must_show": ["keeper"]},
+                ],
+                "qc": {"passed": True, "checks": ["weights_sum_to_one"]},
+            },
         ),
         ArtifactType(
             "layout_template",
@@ -103,6 +125,13 @@ ARTIFACT_TYPES: dict[str, ArtifactType] = {
             ),
             planning=True,
             description="The chosen layout template with panel geometry in [0, 1].",
+            example={
+                "template_id": "two_row",
+                "panels": [
+                    {"panel_index": 0, "x": 0, "y": 0, "w": 1, "h": 0.5},
+                    {"panel_index": 1, "x": 0, "y": 0.5, "w": 1, "h": 0.5},
+                ],
+            },
         ),
         ArtifactType(
             "panel_semantics",
@@ -118,17 +147,31 @@ ARTIFACT_TYPES: dict[str, ArtifactType] = {
             ),
             planning=True,
             description="What each panel shows: characters, environment, dialogue.",
+            example={
+                "panels": [{"panel_index": 0, "characters": ["keeper"], "environment": "stormy coast", "dialogue": []}]
+            },
         ),
         ArtifactType(
             "render_spec",
             _obj({"prompt": STR, "style": STR, "characters": LIST, "reference_images": STR_LIST}),
             description="The complete image-generation prompt.",
+            example={
+                "prompt": "a lighthouse in a storm, ink style",
+                "style": "ink",
+                "characters": ["keeper"],
+                "reference_images": [],
+            },
         ),
         ArtifactType(
             "render_result",
             _obj({"image_url": STR, "metadata": OBJ, "generation_params": OBJ}),
             kinds=(KIND_JSON, KIND_IMAGE),
             description="A generated image (as content when kind is image) and its parameters.",
+            example={
+                "image_url": "render://example.png",
+                "metadata": {"width": 64, "height": 64},
+                "generation_params": {"seed": 7},
+            },
         ),
         ArtifactType(
             "qc_report",
@@ -143,27 +186,31 @@ ARTIFACT_TYPES: dict[str, ArtifactType] = {
                 }
             ),
             description="Quality-control results: issues and metrics.",
+            example={"passed": True, "issues": [], "metrics": {"panels": 2}},
         ),
         ArtifactType(
             "blind_test_report",
             _obj({"clarity_score": UNIT, "summary": STR, "confusions": STR_LIST}),
             description="A blind reader's evaluation of narrative clarity.",
+            example={"clarity_score": 0.8, "summary": "The beats read clearly.", "confusions": []},
         ),
         ArtifactType(
             "dialogue_suggestions",
             _obj({"lines": {"type": "array", "items": _obj({"speaker": STR, "text": STR, "emotion": STR})}}),
             planning=True,
             description="Dialogue lines with speaker and emotion hints.",
+            example={"lines": [{"speaker": "keeper", "text": "Hold fast.", "emotion": "resolve"}]},
         ),
         ArtifactType(
             "visual_plan",
             _obj({"characters": {"type": "array", "items": _obj({"name": STR, "visual_details": OBJ})}}),
             planning=True,
             description="Characters extracted and normalized with their visual details.",
+            example={"characters": [{"name": "keeper", "visual_details": {"coat": "yellow oilskin"}}]},
         ),
-        _media("cover_image", KIND_IMAGE, "The story's cover image; payload.alt describes it."),
-        _media("audio_track", KIND_AUDIO, "An audio track; payload.alt describes it."),
-        _media("video_render", KIND_VIDEO, "A rendered video; payload.alt describes it."),
+        _media("cover_image", KIND_IMAGE, "The story's cover image; payload.alt describes it.", "A lighthouse at dusk"),
+        _media("audio_track", KIND_AUDIO, "An audio track; payload.alt describes it.", "Waves and wind"),
+        _media("video_render", KIND_VIDEO, "A rendered video; payload.alt describes it.", "The storm, animated"),
     ]
 }
 

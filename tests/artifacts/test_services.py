@@ -1,0 +1,343 @@
+import logging
+
+import pytest
+from django.core.files.storage import default_storage
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from artifacts.errors import (
+    Cycle,
+    DuplicateRelation,
+    InvalidContent,
+    InvalidInput,
+    InvalidKind,
+    InvalidParent,
+    InvalidPayload,
+    InvalidRelation,
+    InvalidScope,
+    InvalidTransition,
+    NotFound,
+    PlanningLocked,
+    StillPrimary,
+    UnknownType,
+    VersionConflict,
+)
+from artifacts.models import ALLOWED_TRANSITIONS, Artifact, AuditEvent, LifecycleState
+from artifacts.payloads import ARTIFACT_TYPES
+from artifacts.services import ArtifactService
+from artifacts_project.request_id import request_id_scope
+from stories import services as story_services
+from tests.conftest import PNG_BYTES, SCENE_INTENT
+
+PANEL_PLAN = ARTIFACT_TYPES["panel_plan"].example
+RENDER_SPEC = ARTIFACT_TYPES["render_spec"].example
+
+
+def intent(n):
+    return {**SCENE_INTENT, "mood": f"mood {n}"}
+
+
+class TestVersioning:
+    def test_versions_count_up_per_stream_each_with_the_previous_as_parent(self, service, scene):
+        made = [service.create_artifact(scene.pk, "scene_intent", intent(n)) for n in range(3)]
+        assert [a.version for a in made] == [1, 2, 3]
+        assert [a.parent_id for a in made] == [None, made[0].pk, made[1].pk]
+        other = service.create_artifact(scene.pk, "panel_plan", PANEL_PLAN)
+        assert (other.version, other.parent_id) == (1, None)
+
+    def test_story_level_stream_is_separate_from_scene_streams(self, service, story, scene):
+        service.create_artifact(scene.pk, "cover_image", {"alt": "s"}, content=PNG_BYTES, mime_type="image/png")
+        a = service.create_story_artifact(
+            story.pk, "cover_image", {"alt": "a"}, content=PNG_BYTES, mime_type="image/png"
+        )
+        b = service.create_story_artifact(
+            story.pk, "cover_image", {"alt": "b"}, content=PNG_BYTES, mime_type="image/png"
+        )
+        assert (a.version, b.version, b.parent_id, a.scene_id) == (1, 2, a.pk, None)
+
+    def test_explicit_parent_branches_from_an_older_version_of_the_same_stream(self, service, scene):
+        v1 = service.create_artifact(scene.pk, "scene_intent", intent(1))
+        service.create_artifact(scene.pk, "scene_intent", intent(2))
+        branch = service.create_artifact(scene.pk, "scene_intent", intent(3), parent_id=v1.pk)
+        assert (branch.version, branch.parent_id) == (3, v1.pk)
+
+    def test_parent_from_another_stream_is_refused_and_nothing_written(self, service, scene):
+        plan = service.create_artifact(scene.pk, "panel_plan", PANEL_PLAN)
+        with pytest.raises(InvalidParent) as excinfo:
+            service.create_artifact(scene.pk, "scene_intent", SCENE_INTENT, parent_id=plan.pk)
+        assert excinfo.value.field == "parent_id"
+        assert not Artifact.objects.filter(type="scene_intent").exists()
+
+    def test_seed_reads_latest_list_and_next_version(self, service, scene):
+        assert service.get_latest_artifact(scene.pk, "scene_intent") is None
+        assert service.get_next_version(scene.pk, "scene_intent") == 1
+        first = service.create_artifact(scene.pk, "scene_intent", intent(1))
+        second = service.create_artifact(scene.pk, "scene_intent", intent(2))
+        plan = service.create_artifact(scene.pk, "panel_plan", PANEL_PLAN)
+        assert service.get_latest_artifact(scene.pk, "scene_intent") == second
+        assert service.get_next_version(scene.pk, "scene_intent") == 3
+        assert list(service.list_artifacts(scene.pk)) == [plan, first, second]
+        assert list(service.list_artifacts(scene.pk, type="scene_intent")) == [first, second]
+        assert service.get_artifact(str(first.pk)) == first
+        assert set(Artifact.objects.filter(scene=scene).latest_per_type()) == {second, plan}
+
+    def test_unknown_and_malformed_ids_are_not_found(self, service, scene):
+        for bad in ["not-a-uuid", "00000000-0000-0000-0000-000000000000"]:
+            with pytest.raises(NotFound):
+                service.get_artifact(bad)
+            with pytest.raises(NotFound):
+                service.create_artifact(bad, "scene_intent", SCENE_INTENT)
+
+    def test_safety_net_retry_recovers_from_a_forced_version_conflict(self, scene, caplog):
+        ArtifactService().create_artifact(scene.pk, "scene_intent", intent(1))
+
+        class StaleOnce(ArtifactService):
+            """Hands out an already-taken version once, as a writer bypassing the lock would."""
+
+            stale = 1
+
+            def _next_version(self, latest):
+                if self.stale:
+                    self.stale -= 1
+                    return latest.version
+                return super()._next_version(latest)
+
+        with caplog.at_level(logging.WARNING, logger="artifacts.services"):
+            made = StaleOnce().create_artifact(scene.pk, "scene_intent", intent(2))
+        assert made.version == 2
+        assert "version conflict" in caplog.text
+
+    def test_retry_exhaustion_is_logged_and_raised(self, scene, caplog):
+        ArtifactService().create_artifact(scene.pk, "scene_intent", intent(1))
+
+        class AlwaysStale(ArtifactService):
+            def _next_version(self, latest):
+                return latest.version
+
+        with caplog.at_level(logging.ERROR, logger="artifacts.services"), pytest.raises(VersionConflict):
+            AlwaysStale().create_artifact(scene.pk, "scene_intent", intent(2))
+        assert "exhausted 3 attempts" in caplog.text
+        assert Artifact.objects.filter(scene=scene).count() == 1
+
+
+class TestValidation:
+    def test_bad_payload_is_refused_with_its_path_and_nothing_written(self, service, scene):
+        bad = {"panels": [{"grammar_id": "g", "weight": -1, "must_show": []}]}
+        with pytest.raises(InvalidPayload) as excinfo:
+            service.create_artifact(scene.pk, "panel_plan", bad)
+        assert excinfo.value.field == "payload.panels[0].weight"
+        assert Artifact.objects.count() == 0
+
+    def test_unknown_type_wrong_kind_and_wrong_scope_are_refused(self, service, story, scene):
+        with pytest.raises(UnknownType):
+            service.create_artifact(scene.pk, "storyboard", {})
+        with pytest.raises(InvalidKind):
+            service.create_artifact(scene.pk, "scene_intent", SCENE_INTENT, kind="image")
+        with pytest.raises(InvalidScope):
+            service.create_story_artifact(story.pk, "scene_intent", SCENE_INTENT)
+        assert Artifact.objects.count() == 0
+
+    def test_media_needs_matching_content_and_json_takes_none(self, service, story, scene):
+        with pytest.raises(InvalidContent):
+            service.create_story_artifact(story.pk, "cover_image", {"alt": "x"})
+        with pytest.raises(InvalidContent):
+            service.create_story_artifact(story.pk, "cover_image", {"alt": "x"}, content=b"RIFF", mime_type="audio/wav")
+        with pytest.raises(InvalidContent):
+            service.create_story_artifact(story.pk, "cover_image", {"alt": "x"}, content=b"", mime_type="image/png")
+        with pytest.raises(InvalidContent):
+            service.create_artifact(scene.pk, "scene_intent", SCENE_INTENT, content=PNG_BYTES)
+        assert Artifact.objects.count() == 0
+
+
+class TestContent:
+    def test_equal_bytes_are_stored_once_by_digest(self, service, story):
+        upload = SimpleUploadedFile("cover.png", PNG_BYTES, content_type="image/png")
+        a = service.create_story_artifact(story.pk, "cover_image", {"alt": "a"}, content=upload)
+        b = service.create_story_artifact(
+            story.pk, "cover_image", {"alt": "b"}, content=PNG_BYTES, mime_type="image/png"
+        )
+        c = service.create_story_artifact(
+            story.pk, "cover_image", {"alt": "c"}, content=PNG_BYTES + b"\x00", mime_type="image/png"
+        )
+        assert a.content.name == b.content.name != c.content.name
+        assert a.content_sha256 == b.content_sha256 and a.content_size == len(PNG_BYTES) and a.mime_type == "image/png"
+        folder = a.content.name.rsplit("/", 1)[0]
+        assert default_storage.listdir(folder)[1] == [a.content_sha256]
+        with default_storage.open(a.content.name) as handle:
+            assert handle.read() == PNG_BYTES
+
+    def test_mime_type_is_guessed_from_the_file_name(self, service, story):
+        upload = SimpleUploadedFile("theme.mp3", b"ID3fake-audio", content_type="application/octet-stream")
+        track = service.create_story_artifact(story.pk, "audio_track", {"alt": "theme"}, content=upload)
+        assert (track.kind, track.mime_type) == ("audio", "audio/mpeg")
+
+
+class TestRequestIdAndActor:
+    def test_request_id_in_force_is_stored_on_every_write(self, story, scene, make_user):
+        user = make_user("writer")
+        with request_id_scope("req-123"):
+            artifact = ArtifactService(user=user).create_artifact(scene.pk, "scene_intent", SCENE_INTENT)
+            ArtifactService(user=user).transition(artifact.pk, "candidate")
+        assert (artifact.request_id, artifact.created_by) == ("req-123", user)
+        event = AuditEvent.objects.get(action="transition")
+        assert (event.request_id, event.actor, event.from_value, event.to_value) == (
+            "req-123",
+            user,
+            "intermediate",
+            "candidate",
+        )
+
+    def test_explicit_request_id_wins(self, scene):
+        with request_id_scope("ambient"):
+            artifact = ArtifactService(request_id="explicit").create_artifact(scene.pk, "scene_intent", SCENE_INTENT)
+        assert artifact.request_id == "explicit"
+
+
+ALL_STATES = LifecycleState.values
+
+
+class TestLifecycle:
+    @pytest.mark.parametrize("source", ALL_STATES)
+    @pytest.mark.parametrize("target", ALL_STATES)
+    def test_each_transition_is_allowed_or_refused_as_spec_section_5_says(self, service, story, source, target):
+        artifact = service.create_story_artifact(
+            story.pk,
+            "cover_image",
+            {"alt": "x"},
+            content=PNG_BYTES,
+            mime_type="image/png",
+            lifecycle_state=source,
+        )
+        allowed = {
+            ("intermediate", "candidate"),
+            ("candidate", "published"),
+            ("published", "archived"),
+            ("intermediate", "archived"),
+            ("candidate", "archived"),
+            ("archived", "candidate"),
+        }
+        assert {(s, t) for s, targets in ALLOWED_TRANSITIONS.items() for t in targets} == allowed
+        if (source, target) in allowed:
+            assert service.transition(artifact.pk, target).lifecycle_state == target
+            artifact = Artifact.objects.get(pk=artifact.pk)
+            assert artifact.lifecycle_state == target
+        else:
+            with pytest.raises(InvalidTransition):
+                service.transition(artifact.pk, target)
+            assert Artifact.objects.get(pk=artifact.pk).lifecycle_state == source
+
+    def test_unknown_state_is_invalid_input(self, service, scene):
+        artifact = service.create_artifact(scene.pk, "scene_intent", SCENE_INTENT)
+        with pytest.raises(InvalidInput):
+            service.transition(artifact.pk, "deleted")
+
+    def test_a_primary_artifact_cannot_be_archived_until_replaced(self, service, story, published_cover):
+        story_services.story_set_primary(story_id=story.pk, role="cover", artifact_id=published_cover.pk)
+        with pytest.raises(StillPrimary):
+            service.transition(published_cover.pk, "archived")
+        newer = service.create_story_artifact(
+            story.pk,
+            "cover_image",
+            {"alt": "new"},
+            content=PNG_BYTES,
+            mime_type="image/png",
+            lifecycle_state="published",
+        )
+        story_services.story_set_primary(story_id=story.pk, role="cover", artifact_id=newer.pk)
+        assert service.transition(published_cover.pk, "archived").lifecycle_state == "archived"
+
+
+class TestEdit:
+    def test_edit_creates_the_next_version_with_the_edited_one_as_parent(self, service, scene):
+        v1 = service.create_artifact(scene.pk, "scene_intent", intent(1))
+        service.create_artifact(scene.pk, "scene_intent", intent(2))
+        edited = service.edit_artifact(v1.pk, intent("edited"))
+        assert (edited.version, edited.parent_id, edited.payload["mood"]) == (3, v1.pk, "mood edited")
+        assert Artifact.objects.get(pk=v1.pk).payload == intent(1)
+        event = AuditEvent.objects.get(action="edit")
+        assert event.target_id == edited.pk and event.from_value["version"] == 1
+
+    def test_unchanged_edit_writes_nothing(self, service, scene):
+        v1 = service.create_artifact(scene.pk, "scene_intent", intent(1))
+        assert service.edit_artifact(v1.pk, intent(1)) == v1
+        assert Artifact.objects.count() == 1 and not AuditEvent.objects.exists()
+
+    def test_edit_of_media_keeps_the_bytes(self, service, story):
+        cover = service.create_story_artifact(
+            story.pk, "cover_image", {"alt": "a"}, content=PNG_BYTES, mime_type="image/png"
+        )
+        edited = service.edit_artifact(cover.pk, {"alt": "better words"})
+        assert (edited.content.name, edited.content_sha256, edited.mime_type, edited.kind) == (
+            cover.content.name,
+            cover.content_sha256,
+            "image/png",
+            "image",
+        )
+
+    def test_invalid_edit_writes_nothing(self, service, scene):
+        v1 = service.create_artifact(scene.pk, "scene_intent", intent(1))
+        with pytest.raises(InvalidPayload):
+            service.edit_artifact(v1.pk, {"mood": "only"})
+        assert Artifact.objects.count() == 1
+
+
+class TestPlanningLock:
+    def test_planning_types_are_frozen_on_a_locked_scene(self, service, scene, make_user):
+        story_services.scene_lock_planning(scene_id=scene.pk)
+        with pytest.raises(PlanningLocked):
+            service.create_artifact(scene.pk, "panel_plan", PANEL_PLAN)
+        assert service.create_artifact(scene.pk, "render_spec", RENDER_SPEC).version == 1
+        editor = make_user("editor", "artifacts.override_planning_lock")
+        assert ArtifactService(user=editor).create_artifact(scene.pk, "panel_plan", PANEL_PLAN).version == 1
+        assert Artifact.objects.filter(type="panel_plan").count() == 1
+
+
+class TestRelationsAndLineage:
+    def test_relations_refuse_self_edges_duplicates_unknown_types_and_cycles(self, service, scene):
+        a = service.create_artifact(scene.pk, "render_spec", RENDER_SPEC)
+        b = service.create_artifact(scene.pk, "panel_plan", PANEL_PLAN)
+        c = service.create_artifact(scene.pk, "scene_intent", SCENE_INTENT)
+        service.relate(a.pk, b.pk, "derived_from")
+        service.relate(b.pk, c.pk, "transcoded_from")
+        with pytest.raises(InvalidRelation):
+            service.relate(a.pk, a.pk, "variant_of")
+        with pytest.raises(InvalidRelation):
+            service.relate(a.pk, c.pk, "copied_from")
+        with pytest.raises(DuplicateRelation):
+            service.relate(a.pk, b.pk, "derived_from")
+        with pytest.raises(Cycle):
+            service.relate(c.pk, a.pk, "derived_from")
+        with pytest.raises(Cycle):
+            service.relate(c.pk, a.pk, "transcoded_from")
+        # variant_of is symmetric in meaning; it may point back.
+        service.relate(c.pk, a.pk, "variant_of")
+
+    def test_lineage_walks_versions_and_relations_to_a_depth(self, service, scene):
+        intent_v1 = service.create_artifact(scene.pk, "scene_intent", intent(1))
+        intent_v2 = service.create_artifact(scene.pk, "scene_intent", intent(2))
+        plan = service.create_artifact(scene.pk, "panel_plan", PANEL_PLAN)
+        spec = service.create_artifact(scene.pk, "render_spec", RENDER_SPEC)
+        service.relate(plan.pk, intent_v2.pk, "derived_from")
+        service.relate(spec.pk, plan.pk, "derived_from")
+
+        full = service.lineage(spec.pk, direction="ancestors", depth=10)
+        assert [(a.pk, d) for a, d in full.nodes] == [(plan.pk, 1), (intent_v2.pk, 2), (intent_v1.pk, 3)]
+        assert {(e.from_id, e.to_id, e.kind) for e in full.edges} == {
+            (spec.pk, plan.pk, "derived_from"),
+            (plan.pk, intent_v2.pk, "derived_from"),
+            (intent_v2.pk, intent_v1.pk, "parent"),
+        }
+        assert [a.pk for a, _ in service.lineage(spec.pk, depth=2).nodes] == [plan.pk, intent_v2.pk]
+
+        down = service.lineage(intent_v1.pk, direction="descendants", depth=10)
+        assert [(a.pk, d) for a, d in down.nodes] == [(intent_v2.pk, 1), (plan.pk, 2), (spec.pk, 3)]
+
+    def test_lineage_terminates_on_variant_cycles_and_checks_its_arguments(self, service, scene):
+        a = service.create_artifact(scene.pk, "render_spec", RENDER_SPEC)
+        b = service.create_artifact(scene.pk, "panel_plan", PANEL_PLAN)
+        service.relate(a.pk, b.pk, "variant_of")
+        service.relate(b.pk, a.pk, "variant_of")
+        assert [x.pk for x, _ in service.lineage(a.pk, depth=100).nodes] == [b.pk]
+        with pytest.raises(InvalidInput):
+            service.lineage(a.pk, direction="sideways")
+        with pytest.raises(InvalidInput):
+            service.lineage(a.pk, depth=0)
