@@ -60,12 +60,19 @@ def make_user(db):
     return make
 
 
+def make_image(story_or_scene, alt="an image", *, state="intermediate", content=PNG_BYTES):
+    """A cover_image artifact on a story (story-level stream) or on a scene."""
+    svc = ArtifactService()
+    create = svc.create_story_artifact if story_or_scene._meta.model_name == "story" else svc.create_artifact
+    return create(
+        story_or_scene.pk, "cover_image", {"alt": alt}, content=content, mime_type="image/png", lifecycle_state=state
+    )
+
+
 @pytest.fixture
 def published_cover(story):
     svc = ArtifactService()
-    cover = svc.create_story_artifact(
-        story.pk, "cover_image", {"alt": "a lighthouse"}, content=PNG_BYTES, mime_type="image/png"
-    )
+    cover = make_image(story, "a lighthouse")
     svc.transition(cover.pk, "candidate")
     return svc.transition(cover.pk, "published")
 

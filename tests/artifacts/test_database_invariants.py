@@ -10,7 +10,7 @@ from artifacts.models import Artifact, AuditEvent, ImmutableRow
 from artifacts.services import audit_record
 from stories import services as story_services
 from stories.models import StoryArtifactLink
-from tests.conftest import PNG_BYTES, SCENE_INTENT
+from tests.conftest import PNG_BYTES, SCENE_INTENT, make_image
 
 COLUMNS = [
     "id", "story_id", "scene_id", "type", "version", "parent_id", "kind", "payload", "content",
@@ -121,9 +121,7 @@ class TestVersionUniqueness:
         assert not refused(*copy_row(artifact, version=2))
 
     def test_duplicate_story_level_version_with_null_scene_is_refused(self, service, story):
-        cover = service.create_story_artifact(
-            story.pk, "cover_image", {"alt": "a"}, content=PNG_BYTES, mime_type="image/png"
-        )
+        cover = make_image(story, "a")
         assert cover.scene_id is None
         assert refused(*copy_row(cover))
         assert not refused(*copy_row(cover, version=2))
@@ -151,18 +149,13 @@ class TestPrimaryLinks:
 
     def test_second_primary_per_story_role_is_refused(self, service, story, published_cover):
         story_services.story_set_primary(story_id=story.pk, role="cover", artifact_id=published_cover.pk)
-        other = service.create_story_artifact(
-            story.pk, "cover_image", {"alt": "b"}, content=PNG_BYTES, mime_type="image/png"
-        )
+        other = make_image(story, "b")
         assert refused(*self.insert_link(story=story, artifact=other, role="cover"))
         assert not refused(*self.insert_link(story=story, artifact=other, role="cover", primary=False))
 
     def test_one_primary_scene_image_per_scene(self, service, story, scene):
         second_scene = story_services.scene_create(story_id=story.pk, title="Calm")
-        images = [
-            service.create_artifact(scene.pk, "cover_image", {"alt": str(n)}, content=PNG_BYTES, mime_type="image/png")
-            for n in range(2)
-        ]
+        images = [make_image(scene, str(n)) for n in range(2)]
         elsewhere = service.create_artifact(
             second_scene.pk, "cover_image", {"alt": "z"}, content=PNG_BYTES, mime_type="image/png"
         )

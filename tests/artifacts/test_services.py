@@ -26,7 +26,7 @@ from artifacts.payloads import ARTIFACT_TYPES
 from artifacts.services import ArtifactService
 from artifacts_project.request_id import request_id_scope
 from stories import services as story_services
-from tests.conftest import PNG_BYTES, SCENE_INTENT
+from tests.conftest import PNG_BYTES, SCENE_INTENT, make_image
 
 PANEL_PLAN = ARTIFACT_TYPES["panel_plan"].example
 RENDER_SPEC = ARTIFACT_TYPES["render_spec"].example
@@ -45,13 +45,9 @@ class TestVersioning:
         assert (other.version, other.parent_id) == (1, None)
 
     def test_story_level_stream_is_separate_from_scene_streams(self, service, story, scene):
-        service.create_artifact(scene.pk, "cover_image", {"alt": "s"}, content=PNG_BYTES, mime_type="image/png")
-        a = service.create_story_artifact(
-            story.pk, "cover_image", {"alt": "a"}, content=PNG_BYTES, mime_type="image/png"
-        )
-        b = service.create_story_artifact(
-            story.pk, "cover_image", {"alt": "b"}, content=PNG_BYTES, mime_type="image/png"
-        )
+        make_image(scene, "s")
+        a = make_image(story, "a")
+        b = make_image(story, "b")
         assert (a.version, b.version, b.parent_id, a.scene_id) == (1, 2, a.pk, None)
 
     def test_explicit_parent_branches_from_an_older_version_of_the_same_stream(self, service, scene):
@@ -152,9 +148,7 @@ class TestContent:
     def test_equal_bytes_are_stored_once_by_digest(self, service, story):
         upload = SimpleUploadedFile("cover.png", PNG_BYTES, content_type="image/png")
         a = service.create_story_artifact(story.pk, "cover_image", {"alt": "a"}, content=upload)
-        b = service.create_story_artifact(
-            story.pk, "cover_image", {"alt": "b"}, content=PNG_BYTES, mime_type="image/png"
-        )
+        b = make_image(story, "b")
         c = service.create_story_artifact(
             story.pk, "cover_image", {"alt": "c"}, content=PNG_BYTES + b"\x00", mime_type="image/png"
         )
@@ -262,9 +256,7 @@ class TestEdit:
         assert Artifact.objects.count() == 1 and not AuditEvent.objects.exists()
 
     def test_edit_of_media_keeps_the_bytes(self, service, story):
-        cover = service.create_story_artifact(
-            story.pk, "cover_image", {"alt": "a"}, content=PNG_BYTES, mime_type="image/png"
-        )
+        cover = make_image(story, "a")
         edited = service.edit_artifact(cover.pk, {"alt": "better words"})
         assert (edited.content.name, edited.content_sha256, edited.mime_type, edited.kind) == (
             cover.content.name,
