@@ -460,7 +460,10 @@ class ArtifactService:
                 stored = store_content(content, mime_type=mime_type, kind=kind)
         elif content is not None:
             raise InvalidContent(f"a {kind} artifact carries no content; put it in the payload", field="content")
-        parent_uuid = parse_uuid(parent_id, what="parent") if parent_id is not None else None
+        try:
+            parent_uuid = parse_uuid(parent_id, what="parent") if parent_id is not None else None
+        except NotFound:  # a malformed parent names no version of this stream: bad input, not a missing resource
+            raise InvalidParent(f"parent_id {parent_id!r} is not a valid id", field="parent_id") from None
 
         for attempt in range(1, MAX_CREATE_ATTEMPTS + 1):
             try:

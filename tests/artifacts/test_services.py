@@ -61,6 +61,8 @@ class TestVersioning:
         with pytest.raises(InvalidParent) as excinfo:
             service.create_artifact(scene.pk, "scene_intent", SCENE_INTENT, parent_id=plan.pk)
         assert excinfo.value.field == "parent_id"
+        with pytest.raises(InvalidParent):
+            service.create_artifact(scene.pk, "scene_intent", SCENE_INTENT, parent_id="not-a-uuid")
         assert not Artifact.objects.filter(type="scene_intent").exists()
 
     def test_seed_reads_latest_list_and_next_version(self, service, scene):
