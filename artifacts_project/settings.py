@@ -122,6 +122,47 @@ ARTIFACT_MAX_BODY_BYTES = int(os.environ.get("ARTIFACT_MAX_BODY_BYTES", str(5 * 
 DATA_UPLOAD_MAX_MEMORY_SIZE = ARTIFACT_MAX_BODY_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = ARTIFACT_MAX_BODY_BYTES
 
+REST_FRAMEWORK = {
+    # Token first: its "WWW-Authenticate: Token" header is what makes an anonymous answer 401.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["artifacts_project.api_defaults.ModelPermissions"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "artifacts_project.api_defaults.CursorPagination",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "artifacts_project.api.exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Artifact store API",
+    "DESCRIPTION": (
+        "Immutable, auto-versioned pipeline artifacts with lineage and run provenance. "
+        "Authenticate with `Authorization: Token <key>` (or a session). Errors are "
+        '`{"code", "message", "field"?, "request_id"}`.'
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SCHEMA_PATH_PREFIX": r"/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "LifecycleStateEnum": "artifacts.models.LifecycleState",
+        "RunStatusEnum": "runs.models.RunStatus",
+        "StepStatusEnum": "runs.models.StepStatus",
+    },
+    "PREPROCESSING_HOOKS": ["artifacts_project.api.schema_preprocessing_hook"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "artifacts_project.api.schema_postprocessing_hook",
+    ],
+}
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -1,7 +1,14 @@
 from django.contrib import admin
 from django.db import connection
 from django.http import JsonResponse
-from django.urls import path
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import SimpleRouter
+
+from artifacts.api import ArtifactTypeViewSet, ArtifactViewSet, SceneArtifactViewSet, StoryArtifactViewSet
+from artifacts_project.api import UnknownEndpoint
+from runs.api import RunArtifactViewSet, RunStepViewSet, RunViewSet
+from stories.api import SceneViewSet, StoryLinkViewSet, StorySceneViewSet, StoryViewSet
 
 
 def healthz(request):
@@ -14,7 +21,45 @@ def healthz(request):
     return JsonResponse({"status": "ok", "database": connection.vendor})
 
 
+def _v1_router(trailing_slash: bool) -> SimpleRouter:
+    router = SimpleRouter(trailing_slash=trailing_slash, use_regex_path=False)
+    router.register("artifact-types", ArtifactTypeViewSet, basename="artifact-type")
+    router.register("artifacts", ArtifactViewSet, basename="artifact")
+    router.register("scenes/<uuid:scene_id>/artifacts", SceneArtifactViewSet, basename="scene-artifact")
+    router.register("stories/<uuid:story_id>/artifacts", StoryArtifactViewSet, basename="story-artifact")
+    router.register("stories/<uuid:story_id>/scenes", StorySceneViewSet, basename="story-scene")
+    router.register("stories/<uuid:story_id>/links", StoryLinkViewSet, basename="story-link")
+    router.register("stories", StoryViewSet, basename="story")
+    router.register("scenes", SceneViewSet, basename="scene")
+    router.register("runs/<uuid:run_id>/steps", RunStepViewSet, basename="run-step")
+    router.register("runs/<uuid:run_id>/artifacts", RunArtifactViewSet, basename="run-artifact")
+    router.register("runs", RunViewSet, basename="run")
+    return router
+
+
+# Every /v1 route answers with and without a trailing slash, so no client is redirected
+# (a 301 would turn a POST into a GET). The slashed twins come first because reverse()
+# picks the last pattern of a name: links name the bare form. Whatever no route matches
+# is a JSON 404.
+v1_patterns = [
+    path("schema", SpectacularAPIView.as_view(), name="schema"),
+    path("schema/", SpectacularAPIView.as_view()),
+    path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema")),
+    *_v1_router(trailing_slash=True).urls,
+    *_v1_router(trailing_slash=False).urls,
+    re_path(r"", UnknownEndpoint.as_view()),
+]
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("v1/", include(v1_patterns)),
+    # /v1 without its slash is still the API: a JSON 404, not a redirect.
+    re_path(r"^v1$", UnknownEndpoint.as_view()),
 ]
+
+handler400 = "artifacts_project.api.handler400"
+handler403 = "artifacts_project.api.handler403"
+handler404 = "artifacts_project.api.handler404"
+handler500 = "artifacts_project.api.handler500"

@@ -1,0 +1,414 @@
+"""/v1 endpoints of artifacts: streams, versions, lineage, content, relations, types.
+
+Views validate the shape of a request and hand it to ``ArtifactService``; every rule
+(versions, planning lock, lifecycle, cycles) lives there. Artifacts are immutable, so
+no route offers PUT, PATCH or DELETE (DRF answers 405).
+"""
+
+from django.db.models import Q
+from django.http import FileResponse
+from django.utils.cache import get_conditional_response
+from django.utils.http import quote_etag
+from django_filters import rest_framework as filters
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
+from rest_framework import mixins, serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
+
+from artifacts_project.api import CursorPagination, Gone, LimitedBodyMixin, created
+from stories.models import Scene, Story
+
+from .errors import NotFound
+from .models import Artifact, ArtifactRelation, LifecycleState, RelationType
+from .payloads import ARTIFACT_TYPES, KINDS, get_type
+from .services import MAX_LINEAGE_DEPTH, ArtifactService
+
+JSON_OBJECT = {"type": "object", "additionalProperties": True}
+
+
+# -- serializers -------------------------------------------------------------------
+
+
+class ArtifactSerializer(serializers.ModelSerializer):
+    artifact_id = serializers.UUIDField(source="id", read_only=True)
+    story_id = serializers.UUIDField(read_only=True)
+    scene_id = serializers.UUIDField(read_only=True, allow_null=True)
+    parent_id = serializers.UUIDField(read_only=True, allow_null=True)
+    created_by_step_id = serializers.UUIDField(read_only=True, allow_null=True)
+    created_by_id = serializers.IntegerField(read_only=True, allow_null=True)
+    payload = serializers.SerializerMethodField()
+    content_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Artifact
+        fields = [
+            "artifact_id",
+            "story_id",
+            "scene_id",
+            "type",
+            "version",
+            "parent_id",
+            "kind",
+            "payload",
+            "content_url",
+            "content_sha256",
+            "content_size",
+            "mime_type",
+            "lifecycle_state",
+            "request_id",
+            "created_by_step_id",
+            "created_by_id",
+            "created_at",
+            "pruned_at",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field({**JSON_OBJECT, "nullable": True})
+    def get_payload(self, artifact):
+        return None if artifact.is_pruned else artifact.payload
+
+    @extend_schema_field({"type": "string", "format": "uri", "nullable": True})
+    def get_content_url(self, artifact):
+        if not artifact.content_sha256:
+            return None
+        url = f"/v1/artifacts/{artifact.pk}/content"
+        request = self.context.get("request")
+        return request.build_absolute_uri(url) if request is not None else url
+
+
+class ArtifactCreateSerializer(serializers.Serializer):
+    type = serializers.CharField(help_text="A registered artifact type (see /v1/artifact-types).")
+    payload = serializers.JSONField(help_text="A JSON object; in a multipart request, a JSON string.")
+    parent_id = serializers.UUIDField(
+        required=False, allow_null=True, help_text="An older version of the same stream to branch from."
+    )
+    kind = serializers.ChoiceField(choices=KINDS, required=False, help_text="Defaults to the type's first kind.")
+    content = serializers.FileField(
+        required=False, help_text="The bytes of an image, audio or video artifact (multipart only)."
+    )
+
+
+class LineageQuerySerializer(serializers.Serializer):
+    direction = serializers.ChoiceField(choices=["ancestors", "descendants"], default="ancestors")
+    depth = serializers.IntegerField(min_value=1, max_value=MAX_LINEAGE_DEPTH, default=10)
+
+
+class LineageNodeSerializer(serializers.Serializer):
+    artifact_id = serializers.UUIDField(source="artifact.id")
+    type = serializers.CharField(source="artifact.type")
+    version = serializers.IntegerField(source="artifact.version")
+    kind = serializers.CharField(source="artifact.kind")
+    lifecycle_state = serializers.CharField(source="artifact.lifecycle_state")
+    story_id = serializers.UUIDField(source="artifact.story_id")
+    scene_id = serializers.UUIDField(source="artifact.scene_id", allow_null=True)
+    created_at = serializers.DateTimeField(source="artifact.created_at")
+    depth = serializers.IntegerField()
+
+
+class LineageEdgeSerializer(serializers.Serializer):
+    from_artifact_id = serializers.UUIDField(source="from_id")
+    to_artifact_id = serializers.UUIDField(source="to_id")
+    relation_type = serializers.CharField(
+        source="kind", help_text="'parent' (from is the next version of to) or a relation type."
+    )
+
+
+class LineageSerializer(serializers.Serializer):
+    artifact_id = serializers.UUIDField(source="root.id")
+    direction = serializers.CharField()
+    depth = serializers.IntegerField()
+    nodes = serializers.SerializerMethodField()
+    edges = LineageEdgeSerializer(many=True)
+
+    @extend_schema_field(LineageNodeSerializer(many=True))
+    def get_nodes(self, lineage):
+        return LineageNodeSerializer([{"artifact": a, "depth": d} for a, d in lineage.nodes], many=True).data
+
+
+class TransitionSerializer(serializers.Serializer):
+    to = serializers.ChoiceField(choices=LifecycleState.choices)
+
+
+class RelationSerializer(serializers.ModelSerializer):
+    relation_id = serializers.UUIDField(source="id", read_only=True)
+    from_artifact_id = serializers.UUIDField(read_only=True)
+    to_artifact_id = serializers.UUIDField(help_text="A derived_from B: A was made from B.")
+    relation_type = serializers.ChoiceField(choices=RelationType.choices)
+    created_by_step_id = serializers.UUIDField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = ArtifactRelation
+        fields = [
+            "relation_id",
+            "from_artifact_id",
+            "to_artifact_id",
+            "relation_type",
+            "created_by_step_id",
+            "request_id",
+            "created_at",
+        ]
+        read_only_fields = ["request_id", "created_at"]
+
+
+class ArtifactTypeSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    description = serializers.CharField()
+    kinds = serializers.ListField(child=serializers.CharField())
+    scopes = serializers.ListField(child=serializers.CharField())
+    planning = serializers.BooleanField()
+    schema = serializers.JSONField()
+    example = serializers.JSONField()
+
+
+# -- filters ------------------------------------------------------------------------
+
+
+class ArtifactFilter(filters.FilterSet):
+    type = filters.CharFilter(method="filter_type")
+    lifecycle_state = filters.ChoiceFilter(choices=LifecycleState.choices)
+    kind = filters.ChoiceFilter(choices=[(k, k) for k in KINDS])
+    request_id = filters.CharFilter()
+    created_at = filters.IsoDateTimeFromToRangeFilter()
+
+    class Meta:
+        model = Artifact
+        fields = ["type", "lifecycle_state", "kind", "request_id", "created_at"]
+
+    # The same ``unknown_type`` answer as a POST, rather than a silently empty page.
+    @extend_schema_field({"type": "string", "enum": list(ARTIFACT_TYPES)})
+    def filter_type(self, queryset, name, value):
+        get_type(value)
+        return queryset.filter(type=value)
+
+
+# -- views ----------------------------------------------------------------------------
+
+
+class ArtifactStreamViewSet(LimitedBodyMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
+    """The artifacts of one scene or one story; POST creates the next version of a stream."""
+
+    serializer_class = ArtifactSerializer
+    filterset_class = ArtifactFilter
+    parser_classes = [JSONParser, MultiPartParser]
+    pagination_class = CursorPagination
+    owner_model: type = Scene
+    owner_kwarg = "scene_id"
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Artifact.objects.none()
+        return self.stream_queryset(self.kwargs[self.owner_kwarg])
+
+    def stream_queryset(self, owner_id):
+        raise NotImplementedError
+
+    def ensure_owner(self):
+        owner_id = self.kwargs[self.owner_kwarg]
+        if not self.owner_model.objects.filter(pk=owner_id).exists():
+            name = self.owner_model._meta.model_name
+            raise NotFound(f"{name} {owner_id} does not exist", field=self.owner_kwarg)
+
+    def list(self, request, *args, **kwargs):
+        self.ensure_owner()
+        return super().list(request, *args, **kwargs)
+
+    def create(self, request, *args, **kwargs):
+        incoming = ArtifactCreateSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        data = incoming.validated_data
+        artifact = self.create_in_stream(
+            ArtifactService(user=request.user),
+            self.kwargs[self.owner_kwarg],
+            data["type"],
+            data["payload"],
+            parent_id=data.get("parent_id"),
+            kind=data.get("kind"),
+            content=data.get("content"),
+        )
+        body = ArtifactSerializer(artifact, context=self.get_serializer_context()).data
+        return created(request, body, viewname="artifact-detail", kwargs={"artifact_id": artifact.pk})
+
+
+@extend_schema(tags=["artifacts"])
+class SceneArtifactViewSet(ArtifactStreamViewSet):
+    owner_model = Scene
+    owner_kwarg = "scene_id"
+
+    def stream_queryset(self, scene_id):
+        return Artifact.objects.filter(scene_id=scene_id)
+
+    def create_in_stream(self, service, scene_id, *args, **options):
+        return service.create_artifact(scene_id, *args, **options)
+
+    @extend_schema(
+        summary="The latest version of each type in the scene",
+        parameters=[OpenApiParameter("type", enum=list(ARTIFACT_TYPES), description="Only this type.")],
+        responses=ArtifactSerializer(many=True),
+    )
+    @action(detail=False, methods=["get"], url_path="latest", pagination_class=None, filter_backends=[])
+    def latest(self, request, scene_id):
+        self.ensure_owner()
+        artifacts = Artifact.objects.filter(scene_id=scene_id)
+        wanted = request.query_params.get("type")
+        if wanted is not None:
+            get_type(wanted)
+            artifacts = artifacts.filter(type=wanted)
+        latest = artifacts.latest_per_type().order_by("type")
+        return Response(ArtifactSerializer(latest, many=True, context=self.get_serializer_context()).data)
+
+
+@extend_schema(tags=["artifacts"])
+class StoryArtifactViewSet(ArtifactStreamViewSet):
+    """The story-level artifacts of a story (those without a scene)."""
+
+    owner_model = Story
+    owner_kwarg = "story_id"
+
+    def stream_queryset(self, story_id):
+        return Artifact.objects.filter(story_id=story_id, scene__isnull=True)
+
+    def create_in_stream(self, service, story_id, *args, **options):
+        return service.create_story_artifact(story_id, *args, **options)
+
+
+class PassThroughNegotiation(BaseContentNegotiation):
+    """The content endpoint answers its bytes whatever the client accepts."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+@extend_schema(tags=["artifacts"])
+class ArtifactViewSet(LimitedBodyMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    queryset = Artifact.objects.all()
+    serializer_class = ArtifactSerializer
+    lookup_url_kwarg = "artifact_id"
+    lookup_value_converter = "uuid"
+    pagination_class = CursorPagination
+    # Set per action through @action(...): the ordering of a paginated action and the
+    # permission a POST action needs.
+    cursor_ordering = None
+    required_permissions = None
+
+    def service(self) -> ArtifactService:
+        return ArtifactService(user=self.request.user)
+
+    def retrieve(self, request, artifact_id):
+        artifact = self.service().get_artifact(artifact_id)
+        return Response(self.get_serializer(artifact).data)
+
+    @extend_schema(
+        summary="Every version of the artifact's stream, oldest first", responses=ArtifactSerializer(many=True)
+    )
+    @action(detail=True, methods=["get"], cursor_ordering=("version",))
+    def versions(self, request, artifact_id):
+        page = self.paginate_queryset(self.service().versions(artifact_id))
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+    @extend_schema(
+        summary="Ancestors or descendants across parents and relations",
+        parameters=[LineageQuerySerializer],
+        responses=LineageSerializer,
+    )
+    @action(detail=True, methods=["get"], pagination_class=None)
+    def lineage(self, request, artifact_id):
+        query = LineageQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        lineage = self.service().lineage(artifact_id, **query.validated_data)
+        return Response(LineageSerializer(lineage).data)
+
+    @extend_schema(
+        summary="The artifact's bytes",
+        responses={
+            (200, "*/*"): OpenApiResponse(OpenApiTypes.BINARY, description="The content, with ETag of its sha256."),
+            304: OpenApiResponse(description="Not modified (If-None-Match)."),
+            410: OpenApiResponse(description="Pruned: the content is gone."),
+        },
+    )
+    @action(detail=True, methods=["get"], pagination_class=None, content_negotiation_class=PassThroughNegotiation)
+    def content(self, request, artifact_id):
+        artifact = self.service().get_artifact(artifact_id)
+        if artifact.is_pruned:
+            raise Gone(f"artifact {artifact.pk} was pruned; its content is gone")
+        if not artifact.content_sha256:
+            raise NotFound(f"artifact {artifact.pk} is {artifact.kind} and has no content")
+        etag = quote_etag(artifact.content_sha256)
+        not_modified = get_conditional_response(request, etag=etag)
+        if not_modified is not None:
+            not_modified["ETag"] = etag
+            return not_modified
+        response = FileResponse(artifact.content.open("rb"), content_type=artifact.mime_type)
+        response["Content-Length"] = str(artifact.content_size)
+        response["ETag"] = etag
+        # Content is addressed by digest and never changes under this artifact id.
+        response["Cache-Control"] = "private, max-age=31536000, immutable"
+        return response
+
+    @extend_schema(summary="Move the artifact along its lifecycle", request=TransitionSerializer)
+    @action(detail=True, methods=["post"], required_permissions=["artifacts.change_artifact"])
+    def transition(self, request, artifact_id):
+        incoming = TransitionSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        artifact = self.service().transition(artifact_id, incoming.validated_data["to"])
+        return Response(self.get_serializer(artifact).data)
+
+    @extend_schema(
+        methods=["get"],
+        summary="Relations from or to the artifact",
+        responses=RelationSerializer(many=True),
+    )
+    @extend_schema(
+        methods=["post"],
+        summary="Relate the artifact to another: {this} <relation_type> {to_artifact_id}",
+        request=RelationSerializer,
+        responses={201: RelationSerializer},
+    )
+    @action(
+        detail=True,
+        methods=["get", "post"],
+        serializer_class=RelationSerializer,
+        cursor_ordering=("created_at", "id"),
+        required_permissions=["artifacts.add_artifactrelation"],
+    )
+    def relations(self, request, artifact_id):
+        service = self.service()
+        artifact = service.get_artifact(artifact_id)
+        if request.method == "POST":
+            incoming = RelationSerializer(data=request.data)
+            incoming.is_valid(raise_exception=True)
+            relation = service.relate(
+                artifact.pk, incoming.validated_data["to_artifact_id"], incoming.validated_data["relation_type"]
+            )
+            return Response(RelationSerializer(relation).data, status=201)
+        relations = ArtifactRelation.objects.filter(Q(from_artifact=artifact) | Q(to_artifact=artifact))
+        page = self.paginate_queryset(relations)
+        return self.get_paginated_response(RelationSerializer(page, many=True).data)
+
+
+@extend_schema(tags=["artifacts"], responses=ArtifactTypeSerializer(many=True))
+class ArtifactTypeViewSet(viewsets.ViewSet):
+    """The registered artifact types with their payload schemas."""
+
+    permission_classes = [IsAuthenticated]
+
+    def list(self, request):
+        types = [
+            {
+                "name": t.name,
+                "description": t.description,
+                "kinds": list(t.kinds),
+                "scopes": list(t.scopes),
+                "planning": t.planning,
+                "schema": t.schema,
+                "example": t.example,
+            }
+            for t in ARTIFACT_TYPES.values()
+        ]
+        return Response(ArtifactTypeSerializer(types, many=True).data)

@@ -1,0 +1,208 @@
+"""What every /v1 endpoint shares: one error shape, the body limit, permissions, pagination.
+
+Errors are mapped to HTTP here and only here: the domain's ``ArtifactError`` families
+(400 / 404 / 409), DRF's own exceptions, and what Django raises outside DRF (its 404,
+500 and oversized-body 400) all answer ``{"code", "message", "field"?, "request_id"}``.
+"""
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.http import Http404, JsonResponse
+from django.urls import reverse
+from django.views import defaults
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions, permissions
+from rest_framework.response import Response
+from rest_framework.settings import api_settings
+from rest_framework.views import APIView, set_rollback
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from artifacts import errors
+from artifacts_project.api_defaults import CursorPagination, ModelPermissions  # noqa: F401  (re-exported)
+from artifacts_project.request_id import get_request_id
+
+API_PREFIX = "/v1/"
+
+
+class PayloadTooLarge(exceptions.APIException):
+    status_code = 413
+    default_code = "payload_too_large"
+    default_detail = "request body is over the limit"
+
+
+class Gone(exceptions.APIException):
+    status_code = 410
+    default_code = "pruned"
+    default_detail = "the artifact was pruned; its content is gone"
+
+
+def error_body(code: str, message: str, field: str | None = None) -> dict:
+    body = {"code": code, "message": message}
+    if field:
+        body["field"] = field
+    body["request_id"] = get_request_id()
+    return body
+
+
+def _domain_status(exc: errors.ArtifactError, context) -> int:
+    if isinstance(exc, errors.InvalidInput):
+        return 400
+    if isinstance(exc, errors.NotFound):
+        # An unknown id in the path is 404; one sent in the body is a field error.
+        path_kwargs = context.get("kwargs") or {}
+        return 404 if not exc.field or exc.field in path_kwargs else 400
+    return 409
+
+
+def _first_error(detail, path: str = ""):
+    """The first leaf of a ValidationError detail and its field path, e.g. ``panels[0].weight``."""
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            if key == api_settings.NON_FIELD_ERRORS_KEY:
+                sub = path
+            elif isinstance(key, int):
+                sub = f"{path}[{key}]"
+            else:
+                sub = f"{path}.{key}" if path else str(key)
+            found = _first_error(value, sub)
+            if found is not None:
+                return found
+        return None
+    if isinstance(detail, list):
+        for index, item in enumerate(detail):
+            found = _first_error(item, path if isinstance(item, str) else f"{path}[{index}]")
+            if found is not None:
+                return found
+        return None
+    return path, detail
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound(str(exc) or None)
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied(str(exc) or None)
+    elif isinstance(exc, RequestDataTooBig):
+        exc = PayloadTooLarge(str(exc) or PayloadTooLarge.default_detail)
+    elif isinstance(exc, SuspiciousOperation):
+        exc = exceptions.ParseError(str(exc), code="bad_request")
+    if isinstance(exc, errors.ArtifactError):
+        set_rollback()
+        return Response(error_body(exc.code, exc.message, exc.field), status=_domain_status(exc, context))
+
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None  # a real bug: Django's handler500 (JSON under /v1) answers
+    if isinstance(exc, exceptions.ValidationError):
+        field, detail = _first_error(exc.detail) or ("", "invalid input")
+        code = getattr(detail, "code", None) or "invalid"
+        response.data = error_body(code, f"{field}: {detail}" if field else str(detail), field or None)
+    else:
+        response.data = error_body(getattr(exc.detail, "code", None) or exc.default_code, str(exc.detail))
+    return response
+
+
+class LimitedBodyMixin:
+    """Refuse a body over ``ARTIFACT_MAX_BODY_BYTES`` before anything reads it.
+
+    DRF parses JSON straight from the stream and Django never limits file parts, so
+    DATA_UPLOAD_MAX_MEMORY_SIZE alone does not bound a request; the declared length does.
+    """
+
+    def initial(self, request, *args, **kwargs):
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        limit = settings.ARTIFACT_MAX_BODY_BYTES
+        if length > limit:
+            raise PayloadTooLarge(f"request body of {length} bytes is over the limit of {limit} bytes")
+        super().initial(request, *args, **kwargs)
+
+
+def created(request, data, *, viewname: str, kwargs: dict) -> Response:
+    """201 with the new resource's address in Location."""
+    location = request.build_absolute_uri(reverse(viewname, kwargs=kwargs))
+    return Response(data, status=201, headers={"Location": location})
+
+
+@extend_schema(exclude=True)
+class UnknownEndpoint(LimitedBodyMixin, APIView):
+    """Every /v1 path no route matches, a malformed id included: JSON 404 (401 when anonymous),
+    never Django's HTML page nor an APPEND_SLASH redirect."""
+
+    permission_classes = [permissions.IsAuthenticated]
+
+    def dispatch_not_found(self, request, *args, **kwargs):
+        raise exceptions.NotFound(f"no endpoint at {request.path}")
+
+    get = post = put = patch = delete = head = options = dispatch_not_found
+
+
+def _is_api(request) -> bool:
+    return request.path.startswith(API_PREFIX)
+
+
+def handler400(request, exception=None):
+    if _is_api(request):
+        if isinstance(exception, RequestDataTooBig):
+            return JsonResponse(error_body("payload_too_large", "request body is over the limit"), status=413)
+        return JsonResponse(error_body("bad_request", "malformed request"), status=400)
+    return defaults.bad_request(request, exception)
+
+
+def handler403(request, exception=None):
+    if _is_api(request):
+        return JsonResponse(error_body("permission_denied", "permission denied"), status=403)
+    return defaults.permission_denied(request, exception)
+
+
+def handler404(request, exception=None):
+    if _is_api(request):
+        return JsonResponse(error_body("not_found", f"no endpoint at {request.path}"), status=404)
+    return defaults.page_not_found(request, exception)
+
+
+def handler500(request):
+    if _is_api(request):
+        return JsonResponse(error_body("server_error", "internal error; quote the request_id"), status=500)
+    return defaults.server_error(request)
+
+
+def schema_preprocessing_hook(endpoints):
+    """Document each route once, without the trailing-slash twin and the catch-all."""
+    return [
+        (path, path_regex, method, callback)
+        for path, path_regex, method, callback in endpoints
+        if path.startswith(API_PREFIX) and not path.endswith("/")
+    ]
+
+
+_ERROR_STATUSES_READ = ("400", "401", "404")
+_ERROR_STATUSES_WRITE = ("400", "401", "403", "404", "409", "413", "415")
+
+
+def schema_postprocessing_hook(result, generator, request, public):
+    """Every operation may answer the error shape; say so once instead of on each view."""
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    schemas.setdefault(
+        "Error",
+        {
+            "type": "object",
+            "required": ["code", "message", "request_id"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "field": {"type": "string"},
+                "request_id": {"type": "string"},
+            },
+        },
+    )
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    for operations in result.get("paths", {}).values():
+        for method, operation in operations.items():
+            statuses = _ERROR_STATUSES_READ if method in ("get", "head") else _ERROR_STATUSES_WRITE
+            for status_code in statuses:
+                operation["responses"].setdefault(status_code, {"description": "error", "content": error})
+    return result

@@ -1,0 +1,188 @@
+"""/v1 endpoints of runs, their steps and their consumed/produced artifacts; writes call runs.services."""
+
+from django_filters import rest_framework as filters
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, serializers, viewsets
+from rest_framework.response import Response
+
+from artifacts.errors import NotFound
+from artifacts_project.api import CursorPagination, LimitedBodyMixin, created
+
+from . import services
+from .models import AgentStep, Direction, Run, RunArtifactLink, RunStatus
+
+
+class RunSerializer(serializers.ModelSerializer):
+    run_id = serializers.UUIDField(source="id", read_only=True)
+    story_id = serializers.UUIDField()
+    scene_id = serializers.UUIDField(required=False, allow_null=True)
+    params = serializers.DictField(required=False, help_text="A JSON object of workflow parameters.")
+    start = serializers.BooleanField(
+        write_only=True, required=False, default=False, help_text="Create the run already running."
+    )
+    triggered_by_id = serializers.IntegerField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = Run
+        fields = [
+            "run_id",
+            "story_id",
+            "scene_id",
+            "workflow",
+            "status",
+            "params",
+            "error",
+            "request_id",
+            "triggered_by_id",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "start",
+        ]
+        read_only_fields = ["status", "error", "request_id", "created_at", "started_at", "finished_at"]
+
+
+class RunStatusSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=RunStatus.choices)
+    error = serializers.CharField(required=False, allow_blank=True)
+
+
+class StepSerializer(serializers.ModelSerializer):
+    step_id = serializers.UUIDField(source="id", read_only=True)
+    run_id = serializers.UUIDField(read_only=True)
+    input_summary = serializers.DictField(required=False)
+    attempt = serializers.IntegerField(min_value=1, required=False, default=1)
+
+    class Meta:
+        model = AgentStep
+        fields = [
+            "step_id",
+            "run_id",
+            "sequence",
+            "node",
+            "agent",
+            "status",
+            "attempt",
+            "input_summary",
+            "output_summary",
+            "error",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = ["sequence", "status", "output_summary", "error", "started_at", "finished_at"]
+
+
+class RunArtifactSerializer(serializers.ModelSerializer):
+    link_id = serializers.UUIDField(source="id", read_only=True)
+    run_id = serializers.UUIDField(read_only=True)
+    step_id = serializers.UUIDField(required=False, allow_null=True)
+    artifact_id = serializers.UUIDField()
+    direction = serializers.ChoiceField(choices=Direction.choices)
+
+    class Meta:
+        model = RunArtifactLink
+        fields = ["link_id", "run_id", "step_id", "artifact_id", "stage", "direction", "created_at"]
+        read_only_fields = ["created_at"]
+
+
+class RunFilter(filters.FilterSet):
+    story_id = filters.UUIDFilter()
+    scene_id = filters.UUIDFilter()
+    status = filters.ChoiceFilter(choices=RunStatus.choices)
+    workflow = filters.CharFilter()
+    request_id = filters.CharFilter()
+    created_at = filters.IsoDateTimeFromToRangeFilter()
+
+    class Meta:
+        model = Run
+        fields = ["story_id", "scene_id", "status", "workflow", "request_id", "created_at"]
+
+
+class RunArtifactFilter(filters.FilterSet):
+    direction = filters.ChoiceFilter(choices=Direction.choices)
+    stage = filters.CharFilter()
+
+    class Meta:
+        model = RunArtifactLink
+        fields = ["direction", "stage"]
+
+
+def _validated(serializer_class, data, **kwargs) -> dict:
+    serializer = serializer_class(data=data, **kwargs)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def _ensure_run(run_id) -> None:
+    if not Run.objects.filter(pk=run_id).exists():
+        raise NotFound(f"run {run_id} does not exist", field="run_id")
+
+
+@extend_schema(tags=["runs"])
+class RunViewSet(
+    LimitedBodyMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet
+):
+    queryset = Run.objects.all()
+    serializer_class = RunSerializer
+    filterset_class = RunFilter
+    lookup_url_kwarg = "run_id"
+    lookup_value_converter = "uuid"
+    pagination_class = CursorPagination
+    cursor_ordering = ("-created_at", "-id")
+
+    def create(self, request, *args, **kwargs):
+        data = _validated(RunSerializer, request.data)
+        run = services.run_create(actor=request.user, **data)
+        return created(request, self.get_serializer(run).data, viewname="run-detail", kwargs={"run_id": run.pk})
+
+    @extend_schema(summary="Change the run's status", request=RunStatusSerializer)
+    def partial_update(self, request, run_id):
+        data = _validated(RunStatusSerializer, request.data)
+        return Response(self.get_serializer(services.run_set_status(run_id=run_id, **data)).data)
+
+
+@extend_schema(tags=["runs"])
+class RunStepViewSet(LimitedBodyMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
+    """The run's agent steps in sequence; POST starts the next one."""
+
+    serializer_class = StepSerializer
+    pagination_class = CursorPagination
+    cursor_ordering = ("sequence",)
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return AgentStep.objects.none()
+        return AgentStep.objects.filter(run_id=self.kwargs["run_id"])
+
+    def list(self, request, *args, **kwargs):
+        _ensure_run(self.kwargs["run_id"])
+        return super().list(request, *args, **kwargs)
+
+    def create(self, request, run_id):
+        step = services.step_start(run_id=run_id, **_validated(StepSerializer, request.data))
+        return Response(self.get_serializer(step).data, status=201)
+
+
+@extend_schema(tags=["runs"])
+class RunArtifactViewSet(LimitedBodyMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
+    """What the run's stages consumed and produced. Recording the same fact twice is
+    idempotent: 201 the first time, 200 with the existing link after."""
+
+    serializer_class = RunArtifactSerializer
+    filterset_class = RunArtifactFilter
+    pagination_class = CursorPagination
+    cursor_ordering = ("created_at", "id")
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return RunArtifactLink.objects.none()
+        return RunArtifactLink.objects.filter(run_id=self.kwargs["run_id"])
+
+    def list(self, request, *args, **kwargs):
+        _ensure_run(self.kwargs["run_id"])
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(responses={201: RunArtifactSerializer, 200: RunArtifactSerializer})
+    def create(self, request, run_id):
+        link, was_created = services.run_link_artifact(run_id=run_id, **_validated(RunArtifactSerializer, request.data))
+        return Response(self.get_serializer(link).data, status=201 if was_created else 200)
