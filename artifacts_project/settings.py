@@ -118,6 +118,21 @@ STORAGES = {
     },
 }
 
+# Artifact content on S3-compatible storage (AWS, MinIO, R2...) when a bucket is named;
+# credentials come from the usual AWS_* environment variables, read by boto3.
+if os.environ.get("ARTIFACT_S3_BUCKET"):
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": os.environ["ARTIFACT_S3_BUCKET"],
+            "endpoint_url": os.environ.get("ARTIFACT_S3_ENDPOINT_URL") or None,
+            "region_name": os.environ.get("ARTIFACT_S3_REGION") or None,
+            # Content is addressed by digest: the same name always holds the same bytes.
+            "file_overwrite": True,
+            "default_acl": None,
+        },
+    }
+
 # Largest request body (JSON payload or media upload) the service accepts.
 ARTIFACT_MAX_BODY_BYTES = int(os.environ.get("ARTIFACT_MAX_BODY_BYTES", str(5 * 1024 * 1024)))
 DATA_UPLOAD_MAX_MEMORY_SIZE = ARTIFACT_MAX_BODY_BYTES
