@@ -49,7 +49,8 @@ def png(width: int, height: int, top: tuple[int, int, int], bottom: tuple[int, i
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"".join(rows))) + chunk(b"IEND", b"")
+    pixels = zlib.compress(b"".join(rows))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
 
 
 class Command(RequestIdCommand):
@@ -99,7 +100,9 @@ class Command(RequestIdCommand):
                 run_services.run_link_artifact(
                     run_id=run.pk, artifact_id=artifact.pk, stage=type_name, direction="produced", step_id=step.pk
                 )
-                run_services.step_finish(step_id=step.pk, status="succeeded", output_summary={"version": artifact.version})
+                run_services.step_finish(
+                    step_id=step.pk, status="succeeded", output_summary={"version": artifact.version}
+                )
                 previous = artifact
             run_services.run_set_status(run_id=run.pk, status="succeeded")
             # A second, edited version of the intent shows a version stream in the admin.

@@ -1,0 +1,700 @@
+"""Admin for artifacts, relations and the audit trail (SPEC §8).
+
+Declarative where Django allows it. The hooks that are overridden carry real behaviour
+and route every write through ``ArtifactService``: a payload save creates the next
+version (the edited row is never touched), lifecycle buttons and actions call
+``transition``. Nothing here is deletable, and artifacts, relations and audit rows
+cannot be added by hand.
+
+The artifact list must stay fast with millions of rows, so it never counts the whole
+table (``show_full_result_count = False`` and ``EstimatedCountPaginator``), searches
+only by exact, indexed values, and offers only filters and orderings an index serves.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import FieldDoesNotExist, PermissionDenied, ValidationError
+from django.core.files.storage import default_storage
+from django.core.paginator import Paginator
+from django.db import connections, models
+from django.http import FileResponse, Http404, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.functional import cached_property
+from django.utils.html import format_html
+from django.views.decorators.http import require_POST
+
+from .errors import ArtifactError, InvalidPayload
+from .lineage_graph import build_graph
+from .models import ALLOWED_TRANSITIONS, Artifact, ArtifactRelation, AuditEvent, LifecycleState
+from .payloads import ARTIFACT_TYPES, MEDIA_KINDS, PLANNING_TYPES, validate_payload
+from .services import MAX_LINEAGE_DEPTH, ArtifactService
+from .widgets import PrettyJSONField
+
+# How many rows a bulk action may touch: each is its own service call and transaction.
+BULK_ACTION_LIMIT = 500
+AUDIT_TRAIL_LIMIT = 50
+VERSIONS_SHOWN = 50
+CHANGE_PAGE_LINEAGE_DEPTH = 3
+
+TRANSITION_LABELS = {
+    LifecycleState.CANDIDATE: "Move to candidate",
+    LifecycleState.PUBLISHED: "Publish",
+    LifecycleState.ARCHIVED: "Archive",
+}
+
+
+# -- shared building blocks (stories/ and runs/ admins use them too) ---------------
+
+
+class EstimatedCountPaginator(Paginator):
+    """Counts exactly, except an unfiltered list on PostgreSQL, where it reads the
+    planner's row estimate (``pg_class.reltuples``) instead of a full-table COUNT(*).
+
+    The estimate is refreshed by (auto)vacuum/analyze; page links near the end may be a
+    little off, which is the price of a list that opens instantly at millions of rows.
+    Small tables (below ``estimate_above``) are counted exactly, where it costs nothing.
+    """
+
+    estimate_above = 10_000
+
+    @cached_property
+    def count(self):
+        estimate = self._estimate()
+        if estimate is not None and estimate >= self.estimate_above:
+            return estimate
+        return Paginator.count.func(self)
+
+    def _estimate(self) -> int | None:
+        queryset = self.object_list
+        if not isinstance(queryset, models.QuerySet):
+            return None
+        query = queryset.query
+        if query.where or query.distinct or query.combinator or query.is_sliced:
+            return None
+        connection = connections[queryset.db]
+        if connection.vendor != "postgresql":
+            return None
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%s)", [queryset.model._meta.db_table]
+            )
+            row = cursor.fetchone()
+        # -1 means "never analyzed": no estimate to trust.
+        return int(row[0]) if row and row[0] is not None and row[0] >= 0 else None
+
+
+def _is_uuid_path(model, lookup: str) -> bool:
+    field = None
+    for part in lookup.split("__"):
+        field = model._meta.get_field(part)
+        if field.is_relation:
+            model = field.related_model
+    if field.is_relation:
+        field = field.target_field
+    return isinstance(field, models.UUIDField)
+
+
+class IndexedSearchMixin:
+    """Search that an index can answer.
+
+    ``search_fields`` keep Django's prefixes: ``=field`` is an exact match (ids,
+    request ids, type names) and a bare name is ``icontains`` (titles, on small
+    tables only). An id field is matched only when the term is a UUID, so a title
+    search never compares text against UUID columns, and a pasted id hits the index.
+    """
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        try:
+            term_uuid = uuid.UUID(term)
+        except ValueError:
+            term_uuid = None
+        condition = models.Q()
+        for spec in self.get_search_fields(request):
+            exact = spec.startswith("=")
+            name = spec.lstrip("=")
+            try:
+                is_uuid = _is_uuid_path(self.model, name)
+            except FieldDoesNotExist:
+                is_uuid = False
+            if is_uuid:
+                if term_uuid is not None:
+                    condition |= models.Q(**{name: term_uuid})
+            elif exact:
+                condition |= models.Q(**{name: term})
+            else:
+                condition |= models.Q(**{f"{name}__icontains": term})
+        if not condition:
+            return queryset.none(), False
+        return queryset.filter(condition), False
+
+
+class NoDeleteMixin:
+    """Nothing is deletable in this admin (SPEC §8): no delete view, no bulk delete."""
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+
+class BaseAdmin(NoDeleteMixin, admin.ModelAdmin):
+    class Media:
+        css = {"all": ("artifacts/admin/admin.css",)}
+
+
+class ViewOnlyMixin(NoDeleteMixin):
+    """Rows written only by services (pipeline, curation): the admin shows them."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class ViewOnlyInline(admin.TabularInline):
+    extra = 0
+    max_num = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+def admin_url(obj, view: str = "change") -> str:
+    opts = obj._meta
+    return reverse(f"admin:{opts.app_label}_{opts.model_name}_{view}", args=[obj.pk])
+
+
+def changelist_url(model) -> str:
+    return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
+
+
+def uuid_or_none(value) -> uuid.UUID | None:
+    """An admin URL's object id, or None when it is not a UUID (the page then 404s)."""
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
+
+
+def short_id(pk) -> str:
+    return str(pk)[:8]
+
+
+def state_badge(artifact) -> str:
+    state = "pruned" if artifact.pruned_at else artifact.lifecycle_state
+    return format_html('<span class="lc-badge lc-{}">{}</span>', state, state)
+
+
+def artifact_link(artifact) -> str:
+    return format_html('<a href="{}">{} v{}</a>', admin_url(artifact), artifact.type, artifact.version)
+
+
+def describe_value(value) -> str:
+    """An audit from/to value for people: ``role=cover, artifact_id=964ee36d``."""
+    if value is None:
+        return "—"
+    if isinstance(value, dict):
+        parts = []
+        for key, item in value.items():
+            if item is None:
+                continue
+            text = str(item)
+            parts.append(f"{key}={text[:8] if uuid_or_none(text) else text}")
+        return ", ".join(parts) or "—"
+    return str(value)
+
+
+def audit_trail(**lookup):
+    """The newest audit events matching ``lookup``, with their actors, for a change page."""
+    events = list(
+        AuditEvent.objects.filter(**lookup).select_related("actor").order_by("-created_at")[:AUDIT_TRAIL_LIMIT]
+    )
+    for event in events:
+        event.from_display, event.to_display = describe_value(event.from_value), describe_value(event.to_value)
+    return events
+
+
+def audit_trail_for(obj):
+    return audit_trail(target_type=obj._meta.model_name, target_id=obj.pk)
+
+
+def report_refusals(request, refusals, *, verb: str) -> None:
+    """One error message per refused row (bounded), each with the rule's own words."""
+    for label, exc in refusals[:10]:
+        messages.error(request, f"Refused to {verb} {label} ({exc.code}): {exc.message}")
+    if len(refusals) > 10:
+        messages.error(request, f"… and {len(refusals) - 10} more refused.")
+
+
+# -- artifacts -------------------------------------------------------------------------
+
+
+class ArtifactTypeFilter(admin.SimpleListFilter):
+    """Choices from the type registry, not ``SELECT DISTINCT type`` over every row."""
+
+    title = "type"
+    parameter_name = "type"
+
+    def lookups(self, request, model_admin):
+        return [(name, name) for name in ARTIFACT_TYPES]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(type=self.value()) if self.value() else queryset
+
+
+class ArtifactPayloadForm(forms.ModelForm):
+    """The only editable thing on an artifact: its payload, checked against the type's schema.
+
+    Checking here gives the editor the error on the form before anything is written; the
+    service checks again when it creates the version (the guarantee).
+    """
+
+    payload = PrettyJSONField(help_text="Saving a changed payload creates the next version; this one stays as it is.")
+    editor = None  # the requesting user, bound by ArtifactAdmin.get_form
+
+    class Meta:
+        model = Artifact
+        fields = ["payload"]
+
+    def clean_payload(self):
+        payload = self.cleaned_data.get("payload")
+        if not isinstance(payload, dict):
+            raise ValidationError("The payload must be a JSON object.", code="invalid_payload")
+        try:
+            validate_payload(self.instance.type, payload)
+        except InvalidPayload as exc:
+            raise ValidationError(exc.message, code=exc.code) from None
+        scene = self.instance.scene
+        if (
+            payload != self.instance.payload
+            and self.instance.type in PLANNING_TYPES
+            and scene is not None
+            and scene.planning_locked
+            and not (self.editor is not None and self.editor.has_perm("artifacts.override_planning_lock"))
+        ):
+            raise ValidationError(
+                "Planning is locked on this scene: unlock it before creating a new version.", code="planning_locked"
+            )
+        return payload
+
+
+@admin.register(Artifact)
+class ArtifactAdmin(IndexedSearchMixin, BaseAdmin):
+    form = ArtifactPayloadForm
+    change_form_template = "admin/artifacts/artifact/change_form.html"
+
+    list_display = (
+        "short_id",
+        "type",
+        "version",
+        "kind",
+        "state",
+        "story_column",
+        "scene_column",
+        "created_at",
+        "request_id",
+    )
+    list_display_links = ("short_id",)
+    list_select_related = ("story", "scene")
+    # Each filter is served by an index: (type|lifecycle_state|kind, -created_at), created_at.
+    list_filter = (ArtifactTypeFilter, "lifecycle_state", "kind", "created_at")
+    sortable_by = ("created_at",)
+    search_fields = ("=id", "=story", "=scene", "=parent", "=request_id", "=type")
+    search_help_text = "An artifact, story, scene or parent id, a request id, or a type name (exact)."
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    actions = ("make_candidate", "publish", "archive")
+
+    identity_fields = ("artifact_id", "type", "version", "kind", "state", "story", "scene", "parent")
+    media_fields = ("media_preview", "content_info")
+    provenance_fields = ("request_id", "created_by", "created_by_step", "created_at", "pruned_at")
+
+    # -- list columns
+
+    @admin.display(description="artifact", ordering="id")
+    def short_id(self, obj):
+        return short_id(obj.pk)
+
+    @admin.display(description="lifecycle state")
+    def state(self, obj):
+        return state_badge(obj)
+
+    @admin.display(description="story")
+    def story_column(self, obj):
+        # A filter link: the artifacts of this story, newest first.
+        return format_html('<a href="?story={}" title="artifacts of this story">{}</a>', obj.story_id, obj.story.title)
+
+    @admin.display(description="scene")
+    def scene_column(self, obj):
+        if obj.scene is None:
+            return "—"
+        return format_html(
+            '<a href="?scene={}" title="artifacts of this scene">#{} {}</a>',
+            obj.scene_id,
+            obj.scene.position,
+            obj.scene.title,
+        )
+
+    # -- change page fields
+
+    @admin.display(description="artifact id")
+    def artifact_id(self, obj):
+        return str(obj.pk)
+
+    @admin.display(description="payload")
+    def payload_pretty(self, obj):
+        if obj.payload is None:
+            return format_html("<em>pruned {}: payload and content were reclaimed</em>", obj.pruned_at)
+        field = PrettyJSONField()
+        return format_html('<pre class="payload-pretty">{}</pre>', field.prepare_value(obj.payload))
+
+    @admin.display(description="preview")
+    def media_preview(self, obj):
+        if not obj.content_sha256 or obj.is_pruned:
+            return "—"
+        url = admin_url(obj, "content")
+        if obj.kind == "image":
+            alt = (obj.payload or {}).get("alt", "")
+            return format_html('<a href="{}"><img class="media-preview" src="{}" alt="{}"></a>', url, url, alt)
+        if obj.kind == "audio":
+            return format_html('<audio class="media-preview" controls preload="metadata" src="{}"></audio>', url)
+        if obj.kind == "video":
+            return format_html('<video class="media-preview" controls preload="metadata" src="{}"></video>', url)
+        return "—"
+
+    @admin.display(description="content")
+    def content_info(self, obj):
+        if not obj.content_sha256:
+            return "—"
+        return format_html(
+            '<a href="{}">{}</a> · {} bytes · sha256 <code>{}</code>',
+            admin_url(obj, "content"),
+            obj.mime_type,
+            obj.content_size,
+            obj.content_sha256,
+        )
+
+    def get_fieldsets(self, request, obj=None):
+        editable = self._payload_editable(request, obj)
+        fieldsets = [(None, {"fields": self.identity_fields})]
+        if obj is not None and obj.kind in MEDIA_KINDS:
+            fieldsets.append(("Media", {"fields": self.media_fields}))
+        fieldsets.append(("Payload", {"fields": ("payload" if editable else "payload_pretty",)}))
+        fieldsets.append(("Provenance", {"fields": self.provenance_fields}))
+        return fieldsets
+
+    def get_readonly_fields(self, request, obj=None):
+        return (*self.identity_fields, *self.media_fields, "payload_pretty", *self.provenance_fields)
+
+    def _payload_editable(self, request, obj) -> bool:
+        return obj is not None and self.has_change_permission(request, obj)
+
+    def get_object(self, request, object_id, from_field=None):
+        # The change page shows every reference; one joined query instead of one each.
+        return (
+            Artifact.objects.select_related("story", "scene__story", "parent", "created_by", "created_by_step__run")
+            .filter(pk=uuid_or_none(object_id))
+            .first()
+        )
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        return type(form.__name__, (form,), {"editor": request.user})
+
+    def has_add_permission(self, request):
+        return False  # artifacts come from the pipeline and the API, through the service
+
+    def has_change_permission(self, request, obj=None):
+        # A pruned tombstone has no payload left to edit and no state left to change.
+        if obj is not None and obj.is_pruned:
+            return False
+        return super().has_change_permission(request, obj)
+
+    # -- edit as a new version
+
+    def save_model(self, request, obj, form, change):
+        """Never saves ``obj``: the service creates the next version, parent = ``obj``."""
+        service = ArtifactService(user=request.user, request_id=request.request_id)
+        try:
+            edited = service.edit_artifact(obj.pk, form.cleaned_data["payload"])
+        except ArtifactError as exc:
+            # A rule the form could not foresee (say the scene was locked meanwhile).
+            # The service wrote nothing; response_change reports it.
+            obj._edit_refused = exc
+            return
+        obj._new_version = edited if edited.pk != obj.pk else None
+
+    def log_change(self, request, obj, message):
+        new = getattr(obj, "_new_version", None)
+        if new is None:
+            return None  # nothing was written, so there is nothing to log
+        return super().log_change(request, new, f"Created as version {new.version} from version {obj.version}.")
+
+    def response_change(self, request, obj):
+        refused = getattr(obj, "_edit_refused", None)
+        if refused is not None:
+            messages.error(request, f"Not saved ({refused.code}): {refused.message}")
+            return HttpResponseRedirect(admin_url(obj))
+        new = getattr(obj, "_new_version", None)
+        if new is None:
+            messages.info(request, "The payload is unchanged: no new version was created.")
+            return HttpResponseRedirect(admin_url(obj))
+        messages.success(
+            request,
+            format_html(
+                "Saved as {} v{} ({}), a new version with parent v{}; v{} is unchanged.",
+                new.type,
+                new.version,
+                new.pk,
+                obj.version,
+                obj.version,
+            ),
+        )
+        return HttpResponseRedirect(admin_url(new))
+
+    # -- change page panels: versions, lineage, audit trail, transitions
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        artifact = self.get_object(request, unquote(object_id))
+        context = dict(extra_context or {})
+        if artifact is not None and self.has_view_permission(request, artifact):
+            context.update(self._panels(request, artifact))
+        return super().change_view(request, object_id, form_url, context)
+
+    def _panels(self, request, artifact) -> dict:
+        service = ArtifactService(user=request.user)
+        versions = list(
+            Artifact.objects.for_stream(story_id=artifact.story_id, scene_id=artifact.scene_id, type=artifact.type)
+            .only("id", "version", "lifecycle_state", "created_at", "request_id", "pruned_at", "parent_id")
+            .order_by("-version")[: VERSIONS_SHOWN + 1]
+        )
+        can_change = self.has_change_permission(request, artifact)
+        return {
+            "versions": versions[:VERSIONS_SHOWN],
+            "versions_truncated": len(versions) > VERSIONS_SHOWN,
+            "graph": build_graph(
+                artifact,
+                service.lineage(artifact.pk, direction="ancestors", depth=CHANGE_PAGE_LINEAGE_DEPTH),
+                service.lineage(artifact.pk, direction="descendants", depth=CHANGE_PAGE_LINEAGE_DEPTH),
+            ),
+            "graph_depth": CHANGE_PAGE_LINEAGE_DEPTH,
+            "audit_events": audit_trail_for(artifact),
+            "transitions": [
+                (state, TRANSITION_LABELS[state])
+                for state in LifecycleState.values
+                if state in ALLOWED_TRANSITIONS[artifact.lifecycle_state]
+            ]
+            if can_change
+            else [],
+            "can_edit_payload": self._payload_editable(request, artifact),
+        }
+
+    def get_urls(self):
+        prefix = f"{self.opts.app_label}_{self.opts.model_name}"
+        wrap = self.admin_site.admin_view
+        return [
+            path("<path:object_id>/content/", wrap(self.content_view), name=f"{prefix}_content"),
+            path("<path:object_id>/lineage/", wrap(self.lineage_view), name=f"{prefix}_lineage"),
+            path("<path:object_id>/transition/", wrap(self.transition_view), name=f"{prefix}_transition"),
+            *super().get_urls(),
+        ]
+
+    def _get_viewable(self, request, object_id) -> Artifact:
+        artifact = self.get_object(request, unquote(object_id))
+        if artifact is None:
+            raise Http404("no such artifact")
+        if not self.has_view_permission(request, artifact):
+            raise PermissionDenied
+        return artifact
+
+    def content_view(self, request, object_id):
+        """The artifact's bytes with their mime type, for the preview tags.
+
+        The REST API has its own content endpoint; this one lives behind the admin's
+        session login so previews work for editors without an API token.
+        """
+        artifact = self._get_viewable(request, object_id)
+        if artifact.is_pruned:
+            return HttpResponse("pruned: the content was reclaimed", status=410, content_type="text/plain")
+        if not artifact.content_sha256 or not default_storage.exists(artifact.content.name):
+            raise Http404("this artifact has no content")
+        response = FileResponse(default_storage.open(artifact.content.name, "rb"), content_type=artifact.mime_type)
+        response["ETag"] = f'"{artifact.content_sha256}"'
+        response["Cache-Control"] = "private, max-age=31536000, immutable"  # content never changes
+        # Uploaded bytes (an SVG, say) must not run script in the admin's origin.
+        response["Content-Security-Policy"] = "sandbox; default-src 'none'; style-src 'unsafe-inline'"
+        return response
+
+    def lineage_view(self, request, object_id):
+        artifact = self._get_viewable(request, object_id)
+        try:
+            depth = max(1, min(MAX_LINEAGE_DEPTH, int(request.GET.get("depth", 10))))
+        except ValueError:
+            depth = 10
+        service = ArtifactService(user=request.user)
+        ancestors = service.lineage(artifact.pk, direction="ancestors", depth=depth)
+        descendants = service.lineage(artifact.pk, direction="descendants", depth=depth)
+        graph = build_graph(artifact, ancestors, descendants, max_nodes=200)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "original": artifact,
+            "title": f"Lineage of {artifact.type} v{artifact.version}",
+            "subtitle": str(artifact.pk),
+            "graph": graph,
+            "depth": depth,
+            "depth_choices": [1, 2, 3, 5, 10, 25],
+            "ancestors": ancestors.nodes,
+            "descendants": descendants.nodes,
+            "edges": len(graph.edges),
+        }
+        return TemplateResponse(request, "admin/artifacts/artifact/lineage.html", context)
+
+    def transition_view(self, request, object_id):
+        return require_POST(self._transition)(request, object_id)
+
+    def _transition(self, request, object_id):
+        artifact = self._get_viewable(request, object_id)
+        if not self.has_change_permission(request, artifact):
+            raise PermissionDenied
+        target = request.POST.get("to", "")
+        service = ArtifactService(user=request.user, request_id=request.request_id)
+        try:
+            service.transition(artifact.pk, target)
+        except ArtifactError as exc:
+            messages.error(request, f"Transition of {artifact} refused ({exc.code}): {exc.message}")
+        else:
+            messages.success(request, f"Lifecycle: {artifact} is now {target}.")
+        return HttpResponseRedirect(admin_url(artifact))
+
+    # -- bulk lifecycle actions
+
+    def _bulk_transition(self, request, queryset, target: str) -> None:
+        rows = list(queryset.order_by().values_list("pk", "type", "version")[: BULK_ACTION_LIMIT + 1])
+        if len(rows) > BULK_ACTION_LIMIT:
+            messages.error(request, f"Select at most {BULK_ACTION_LIMIT} artifacts per action; nothing was changed.")
+            return
+        service = ArtifactService(user=request.user, request_id=request.request_id)
+        done, refused = 0, []
+        for pk, type_name, version in rows:
+            try:
+                service.transition(pk, target)
+                done += 1
+            except ArtifactError as exc:
+                refused.append((f"{type_name} v{version} ({short_id(pk)})", exc))
+        if done:
+            messages.success(request, f"{done} artifact{'s' if done != 1 else ''} moved to {target}.")
+        report_refusals(request, refused, verb=f"move to {target}")
+
+    @admin.action(description="Move selected artifacts to candidate", permissions=["change"])
+    def make_candidate(self, request, queryset):
+        self._bulk_transition(request, queryset, LifecycleState.CANDIDATE)
+
+    @admin.action(description="Publish selected artifacts", permissions=["change"])
+    def publish(self, request, queryset):
+        self._bulk_transition(request, queryset, LifecycleState.PUBLISHED)
+
+    @admin.action(description="Archive selected artifacts", permissions=["change"])
+    def archive(self, request, queryset):
+        self._bulk_transition(request, queryset, LifecycleState.ARCHIVED)
+
+
+# -- relations and audit events: read-only records -------------------------------------
+
+
+@admin.register(ArtifactRelation)
+class ArtifactRelationAdmin(IndexedSearchMixin, ViewOnlyMixin, BaseAdmin):
+    list_display = ("from_column", "relation_type", "to_column", "created_by_step", "created_at", "request_id")
+    list_select_related = ("from_artifact", "to_artifact", "created_by_step")
+    list_filter = ("relation_type",)
+    sortable_by = ("created_at",)
+    search_fields = ("=id", "=from_artifact", "=to_artifact", "=request_id")
+    search_help_text = "A relation id, either artifact's id, or a request id (exact)."
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    fields = ("id", "from_artifact", "relation_type", "to_artifact", "created_by_step", "request_id", "created_at")
+    readonly_fields = fields
+
+    @admin.display(description="from")
+    def from_column(self, obj):
+        return artifact_link(obj.from_artifact)
+
+    @admin.display(description="to")
+    def to_column(self, obj):
+        return artifact_link(obj.to_artifact)
+
+    def get_object(self, request, object_id, from_field=None):
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("from_artifact", "to_artifact", "created_by_step")
+            .filter(pk=uuid_or_none(object_id))
+            .first()
+        )
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(IndexedSearchMixin, ViewOnlyMixin, BaseAdmin):
+    """The audit trail: append-only, so view-only here, as pghistory's admin does it."""
+
+    list_display = ("created_at", "action", "target_type", "target_column", "actor", "change", "request_id")
+    list_select_related = ("actor",)
+    list_filter = ("action", "target_type")
+    sortable_by = ("created_at",)
+    search_fields = ("=target_id", "=story", "=request_id", "=id")
+    search_help_text = "A target id, story id, request id or event id (exact)."
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    fields = (
+        "id",
+        "created_at",
+        "action",
+        "target_type",
+        "target_column",
+        "story",
+        "actor",
+        "from_value",
+        "to_value",
+        "request_id",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="target")
+    def target_column(self, obj):
+        models_by_name = {"artifact": "artifacts_artifact", "scene": "stories_scene", "story": "stories_story"}
+        name = models_by_name.get(obj.target_type)
+        if name is None:
+            return short_id(obj.target_id)
+        return format_html('<a href="{}">{}</a>', reverse(f"admin:{name}_change", args=[obj.target_id]), obj.target_id)
+
+    @admin.display(description="from → to")
+    def change(self, obj):
+        return format_audit_change(obj)
+
+    def get_object(self, request, object_id, from_field=None):
+        return super().get_queryset(request).select_related("actor", "story").filter(pk=uuid_or_none(object_id)).first()
+
+
+def format_audit_change(event) -> str:
+    return format_html("{} → {}", describe_value(event.from_value), describe_value(event.to_value))

@@ -1,0 +1,138 @@
+"""Lay out an artifact's lineage as a left-to-right graph for a server-side SVG.
+
+Columns are hops from the artifact in focus: ancestors to the left, descendants to the
+right. Drawing on the server keeps the admin offline and script-free; the template only
+places the boxes and paths computed here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+NODE_W, NODE_H = 184, 46
+COL_GAP, ROW_GAP, PAD = 96, 18, 24
+
+EDGE_COLORS = {
+    "parent": "#7a7a7a",
+    "derived_from": "#1f6fb2",
+    "variant_of": "#c77700",
+    "transcoded_from": "#2e8b57",
+}
+STATE_FILLS = {
+    "intermediate": "#f4f4f4",
+    "candidate": "#fff6dd",
+    "published": "#e3f4e6",
+    "archived": "#ececf4",
+}
+
+
+@dataclass
+class GraphNode:
+    artifact: object
+    column: int
+    x: int = 0
+    y: int = 0
+    root: bool = False
+
+    @property
+    def fill(self) -> str:
+        return STATE_FILLS.get(self.artifact.lifecycle_state, "#fff")
+
+    @property
+    def label(self) -> str:
+        text = f"{self.artifact.type} v{self.artifact.version}"
+        return text if len(text) <= 26 else text[:25] + "…"
+
+    @property
+    def sublabel(self) -> str:
+        state = "pruned" if self.artifact.pruned_at else self.artifact.lifecycle_state
+        return f"{state} · {self.artifact.kind}"
+
+    @property
+    def cx(self) -> int:
+        return self.x + NODE_W // 2
+
+
+@dataclass
+class GraphEdge:
+    kind: str
+    path: str
+    label_x: int
+    label_y: int
+
+    @property
+    def color(self) -> str:
+        return EDGE_COLORS.get(self.kind, "#555")
+
+
+@dataclass
+class Graph:
+    nodes: list[GraphNode]
+    edges: list[GraphEdge]
+    width: int
+    height: int
+    truncated: int  # nodes left out because of max_nodes
+
+    @property
+    def legend(self):
+        return list(EDGE_COLORS.items())
+
+
+def build_graph(root, ancestors, descendants, *, max_nodes: int = 60) -> Graph:
+    """``ancestors``/``descendants`` are the services' ``Lineage`` results (either may be None)."""
+    placed: dict = {root.pk: GraphNode(root, 0, root=True)}
+    truncated = 0
+    for lineage, sign in ((ancestors, -1), (descendants, 1)):
+        if lineage is None:
+            continue
+        for index, (artifact, depth) in enumerate(lineage.nodes):
+            if index >= max_nodes:
+                truncated += len(lineage.nodes) - max_nodes
+                break
+            # A node reachable both ways (variant_of may loop) keeps its first place.
+            placed.setdefault(artifact.pk, GraphNode(artifact, sign * depth))
+
+    columns: dict[int, list[GraphNode]] = {}
+    for node in placed.values():
+        columns.setdefault(node.column, []).append(node)
+    first = min(columns)
+    tallest = max(len(nodes) for nodes in columns.values())
+    height = PAD * 2 + tallest * NODE_H + (tallest - 1) * ROW_GAP
+    for column, nodes in columns.items():
+        nodes.sort(key=lambda n: (n.artifact.type, n.artifact.version, str(n.artifact.pk)))
+        stack = len(nodes) * NODE_H + (len(nodes) - 1) * ROW_GAP
+        top = (height - stack) // 2
+        for row, node in enumerate(nodes):
+            node.x = PAD + (column - first) * (NODE_W + COL_GAP)
+            node.y = top + row * (NODE_H + ROW_GAP)
+    width = PAD * 2 + len(range(first, max(columns) + 1)) * (NODE_W + COL_GAP) - COL_GAP
+
+    edges = []
+    seen = set()
+    for lineage in (ancestors, descendants):
+        for edge in lineage.edges if lineage is not None else ():
+            key = (edge.from_id, edge.to_id, edge.kind)
+            if key in seen or edge.from_id not in placed or edge.to_id not in placed:
+                continue
+            seen.add(key)
+            edges.append(_edge(placed[edge.from_id], placed[edge.to_id], edge.kind))
+    return Graph(nodes=list(placed.values()), edges=edges, width=width, height=height, truncated=truncated)
+
+
+def _edge(source: GraphNode, target: GraphNode, kind: str) -> GraphEdge:
+    """A curve from ``source`` (the newer artifact) to ``target`` (what it came from)."""
+    sy, ty = source.y + NODE_H // 2, target.y + NODE_H // 2
+    if source.column == target.column:
+        # Same column: loop out to the right so the curve does not cross the boxes.
+        sx = tx = source.x + NODE_W
+        bend = 60
+        path = f"M{sx},{sy} C{sx + bend},{sy} {tx + bend},{ty} {tx + 4},{ty}"
+        return GraphEdge(kind, path, sx + bend - 10, (sy + ty) // 2)
+    if source.column > target.column:
+        sx, tx = source.x, target.x + NODE_W
+    else:
+        sx, tx = source.x + NODE_W, target.x
+    bend = (sx - tx) // 2
+    end = tx + 4 if sx > tx else tx - 4
+    path = f"M{sx},{sy} C{sx - bend},{sy} {tx + bend},{ty} {end},{ty}"
+    return GraphEdge(kind, path, (sx + tx) // 2, (sy + ty) // 2 - 6)

@@ -1,0 +1,225 @@
+"""Admin for runs, their steps and what they consumed and produced (SPEC §8).
+
+The pipeline writes these rows through ``runs.services``; the admin shows them.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.utils.html import format_html
+
+from artifacts.admin import (
+    BaseAdmin,
+    IndexedSearchMixin,
+    ViewOnlyInline,
+    ViewOnlyMixin,
+    admin_url,
+    artifact_link,
+    changelist_url,
+    short_id,
+    state_badge,
+    uuid_or_none,
+)
+
+from .models import AgentStep, Direction, Run, RunArtifactLink
+
+
+def duration(started_at, finished_at) -> str:
+    if started_at is None:
+        return "—"
+    if finished_at is None:
+        return "running"
+    seconds = (finished_at - started_at).total_seconds()
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, seconds = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {seconds:02d} s"
+
+
+class StepInline(ViewOnlyInline):
+    model = AgentStep
+    fields = ("sequence", "node", "agent", "status", "attempt", "started_at", "finished_at", "took", "error")
+    readonly_fields = fields
+    ordering = ("sequence",)
+
+    @admin.display(description="took")
+    def took(self, obj):
+        return duration(obj.started_at, obj.finished_at)
+
+
+class _ArtifactLinkInline(ViewOnlyInline):
+    model = RunArtifactLink
+    fk_name = "run"
+    fields = ("stage", "step_label", "artifact_column", "artifact_state", "created_at")
+    readonly_fields = fields
+    ordering = ("created_at",)
+    direction = ""
+    show_change_link = False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(direction=self.direction).select_related("artifact", "step")
+
+    @admin.display(description="step")
+    def step_label(self, obj):
+        return f"#{obj.step.sequence} {obj.step.node}" if obj.step else "—"
+
+    @admin.display(description="artifact")
+    def artifact_column(self, obj):
+        return artifact_link(obj.artifact)
+
+    @admin.display(description="state")
+    def artifact_state(self, obj):
+        return state_badge(obj.artifact)
+
+
+class ProducedInline(_ArtifactLinkInline):
+    direction = Direction.PRODUCED
+    verbose_name = "produced artifact"
+    verbose_name_plural = "Produced artifacts"
+
+
+class ConsumedInline(_ArtifactLinkInline):
+    direction = Direction.CONSUMED
+    verbose_name = "consumed artifact"
+    verbose_name_plural = "Consumed artifacts"
+
+
+@admin.register(Run)
+class RunAdmin(IndexedSearchMixin, ViewOnlyMixin, BaseAdmin):
+    list_display = (
+        "short_id",
+        "workflow",
+        "story",
+        "scene_label",
+        "status",
+        "started_at",
+        "finished_at",
+        "took",
+        "request_id",
+    )
+    list_display_links = ("short_id",)
+    list_select_related = ("story", "scene")
+    list_filter = ("status", "created_at")
+    sortable_by = ("created_at",)
+    search_fields = ("=id", "=story", "=scene", "=request_id", "story__title")
+    search_help_text = "A run, story or scene id or a request id (exact), or a story title (contains)."
+    fieldsets = (
+        (None, {"fields": ("run_id", "workflow", "status", "story", "scene", "triggered_by", "request_id")}),
+        ("Timings", {"fields": ("created_at", "started_at", "finished_at", "took")}),
+        ("Details", {"fields": ("params", "error", "artifacts_link")}),
+    )
+    readonly_fields = (
+        "run_id",
+        "workflow",
+        "status",
+        "story",
+        "scene",
+        "triggered_by",
+        "request_id",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "took",
+        "params",
+        "error",
+        "artifacts_link",
+    )
+    inlines = (StepInline, ConsumedInline, ProducedInline)
+
+    def get_object(self, request, object_id, from_field=None):
+        return (
+            Run.objects.select_related("story", "scene__story", "triggered_by")
+            .filter(pk=uuid_or_none(object_id))
+            .first()
+        )
+
+    @admin.display(description="run", ordering="id")
+    def short_id(self, obj):
+        return short_id(obj.pk)
+
+    @admin.display(description="run id")
+    def run_id(self, obj):
+        return str(obj.pk)
+
+    @admin.display(description="scene")
+    def scene_label(self, obj):
+        return f"#{obj.scene.position} {obj.scene.title}" if obj.scene else "—"
+
+    @admin.display(description="took")
+    def took(self, obj):
+        return duration(obj.started_at, obj.finished_at)
+
+    @admin.display(description="link records")
+    def artifacts_link(self, obj):
+        return format_html(
+            '<a href="{}?run={}">all consumed/produced records</a> · <a href="{}?run={}">steps</a>',
+            changelist_url(RunArtifactLink),
+            obj.pk,
+            changelist_url(AgentStep),
+            obj.pk,
+        )
+
+
+@admin.register(AgentStep)
+class AgentStepAdmin(IndexedSearchMixin, ViewOnlyMixin, BaseAdmin):
+    list_display = ("short_id", "run_column", "sequence", "node", "agent", "status", "attempt", "started_at", "took")
+    list_select_related = ("run",)
+    search_fields = ("=id", "=run", "=node")
+    search_help_text = "A step or run id, or a node name (exact)."
+    sortable_by = ()
+    fields = (
+        "id",
+        "run",
+        "sequence",
+        "node",
+        "agent",
+        "status",
+        "attempt",
+        "started_at",
+        "finished_at",
+        "took",
+        "input_summary",
+        "output_summary",
+        "error",
+    )
+    readonly_fields = fields
+
+    def get_object(self, request, object_id, from_field=None):
+        return AgentStep.objects.select_related("run").filter(pk=uuid_or_none(object_id)).first()
+
+    @admin.display(description="step")
+    def short_id(self, obj):
+        return short_id(obj.pk)
+
+    @admin.display(description="run")
+    def run_column(self, obj):
+        return format_html('<a href="{}">{}</a>', admin_url(obj.run), obj.run)
+
+    @admin.display(description="took")
+    def took(self, obj):
+        return duration(obj.started_at, obj.finished_at)
+
+
+@admin.register(RunArtifactLink)
+class RunArtifactLinkAdmin(IndexedSearchMixin, ViewOnlyMixin, BaseAdmin):
+    list_display = ("short_id", "run", "step", "stage", "direction", "artifact_column", "created_at")
+    list_select_related = ("run", "step", "artifact")
+    search_fields = ("=id", "=run", "=artifact", "=stage")
+    search_help_text = "A record, run or artifact id, or a stage name (exact)."
+    sortable_by = ()
+    fields = ("id", "run", "step", "stage", "direction", "artifact", "created_at")
+    readonly_fields = fields
+
+    def get_object(self, request, object_id, from_field=None):
+        return (
+            RunArtifactLink.objects.select_related("run", "step", "artifact").filter(pk=uuid_or_none(object_id)).first()
+        )
+
+    @admin.display(description="record")
+    def short_id(self, obj):
+        return short_id(obj.pk)
+
+    @admin.display(description="artifact")
+    def artifact_column(self, obj):
+        return artifact_link(obj.artifact)

@@ -1,0 +1,492 @@
+"""Admin for stories, scenes and their curated links (SPEC §8).
+
+Story and scene saves go through ``stories.services`` (create/update), planning locks
+through ``scene_lock_planning``/``scene_unlock_planning``, and the primary per role
+through ``story_set_primary``; the derived story references are shown, never edited.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, OuterRef, Subquery
+from django.http import Http404, HttpResponseRedirect
+from django.urls import path
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
+from django.views.decorators.http import require_POST
+
+from artifacts.admin import (
+    BULK_ACTION_LIMIT,
+    BaseAdmin,
+    IndexedSearchMixin,
+    ViewOnlyInline,
+    ViewOnlyMixin,
+    admin_url,
+    artifact_link,
+    audit_trail,
+    audit_trail_for,
+    changelist_url,
+    report_refusals,
+    short_id,
+    state_badge,
+    uuid_or_none,
+)
+from artifacts.errors import ArtifactError
+from artifacts.models import Artifact
+
+from . import services
+from .models import KIND_FOR_ROLE, ROLE_SCENE_IMAGE, STORY_REFERENCE_FOR_ROLE, Role, Scene, Story, StoryArtifactLink
+
+# How many candidate artifacts the primary chooser offers per role (and per scene).
+CANDIDATES_PER_ROLE = 8
+CANDIDATES_FETCHED = 300
+SCENES_IN_CHOOSER = 100
+
+
+def _adopt(form_instance, saved) -> None:
+    """Make the admin's form instance the row the service saved, so the admin's
+    redirect and log entry point at it."""
+    for name, value in saved.__dict__.items():
+        if name != "_state":
+            form_instance.__dict__[name] = value
+    form_instance._state.adding = False
+    form_instance._state.db = saved._state.db
+
+
+# -- story ---------------------------------------------------------------------------
+
+
+class StoryLinkInline(ViewOnlyInline):
+    model = StoryArtifactLink
+    fk_name = "story"
+    verbose_name = "curated link"
+    verbose_name_plural = "Curated links (primary per role is chosen above)"
+    fields = ("role", "scene_label", "artifact_column", "artifact_state", "is_primary", "created_by", "created_at")
+    readonly_fields = fields
+    ordering = ("role", "scene__position", "-created_at")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("artifact", "scene", "created_by")
+
+    @admin.display(description="scene")
+    def scene_label(self, obj):
+        return f"#{obj.scene.position} {obj.scene.title}" if obj.scene else "—"
+
+    @admin.display(description="artifact")
+    def artifact_column(self, obj):
+        return artifact_link(obj.artifact)
+
+    @admin.display(description="state")
+    def artifact_state(self, obj):
+        return state_badge(obj.artifact)
+
+
+@admin.register(Story)
+class StoryAdmin(IndexedSearchMixin, BaseAdmin):
+    change_form_template = "admin/stories/story/change_form.html"
+    list_display = ("title", "short_id", "scene_count", "has_cover", "current_run", "created_at", "updated_at")
+    list_select_related = ("current_run",)
+    list_filter = ("created_at",)
+    search_fields = ("title", "=id")
+    search_help_text = "Title (contains) or story id (exact)."
+    sortable_by = ("title", "created_at")
+    fieldsets = (
+        (None, {"fields": ("title", "description")}),
+        ("Curated references (derived from the primary links)", {"fields": ("cover", "audio", "video")}),
+        ("Record", {"fields": ("story_id", "current_run", "artifacts_link", "created_at", "updated_at")}),
+    )
+    readonly_fields = (
+        "cover",
+        "audio",
+        "video",
+        "story_id",
+        "current_run",
+        "artifacts_link",
+        "created_at",
+        "updated_at",
+    )
+    inlines = (StoryLinkInline,)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(scene_total=Count("scenes"))
+
+    def get_object(self, request, object_id, from_field=None):
+        return (
+            Story.objects.select_related("cover_artifact", "canonical_audio", "canonical_video", "current_run")
+            .filter(pk=uuid_or_none(object_id))
+            .first()
+        )
+
+    @admin.display(description="id")
+    def short_id(self, obj):
+        return short_id(obj.pk)
+
+    @admin.display(description="scenes")
+    def scene_count(self, obj):
+        return obj.scene_total
+
+    @admin.display(description="cover", boolean=True)
+    def has_cover(self, obj):
+        return obj.cover_artifact_id is not None
+
+    @admin.display(description="story id")
+    def story_id(self, obj):
+        return str(obj.pk)
+
+    @admin.display(description="artifacts")
+    def artifacts_link(self, obj):
+        if obj.pk is None:
+            return "—"
+        changelist = changelist_url(Artifact)
+        scenes = changelist_url(Scene)
+        return format_html(
+            '<a href="{}?story={}">all artifacts of this story</a> · <a href="{}?story={}">its scenes</a>',
+            changelist,
+            obj.pk,
+            scenes,
+            obj.pk,
+        )
+
+    def _reference(self, artifact, *, preview: bool = False):
+        if artifact is None:
+            return "— (no primary yet)"
+        link = format_html("{} {}", artifact_link(artifact), state_badge(artifact))
+        if preview and artifact.content_sha256 and not artifact.is_pruned:
+            return format_html(
+                '{}<br><img class="media-preview" style="max-height:160px" src="{}" alt="{}">',
+                link,
+                admin_url(artifact, "content"),
+                (artifact.payload or {}).get("alt", ""),
+            )
+        return link
+
+    @admin.display(description="cover")
+    def cover(self, obj):
+        return self._reference(obj.cover_artifact, preview=True)
+
+    @admin.display(description="canonical audio")
+    def audio(self, obj):
+        return self._reference(obj.canonical_audio)
+
+    @admin.display(description="canonical video")
+    def video(self, obj):
+        return self._reference(obj.canonical_video)
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        if not change:
+            _adopt(obj, services.story_create(title=data["title"], description=data.get("description", "")))
+            return
+        changes = {name: data[name] for name in form.changed_data if name in services.STORY_EDITABLE_FIELDS}
+        if changes:
+            _adopt(obj, services.story_update(story_id=obj.pk, **changes))
+
+    # -- the primary chooser
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        story = self.get_object(request, unquote(object_id))
+        context = dict(extra_context or {})
+        if story is not None and self.has_view_permission(request, story):
+            context["audit_events"] = audit_trail(story=story)
+            context["can_choose_primary"] = self.has_change_permission(request, story)
+            context["primary_rows"] = self._primary_rows(story)
+        return super().change_view(request, object_id, form_url, context)
+
+    def _primary_rows(self, story) -> list[dict]:
+        """One row per role (per scene for scene_image): the current primary and the
+        newest artifacts that could take its place. Three queries, whatever the story size."""
+        primaries = {
+            (link.role, link.scene_id): link.artifact
+            for link in StoryArtifactLink.objects.filter(story=story, is_primary=True).select_related("artifact")
+        }
+        candidates = list(
+            Artifact.objects.filter(story=story, kind__in=set(KIND_FOR_ROLE.values()), pruned_at__isnull=True)
+            .only("id", "type", "version", "kind", "lifecycle_state", "scene_id", "pruned_at")
+            .order_by("-created_at")[:CANDIDATES_FETCHED]
+        )
+        rows = []
+        for role in Role.values:
+            if role == ROLE_SCENE_IMAGE:
+                continue
+            rows.append(
+                self._primary_row(
+                    role, None, primaries.get((role, None)), [a for a in candidates if a.kind == KIND_FOR_ROLE[role]]
+                )
+            )
+        for scene in story.scenes.order_by("position")[:SCENES_IN_CHOOSER]:
+            rows.append(
+                self._primary_row(
+                    ROLE_SCENE_IMAGE,
+                    scene,
+                    primaries.get((ROLE_SCENE_IMAGE, scene.pk)),
+                    [a for a in candidates if a.kind == KIND_FOR_ROLE[ROLE_SCENE_IMAGE] and a.scene_id == scene.pk],
+                )
+            )
+        return rows
+
+    @staticmethod
+    def _primary_row(role, scene, primary, candidates) -> dict:
+        offered = [a for a in candidates if primary is None or a.pk != primary.pk][:CANDIDATES_PER_ROLE]
+        return {
+            "role": role,
+            "role_label": Role(role).label,
+            "scene": scene,
+            "primary": primary,
+            "candidates": [{"artifact": a, "value": f"{role}|{a.pk}|{scene.pk if scene else ''}"} for a in offered],
+        }
+
+    def get_urls(self):
+        prefix = f"{self.opts.app_label}_{self.opts.model_name}"
+        return [
+            path(
+                "<path:object_id>/set-primary/",
+                self.admin_site.admin_view(require_POST(self.set_primary_view)),
+                name=f"{prefix}_set_primary",
+            ),
+            *super().get_urls(),
+        ]
+
+    def set_primary_view(self, request, object_id):
+        story = self.get_object(request, unquote(object_id))
+        if story is None:
+            raise Http404("no such story")
+        if not self.has_change_permission(request, story):
+            raise PermissionDenied
+        role, artifact_id, scene_id = (request.POST.get("primary", "").split("|") + ["", "", ""])[:3]
+        try:
+            services.story_set_primary(
+                story_id=story.pk, role=role, artifact_id=artifact_id, scene_id=scene_id or None, actor=request.user
+            )
+        except ArtifactError as exc:
+            messages.error(request, f"Primary {role or '?'} not changed ({exc.code}): {exc.message}")
+        else:
+            artifact = Artifact.objects.get(pk=artifact_id)
+            where = f" of scene {scene_id[:8]}" if scene_id else ""
+            reference = STORY_REFERENCE_FOR_ROLE.get(role)
+            follow = f"; the story's {reference} now points at it" if reference else ""
+            messages.success(request, f"Primary {role}{where} set to {artifact}{follow}.")
+        return HttpResponseRedirect(admin_url(story))
+
+
+# -- scene ---------------------------------------------------------------------------
+
+
+class LatestArtifactInline(ViewOnlyInline):
+    """The newest version of each type in the scene."""
+
+    model = Artifact
+    fk_name = "scene"
+    verbose_name = "latest artifact"
+    verbose_name_plural = "Latest artifact of each type"
+    fields = ("type", "version", "kind", "state", "created_at", "request_id")
+    readonly_fields = fields
+    ordering = ("type",)
+
+    def get_queryset(self, request):
+        # Correlated on scene and type: the formset narrows to this scene afterwards, so
+        # the subquery must not assume it (Artifact.objects.latest_per_type() does).
+        newest = (
+            Artifact.objects.filter(scene=OuterRef("scene"), type=OuterRef("type"))
+            .order_by("-version")
+            .values("pk")[:1]
+        )
+        return super().get_queryset(request).filter(pk=Subquery(newest))
+
+    @admin.display(description="state")
+    def state(self, obj):
+        return state_badge(obj)
+
+
+@admin.register(Scene)
+class SceneAdmin(IndexedSearchMixin, BaseAdmin):
+    change_form_template = "admin/stories/scene/change_form.html"
+    list_display = (
+        "scene_label",
+        "story",
+        "position",
+        "planning",
+        "planning_locked_by",
+        "planning_locked_at",
+        "updated_at",
+    )
+    list_display_links = ("scene_label",)
+    list_select_related = ("story", "planning_locked_by")
+    list_filter = ("planning_locked",)
+    search_fields = ("title", "story__title", "=id", "=story")
+    search_help_text = "Scene or story title (contains), or a scene or story id (exact)."
+    sortable_by = ("position",)
+    autocomplete_fields = ("story",)
+    actions = ("lock_planning", "unlock_planning")
+    inlines = (LatestArtifactInline,)
+    fieldsets = (
+        (None, {"fields": ("story", "position", "title", "source_text")}),
+        ("Planning lock", {"fields": ("planning", "planning_locked_by", "planning_locked_at")}),
+        ("Record", {"fields": ("scene_id", "artifacts_link", "created_at", "updated_at")}),
+    )
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = (
+            "planning",
+            "planning_locked_by",
+            "planning_locked_at",
+            "scene_id",
+            "artifacts_link",
+            "created_at",
+            "updated_at",
+        )
+        # A scene never moves to another story.
+        return ("story", *fields) if obj is not None else fields
+
+    def get_object(self, request, object_id, from_field=None):
+        return Scene.objects.select_related("story", "planning_locked_by").filter(pk=uuid_or_none(object_id)).first()
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        if obj is None and "position" in form.base_fields:
+            form.base_fields["position"].required = False
+            form.base_fields["position"].help_text = "Leave blank for the next free position."
+        return form
+
+    @admin.display(description="scene")
+    def scene_label(self, obj):
+        return f"#{obj.position} {obj.title}".strip()
+
+    @admin.display(description="planning")
+    def planning(self, obj):
+        if obj.planning_locked:
+            return mark_safe('<span class="lock-state-locked">locked</span>')
+        return mark_safe('<span class="lock-state-open">open</span>')
+
+    @admin.display(description="scene id")
+    def scene_id(self, obj):
+        return str(obj.pk) if obj.pk else "—"
+
+    @admin.display(description="artifacts")
+    def artifacts_link(self, obj):
+        if obj.pk is None:
+            return "—"
+        return format_html('<a href="{}?scene={}">all artifacts of this scene</a>', changelist_url(Artifact), obj.pk)
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        if not change:
+            _adopt(
+                obj,
+                services.scene_create(
+                    story_id=data["story"].pk,
+                    title=data.get("title", ""),
+                    source_text=data.get("source_text", ""),
+                    position=data.get("position"),
+                ),
+            )
+            return
+        changes = {name: data[name] for name in form.changed_data if name in services.SCENE_EDITABLE_FIELDS}
+        if changes:
+            _adopt(obj, services.scene_update(scene_id=obj.pk, **changes))
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        scene = self.get_object(request, unquote(object_id))
+        context = dict(extra_context or {})
+        if scene is not None and self.has_view_permission(request, scene):
+            context["audit_events"] = audit_trail_for(scene)
+            context["can_lock"] = self.has_change_permission(request, scene)
+        return super().change_view(request, object_id, form_url, context)
+
+    # -- planning lock: buttons on the page and bulk actions
+
+    def get_urls(self):
+        prefix = f"{self.opts.app_label}_{self.opts.model_name}"
+        wrap = self.admin_site.admin_view
+        return [
+            path("<path:object_id>/lock/", wrap(require_POST(self.lock_view)), name=f"{prefix}_lock"),
+            path("<path:object_id>/unlock/", wrap(require_POST(self.unlock_view)), name=f"{prefix}_unlock"),
+            *super().get_urls(),
+        ]
+
+    def _lock_toggle(self, request, object_id, *, lock: bool):
+        scene = self.get_object(request, unquote(object_id))
+        if scene is None:
+            raise Http404("no such scene")
+        if not self.has_change_permission(request, scene):
+            raise PermissionDenied
+        action = services.scene_lock_planning if lock else services.scene_unlock_planning
+        try:
+            action(scene_id=scene.pk, actor=request.user)
+        except ArtifactError as exc:
+            messages.error(request, f"Refused on {scene} ({exc.code}): {exc.message}")
+        else:
+            messages.success(request, f"Planning {'locked' if lock else 'unlocked'} on {scene}.")
+        return HttpResponseRedirect(admin_url(scene))
+
+    def lock_view(self, request, object_id):
+        return self._lock_toggle(request, object_id, lock=True)
+
+    def unlock_view(self, request, object_id):
+        return self._lock_toggle(request, object_id, lock=False)
+
+    def _bulk_lock(self, request, queryset, *, lock: bool) -> None:
+        scenes = list(queryset.select_related("story")[: BULK_ACTION_LIMIT + 1])
+        if len(scenes) > BULK_ACTION_LIMIT:
+            messages.error(request, f"Select at most {BULK_ACTION_LIMIT} scenes per action; nothing was changed.")
+            return
+        action = services.scene_lock_planning if lock else services.scene_unlock_planning
+        done, refused = 0, []
+        for scene in scenes:
+            try:
+                action(scene_id=scene.pk, actor=request.user)
+                done += 1
+            except ArtifactError as exc:
+                refused.append((str(scene), exc))
+        verb = "locked" if lock else "unlocked"
+        if done:
+            messages.success(request, f"Planning {verb} on {done} scene{'s' if done != 1 else ''}.")
+        report_refusals(request, refused, verb="lock" if lock else "unlock")
+
+    @admin.action(description="Lock planning on selected scenes", permissions=["change"])
+    def lock_planning(self, request, queryset):
+        self._bulk_lock(request, queryset, lock=True)
+
+    @admin.action(description="Unlock planning on selected scenes", permissions=["change"])
+    def unlock_planning(self, request, queryset):
+        self._bulk_lock(request, queryset, lock=False)
+
+
+# -- links ---------------------------------------------------------------------------
+
+
+@admin.register(StoryArtifactLink)
+class StoryArtifactLinkAdmin(IndexedSearchMixin, ViewOnlyMixin, BaseAdmin):
+    """Links are made by choosing a primary on the story page; here they are listed."""
+
+    list_display = ("short_id", "story", "role", "scene_label", "artifact_column", "state", "is_primary", "created_at")
+    list_select_related = ("story", "scene", "artifact")
+    list_filter = ("role", "is_primary")
+    search_fields = ("=id", "=story", "=artifact", "=scene", "story__title")
+    search_help_text = "A link, story, artifact or scene id (exact), or a story title (contains)."
+    fields = ("id", "story", "role", "scene", "artifact", "is_primary", "created_by", "created_at")
+    readonly_fields = fields
+
+    def get_object(self, request, object_id, from_field=None):
+        return (
+            StoryArtifactLink.objects.select_related("story", "scene__story", "artifact", "created_by")
+            .filter(pk=uuid_or_none(object_id))
+            .first()
+        )
+
+    @admin.display(description="link")
+    def short_id(self, obj):
+        return short_id(obj.pk)
+
+    @admin.display(description="scene")
+    def scene_label(self, obj):
+        return f"#{obj.scene.position} {obj.scene.title}" if obj.scene else "—"
+
+    @admin.display(description="artifact")
+    def artifact_column(self, obj):
+        return artifact_link(obj.artifact)
+
+    @admin.display(description="state")
+    def state(self, obj):
+        return state_badge(obj.artifact)
