@@ -32,7 +32,7 @@ from django.views.decorators.http import require_POST
 from .errors import ArtifactError, InvalidPayload
 from .lineage_graph import build_graph
 from .models import ALLOWED_TRANSITIONS, Artifact, ArtifactRelation, AuditEvent, LifecycleState
-from .payloads import ARTIFACT_TYPES, MEDIA_KINDS, PLANNING_TYPES, validate_payload
+from .payloads import ARTIFACT_TYPES, MEDIA_KINDS, validate_payload
 from .services import MAX_LINEAGE_DEPTH, ArtifactService
 from .widgets import PrettyJSONField
 
@@ -285,13 +285,8 @@ class ArtifactPayloadForm(forms.ModelForm):
             validate_payload(self.instance.type, payload)
         except InvalidPayload as exc:
             raise ValidationError(exc.message, code=exc.code) from None
-        scene = self.instance.scene
-        if (
-            payload != self.instance.payload
-            and self.instance.type in PLANNING_TYPES
-            and scene is not None
-            and scene.planning_locked
-            and not (self.editor is not None and self.editor.has_perm("artifacts.override_planning_lock"))
+        if payload != self.instance.payload and ArtifactService(user=self.editor).planning_blocks(
+            type=self.instance.type, scene=self.instance.scene
         ):
             raise ValidationError(
                 "Planning is locked on this scene: unlock it before creating a new version.", code="planning_locked"

@@ -469,7 +469,7 @@ class ArtifactService:
             try:
                 with transaction.atomic():
                     if artifact_type.planning and scene is not None:
-                        self._check_planning_lock(scene.pk)
+                        self._check_planning_lock(scene.pk, type)
                     _advisory_lock(_LOCK_NAMESPACE_STREAM, f"{scene.pk if scene else story_id}:{type}")
                     stream = Artifact.objects.for_stream(
                         story_id=story_id, scene_id=scene.pk if scene else None, type=type
@@ -513,13 +513,23 @@ class ArtifactService:
         )
         raise VersionConflict(f"could not assign a version on {type} after {MAX_CREATE_ATTEMPTS} attempts")
 
-    def _check_planning_lock(self, scene_id) -> None:
+    def planning_blocks(self, *, type: str, scene) -> bool:
+        """Whether the planning lock refuses this user a new ``type`` version on ``scene``
+        (a friendly early check for forms; creates check again under a row lock)."""
+        return (
+            scene is not None
+            and get_type(type).planning
+            and scene.planning_locked
+            and not (self.user is not None and self.user.has_perm("artifacts.override_planning_lock"))
+        )
+
+    def _check_planning_lock(self, scene_id, type: str) -> None:
         from stories.models import Scene
 
         # Lock the scene row so a concurrent "lock planning" waits for this create (or
         # this create sees the lock): no planning artifact slips in after the lock.
-        locked = Scene.objects.select_for_update().filter(pk=scene_id).values_list("planning_locked", flat=True).first()
-        if locked and not (self.user is not None and self.user.has_perm("artifacts.override_planning_lock")):
+        scene = Scene.objects.select_for_update().only("id", "planning_locked").filter(pk=scene_id).first()
+        if self.planning_blocks(type=type, scene=scene):
             raise PlanningLocked(f"planning is locked on scene {scene_id}")
 
     def _resolve_parent(self, parent_uuid, *, stream, latest, type) -> Artifact | None:
