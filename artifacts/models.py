@@ -177,7 +177,12 @@ class ArtifactRelation(models.Model):
         ]
         # from_artifact is the leading column of the unique index; lineage also walks
         # edges backwards, so the other end needs its own index.
-        indexes = [models.Index(fields=["to_artifact", "relation_type"], name="relation_to_idx")]
+        indexes = [
+            models.Index(fields=["to_artifact", "relation_type"], name="relation_to_idx"),
+            # The admin's list: filter by type, ordered by creation.
+            models.Index(fields=["relation_type", "created_at"], name="relation_type_created_idx"),
+            models.Index(fields=["created_at"], name="relation_created_idx"),
+        ]
 
     def __str__(self):
         return f"{self.from_artifact_id} {self.relation_type} {self.to_artifact_id}"
@@ -203,7 +208,10 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["-created_at", "id"]
-        indexes = [models.Index(fields=["target_type", "target_id", "-created_at"], name="audit_target_idx")]
+        indexes = [
+            models.Index(fields=["target_type", "target_id", "-created_at"], name="audit_target_idx"),
+            models.Index(fields=["action", "-created_at"], name="audit_action_created_idx"),
+        ]
 
     def __str__(self):
         return f"{self.action} {self.target_type} {self.target_id}"

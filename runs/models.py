@@ -90,7 +90,10 @@ class RunArtifactLink(models.Model):
                 fields=["run", "artifact", "stage", "direction"], name="runlink_unique_per_stage_direction"
             )
         ]
-        indexes = [models.Index(fields=["artifact", "direction"], name="runlink_artifact_dir_idx")]
+        indexes = [
+            models.Index(fields=["artifact", "direction"], name="runlink_artifact_dir_idx"),
+            models.Index(fields=["run", "created_at"], name="runlink_run_created_idx"),
+        ]
 
     def __str__(self):
         return f"{self.stage} {self.direction} {self.artifact_id}"
