@@ -164,6 +164,22 @@ class ViewOnlyMixin(NoDeleteMixin):
         return False
 
 
+class ArtifactRowColumns:
+    """Columns for rows that point at an artifact and maybe a scene (story links, run links)."""
+
+    @admin.display(description="artifact")
+    def artifact_column(self, obj):
+        return artifact_link(obj.artifact)
+
+    @admin.display(description="state")
+    def artifact_state(self, obj):
+        return state_badge(obj.artifact)
+
+    @admin.display(description="scene")
+    def scene_label(self, obj):
+        return f"#{obj.scene.position} {obj.scene.title}" if obj.scene else "—"
+
+
 class ViewOnlyInline(admin.TabularInline):
     extra = 0
     max_num = 0

@@ -9,15 +9,14 @@ from django.contrib import admin
 from django.utils.html import format_html
 
 from artifacts.admin import (
+    ArtifactRowColumns,
     BaseAdmin,
     IndexedSearchMixin,
     ViewOnlyInline,
     ViewOnlyMixin,
     admin_url,
-    artifact_link,
     changelist_url,
     short_id,
-    state_badge,
     uuid_or_none,
 )
 
@@ -48,7 +47,7 @@ class StepInline(ViewOnlyInline):
         return duration(obj.started_at, obj.finished_at)
 
 
-class _ArtifactLinkInline(ViewOnlyInline):
+class _ArtifactLinkInline(ArtifactRowColumns, ViewOnlyInline):
     model = RunArtifactLink
     fk_name = "run"
     fields = ("stage", "step_label", "artifact_column", "artifact_state", "created_at")
@@ -64,14 +63,6 @@ class _ArtifactLinkInline(ViewOnlyInline):
     def step_label(self, obj):
         return f"#{obj.step.sequence} {obj.step.node}" if obj.step else "—"
 
-    @admin.display(description="artifact")
-    def artifact_column(self, obj):
-        return artifact_link(obj.artifact)
-
-    @admin.display(description="state")
-    def artifact_state(self, obj):
-        return state_badge(obj.artifact)
-
 
 class ProducedInline(_ArtifactLinkInline):
     direction = Direction.PRODUCED
@@ -86,7 +77,7 @@ class ConsumedInline(_ArtifactLinkInline):
 
 
 @admin.register(Run)
-class RunAdmin(IndexedSearchMixin, ViewOnlyMixin, BaseAdmin):
+class RunAdmin(ArtifactRowColumns, IndexedSearchMixin, ViewOnlyMixin, BaseAdmin):
     list_display = (
         "short_id",
         "workflow",
@@ -141,10 +132,6 @@ class RunAdmin(IndexedSearchMixin, ViewOnlyMixin, BaseAdmin):
     @admin.display(description="run id")
     def run_id(self, obj):
         return str(obj.pk)
-
-    @admin.display(description="scene")
-    def scene_label(self, obj):
-        return f"#{obj.scene.position} {obj.scene.title}" if obj.scene else "—"
 
     @admin.display(description="took")
     def took(self, obj):
@@ -202,7 +189,7 @@ class AgentStepAdmin(IndexedSearchMixin, ViewOnlyMixin, BaseAdmin):
 
 
 @admin.register(RunArtifactLink)
-class RunArtifactLinkAdmin(IndexedSearchMixin, ViewOnlyMixin, BaseAdmin):
+class RunArtifactLinkAdmin(ArtifactRowColumns, IndexedSearchMixin, ViewOnlyMixin, BaseAdmin):
     list_display = ("short_id", "run", "step", "stage", "direction", "artifact_column", "created_at")
     list_select_related = ("run", "step", "artifact")
     search_fields = ("=id", "=run", "=artifact", "=stage")
@@ -219,7 +206,3 @@ class RunArtifactLinkAdmin(IndexedSearchMixin, ViewOnlyMixin, BaseAdmin):
     @admin.display(description="record")
     def short_id(self, obj):
         return short_id(obj.pk)
-
-    @admin.display(description="artifact")
-    def artifact_column(self, obj):
-        return artifact_link(obj.artifact)

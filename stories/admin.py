@@ -19,6 +19,7 @@ from django.views.decorators.http import require_POST
 
 from artifacts.admin import (
     BULK_ACTION_LIMIT,
+    ArtifactRowColumns,
     BaseAdmin,
     IndexedSearchMixin,
     ViewOnlyInline,
@@ -58,7 +59,7 @@ def _adopt(form_instance, saved) -> None:
 # -- story ---------------------------------------------------------------------------
 
 
-class StoryLinkInline(ViewOnlyInline):
+class StoryLinkInline(ArtifactRowColumns, ViewOnlyInline):
     model = StoryArtifactLink
     fk_name = "story"
     verbose_name = "curated link"
@@ -69,18 +70,6 @@ class StoryLinkInline(ViewOnlyInline):
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("artifact", "scene", "created_by")
-
-    @admin.display(description="scene")
-    def scene_label(self, obj):
-        return f"#{obj.scene.position} {obj.scene.title}" if obj.scene else "—"
-
-    @admin.display(description="artifact")
-    def artifact_column(self, obj):
-        return artifact_link(obj.artifact)
-
-    @admin.display(description="state")
-    def artifact_state(self, obj):
-        return state_badge(obj.artifact)
 
 
 @admin.register(Story)
@@ -457,10 +446,19 @@ class SceneAdmin(IndexedSearchMixin, BaseAdmin):
 
 
 @admin.register(StoryArtifactLink)
-class StoryArtifactLinkAdmin(IndexedSearchMixin, ViewOnlyMixin, BaseAdmin):
+class StoryArtifactLinkAdmin(ArtifactRowColumns, IndexedSearchMixin, ViewOnlyMixin, BaseAdmin):
     """Links are made by choosing a primary on the story page; here they are listed."""
 
-    list_display = ("short_id", "story", "role", "scene_label", "artifact_column", "state", "is_primary", "created_at")
+    list_display = (
+        "short_id",
+        "story",
+        "role",
+        "scene_label",
+        "artifact_column",
+        "artifact_state",
+        "is_primary",
+        "created_at",
+    )
     list_select_related = ("story", "scene", "artifact")
     list_filter = ("role", "is_primary")
     search_fields = ("=id", "=story", "=artifact", "=scene", "story__title")
@@ -478,15 +476,3 @@ class StoryArtifactLinkAdmin(IndexedSearchMixin, ViewOnlyMixin, BaseAdmin):
     @admin.display(description="link")
     def short_id(self, obj):
         return short_id(obj.pk)
-
-    @admin.display(description="scene")
-    def scene_label(self, obj):
-        return f"#{obj.scene.position} {obj.scene.title}" if obj.scene else "—"
-
-    @admin.display(description="artifact")
-    def artifact_column(self, obj):
-        return artifact_link(obj.artifact)
-
-    @admin.display(description="state")
-    def state(self, obj):
-        return state_badge(obj.artifact)

@@ -42,3 +42,10 @@ def test_environment_switches_database_debug_hosts_and_s3_storage():
     assert conf["hosts"] == ["store.example", "api.example"]
     assert conf["storage"]["BACKEND"] == "storages.backends.s3.S3Storage"
     assert conf["storage"]["OPTIONS"]["bucket_name"] == "artifacts"
+
+
+def test_django_system_checks_pass(db):
+    from django.core.management import call_command
+
+    call_command("check", fail_level="WARNING")
+    call_command("makemigrations", check=True, dry_run=True, verbosity=0)
