@@ -9,7 +9,8 @@ from artifacts.errors import NotFound
 from artifacts_project.api import CursorPagination, LimitedBodyMixin, created
 
 from . import services
-from .models import AgentStep, Direction, Run, RunArtifactLink, RunStatus
+from .models import AgentStep, Direction, Run, RunArtifactLink, RunStatus, StepStatus
+from .services import FINISHED_STEP_STATUSES
 
 
 class RunSerializer(serializers.ModelSerializer):
@@ -51,7 +52,15 @@ class StepSerializer(serializers.ModelSerializer):
     step_id = serializers.UUIDField(source="id", read_only=True)
     run_id = serializers.UUIDField(read_only=True)
     input_summary = serializers.DictField(required=False)
+    output_summary = serializers.DictField(required=False)
     attempt = serializers.IntegerField(min_value=1, required=False, default=1)
+    status = serializers.ChoiceField(
+        choices=[StepStatus.RUNNING, *FINISHED_STEP_STATUSES],
+        required=False,
+        default=StepStatus.RUNNING,
+        help_text="running (finish it later with PATCH), or a final status to record a finished step.",
+    )
+    error = serializers.CharField(required=False, allow_blank=True, default="")
 
     class Meta:
         model = AgentStep
@@ -69,7 +78,13 @@ class StepSerializer(serializers.ModelSerializer):
             "started_at",
             "finished_at",
         ]
-        read_only_fields = ["sequence", "status", "output_summary", "error", "started_at", "finished_at"]
+        read_only_fields = ["sequence", "started_at", "finished_at"]
+
+
+class StepFinishSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=FINISHED_STEP_STATUSES)
+    output_summary = serializers.DictField(required=False)
+    error = serializers.CharField(required=False, allow_blank=True, default="")
 
 
 class RunArtifactSerializer(serializers.ModelSerializer):
@@ -142,12 +157,14 @@ class RunViewSet(
 
 
 @extend_schema(tags=["runs"])
-class RunStepViewSet(LimitedBodyMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
-    """The run's agent steps in sequence; POST starts the next one."""
+class RunStepViewSet(LimitedBodyMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """The run's agent steps in sequence; POST appends the next one, PATCH finishes one."""
 
     serializer_class = StepSerializer
     pagination_class = CursorPagination
     cursor_ordering = ("sequence",)
+    lookup_url_kwarg = "step_id"
+    lookup_value_converter = "uuid"
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
@@ -159,8 +176,14 @@ class RunStepViewSet(LimitedBodyMixin, mixins.ListModelMixin, viewsets.GenericVi
         return super().list(request, *args, **kwargs)
 
     def create(self, request, run_id):
-        step = services.step_start(run_id=run_id, **_validated(StepSerializer, request.data))
+        step = services.step_record(run_id=run_id, **_validated(StepSerializer, request.data))
         return Response(self.get_serializer(step).data, status=201)
+
+    @extend_schema(summary="Finish a running step", request=StepFinishSerializer)
+    def partial_update(self, request, run_id, step_id):
+        step = self.get_object()  # 404 unless the step belongs to this run
+        data = _validated(StepFinishSerializer, request.data)
+        return Response(self.get_serializer(services.step_finish(step_id=step.pk, **data)).data)
 
 
 @extend_schema(tags=["runs"])

@@ -24,6 +24,9 @@ RUN_TRANSITIONS = {
 }
 
 
+FINISHED_STEP_STATUSES = (StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.SKIPPED)
+
+
 def _get(model, pk, *, what: str, lock: bool = False):
     queryset = model.objects.select_for_update() if lock else model.objects
     obj = queryset.filter(pk=parse_uuid(pk, what=what)).first()
@@ -110,9 +113,34 @@ def step_start(*, run_id, node: str, agent: str = "", input_summary=None, attemp
 
 
 @transaction.atomic
+def step_record(
+    *,
+    run_id,
+    node: str,
+    agent: str = "",
+    input_summary=None,
+    attempt: int = 1,
+    status: str = StepStatus.RUNNING,
+    output_summary=None,
+    error: str = "",
+) -> AgentStep:
+    """Append a step as running, or already finished when a worker reports it after the fact."""
+    if status == StepStatus.RUNNING:
+        if output_summary or error:
+            raise InvalidInput("a running step has no output or error yet; finish it to record them", field="status")
+        return step_start(run_id=run_id, node=node, agent=agent, input_summary=input_summary, attempt=attempt)
+    if status not in FINISHED_STEP_STATUSES:
+        raise InvalidInput(
+            f"a step is recorded as running or as one of {', '.join(FINISHED_STEP_STATUSES)}", field="status"
+        )
+    step = step_start(run_id=run_id, node=node, agent=agent, input_summary=input_summary, attempt=attempt)
+    return step_finish(step_id=step.pk, status=status, output_summary=output_summary, error=error)
+
+
+@transaction.atomic
 def step_finish(*, step_id, status: str, output_summary=None, error: str = "") -> AgentStep:
-    if status not in (StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.SKIPPED):
-        raise InvalidInput("a step finishes as succeeded, failed or skipped", field="status")
+    if status not in FINISHED_STEP_STATUSES:
+        raise InvalidInput(f"a step finishes as one of {', '.join(FINISHED_STEP_STATUSES)}", field="status")
     if output_summary is not None and not isinstance(output_summary, dict):
         raise InvalidInput("output_summary must be a JSON object", field="output_summary")
     step = _get(AgentStep, step_id, what="step", lock=True)

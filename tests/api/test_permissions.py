@@ -27,7 +27,9 @@ def world(story, scene, published_cover):
     locked = story_services.scene_create(story_id=story.pk, title="Locked")
     story_services.scene_lock_planning(scene_id=locked.pk)
     run = run_services.run_create(story_id=story.pk, workflow="w")
+    step = run_services.step_start(run_id=run.pk, node="scene_intent")
     return {
+        "step": step.pk,
         "story": story.pk,
         "scene": scene.pk,
         "locked": locked.pk,
@@ -120,6 +122,15 @@ WRITES = [
     ("run status", "patch", "/v1/runs/{run}", {"status": "running"}, "json", "runs.change_run", 200),
     ("start step", "post", "/v1/runs/{run}/steps", {"node": "scene_intent"}, "json", "runs.add_agentstep", 201),
     (
+        "finish step",
+        "patch",
+        "/v1/runs/{run}/steps/{step}",
+        {"status": "succeeded"},
+        "json",
+        "runs.change_agentstep",
+        200,
+    ),
+    (
         "record run artifact",
         "post",
         "/v1/runs/{run}/artifacts",
@@ -144,6 +155,7 @@ def fingerprint():
         list(Scene.objects.order_by("position").values_list("title", "planning_locked")),
         list(Artifact.objects.values_list("lifecycle_state", flat=True)),
         list(Run.objects.values_list("status", flat=True)),
+        list(AgentStep.objects.values_list("status", flat=True)),
     ]
 
 

@@ -1,6 +1,6 @@
 """Runs, steps and run-artifact links of SPEC §7."""
 
-from runs.models import Run
+from runs.models import AgentStep, Run
 
 from .conftest import assert_error
 
@@ -59,6 +59,40 @@ def test_steps_are_started_in_sequence_and_listed(writer, story):
     assert one.json()["status"] == "running" and one.json()["run_id"] == run["run_id"]
     assert [s["node"] for s in writer.get(url).json()["results"]] == ["scene_intent", "panel_plan"]
     assert_error(writer.post(url, {"node": ""}, format="json"), 400, "blank", "node")
+
+
+def test_steps_are_finished_with_patch_or_recorded_finished(writer, story):
+    run = writer.post("/v1/runs", {"story_id": str(story.pk), "workflow": "w"}, format="json").json()
+    url = f"/v1/runs/{run['run_id']}/steps"
+    step = writer.post(url, {"node": "scene_intent"}, format="json").json()
+    done = writer.patch(
+        f"{url}/{step['step_id']}", {"status": "succeeded", "output_summary": {"version": 3}}, format="json"
+    )
+    assert done.status_code == 200, done.content
+    assert (done.json()["status"], done.json()["output_summary"]) == ("succeeded", {"version": 3})
+    assert done.json()["finished_at"] is not None
+    assert writer.get(f"{url}/{step['step_id']}/").json()["status"] == "succeeded"
+    assert_error(
+        writer.patch(f"{url}/{step['step_id']}", {"status": "failed"}, format="json"), 409, "invalid_transition"
+    )
+    assert_error(writer.patch(f"{url}/{step['step_id']}", {"status": "running"}, format="json"), 400, "invalid_choice")
+
+    recorded = writer.post(url, {"node": "panel_plan", "status": "failed", "error": "model timed out"}, format="json")
+    assert recorded.status_code == 201, recorded.content
+    assert (recorded.json()["sequence"], recorded.json()["status"], recorded.json()["error"]) == (
+        2,
+        "failed",
+        "model timed out",
+    )
+    assert_error(writer.post(url, {"node": "x", "error": "too early"}, format="json"), 400, "invalid", "status")
+
+    other = writer.post("/v1/runs", {"story_id": str(story.pk), "workflow": "w"}, format="json").json()
+    assert_error(
+        writer.patch(f"/v1/runs/{other['run_id']}/steps/{step['step_id']}", {"status": "failed"}, format="json"),
+        404,
+        "not_found",
+    )
+    assert AgentStep.objects.count() == 2
 
 
 def test_run_artifact_links_are_idempotent(writer, story, intent):

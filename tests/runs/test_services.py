@@ -64,3 +64,19 @@ def test_artifact_links_are_idempotent_and_checked(story, scene):
         run_services.run_link_artifact(
             run_id=other_run.pk, artifact_id=artifact.pk, stage="x", direction="consumed", step_id=step.pk
         )
+
+
+def test_a_step_can_be_recorded_already_finished(story):
+    run = run_services.run_create(story_id=story.pk, workflow="w", start=True)
+    step = run_services.step_record(run_id=run.pk, node="qc_report", status="skipped", output_summary={"why": "reused"})
+    assert (step.sequence, step.status, step.output_summary, step.finished_at is not None) == (
+        1,
+        "skipped",
+        {"why": "reused"},
+        True,
+    )
+    with pytest.raises(InvalidInput):
+        run_services.step_record(run_id=run.pk, node="qc_report", error="not yet")
+    with pytest.raises(InvalidInput):
+        run_services.step_record(run_id=run.pk, node="qc_report", status="pending")
+    assert run.steps.count() == 1
