@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from artifacts.errors import InvalidInput, InvalidTransition, NotFound
 from artifacts.models import Artifact
+from artifacts.payloads import nul_path
 from artifacts.services import parse_uuid
 from artifacts_project.request_id import get_request_id
 from stories.models import Scene, Story
@@ -27,6 +28,21 @@ RUN_TRANSITIONS = {
 FINISHED_STEP_STATUSES = (StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.SKIPPED)
 
 
+def _check_json_object(value, *, field: str) -> None:
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{field} must be a JSON object", field=field)
+    bad = nul_path(value, field)
+    if bad:
+        raise InvalidInput(f"{bad}: NUL characters (\\u0000) cannot be stored", field=bad)
+
+
+def _check_text(value, *, field: str) -> None:
+    if value and "\x00" in value:
+        raise InvalidInput(f"{field}: NUL characters (\\u0000) cannot be stored", field=field)
+
+
 def _get(model, pk, *, what: str, lock: bool = False):
     queryset = model.objects.select_for_update() if lock else model.objects
     obj = queryset.filter(pk=parse_uuid(pk, what=what)).first()
@@ -40,8 +56,8 @@ def run_create(*, story_id, workflow: str, scene_id=None, params=None, actor=Non
     """Record a run (pending, or running when ``start``); it becomes the story's current run."""
     if not isinstance(workflow, str) or not workflow.strip():
         raise InvalidInput("workflow must be a non-empty string", field="workflow")
-    if params is not None and not isinstance(params, dict):
-        raise InvalidInput("params must be a JSON object", field="params")
+    _check_text(workflow, field="workflow")
+    _check_json_object(params, field="params")
     story = _get(Story, story_id, what="story", lock=True)
     scene = None
     if scene_id is not None:
@@ -68,6 +84,7 @@ def run_set_status(*, run_id, status: str, error: str | None = None) -> Run:
     """Move a run along pending -> running -> succeeded | failed | cancelled (resume: back to running)."""
     if status not in RunStatus.values:
         raise InvalidInput(f"unknown run status {status!r}; one of {', '.join(RunStatus.values)}", field="status")
+    _check_text(error, field="error")
     run = _get(Run, run_id, what="run", lock=True)
     if status == run.status:
         return run
@@ -96,8 +113,9 @@ def step_start(*, run_id, node: str, agent: str = "", input_summary=None, attemp
     """Append a running step to the run; sequence numbers are gapless per run."""
     if not isinstance(node, str) or not node.strip():
         raise InvalidInput("node must be a non-empty string", field="node")
-    if input_summary is not None and not isinstance(input_summary, dict):
-        raise InvalidInput("input_summary must be a JSON object", field="input_summary")
+    _check_text(node, field="node")
+    _check_text(agent, field="agent")
+    _check_json_object(input_summary, field="input_summary")
     run = _get(Run, run_id, what="run", lock=True)  # the run row lock serializes sequence numbers
     sequence = (run.steps.aggregate(s=Max("sequence"))["s"] or 0) + 1
     return AgentStep.objects.create(
@@ -141,8 +159,8 @@ def step_record(
 def step_finish(*, step_id, status: str, output_summary=None, error: str = "") -> AgentStep:
     if status not in FINISHED_STEP_STATUSES:
         raise InvalidInput(f"a step finishes as one of {', '.join(FINISHED_STEP_STATUSES)}", field="status")
-    if output_summary is not None and not isinstance(output_summary, dict):
-        raise InvalidInput("output_summary must be a JSON object", field="output_summary")
+    _check_json_object(output_summary, field="output_summary")
+    _check_text(error, field="error")
     step = _get(AgentStep, step_id, what="step", lock=True)
     if step.status not in (StepStatus.PENDING, StepStatus.RUNNING):
         raise InvalidTransition(f"step {step.pk} already finished as {step.status}")

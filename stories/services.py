@@ -36,6 +36,13 @@ def _get(model, pk, *, what: str, lock: bool = False):
     return obj
 
 
+def _check_texts(**values) -> None:
+    """PostgreSQL cannot store NUL characters in text; refuse them on both backends."""
+    for field, value in values.items():
+        if isinstance(value, str) and "\x00" in value:
+            raise InvalidInput(f"{field}: NUL characters (\\u0000) cannot be stored", field=field)
+
+
 def _require_title(title) -> str:
     if not isinstance(title, str) or not title.strip():
         raise InvalidInput("title must be a non-empty string", field="title")
@@ -44,6 +51,7 @@ def _require_title(title) -> str:
 
 @transaction.atomic
 def story_create(*, title: str, description: str = "") -> Story:
+    _check_texts(title=title, description=description)
     return Story.objects.create(title=_require_title(title), description=description or "")
 
 
@@ -52,6 +60,7 @@ def story_update(*, story_id, **changes) -> Story:
     unknown = set(changes) - STORY_EDITABLE_FIELDS
     if unknown:
         raise InvalidInput(f"cannot change {', '.join(sorted(unknown))} of a story", field=sorted(unknown)[0])
+    _check_texts(**changes)
     story = _get(Story, story_id, what="story", lock=True)
     if "title" in changes:
         changes["title"] = _require_title(changes["title"])
@@ -63,6 +72,7 @@ def story_update(*, story_id, **changes) -> Story:
 
 @transaction.atomic
 def scene_create(*, story_id, title: str = "", source_text: str = "", position: int | None = None) -> Scene:
+    _check_texts(title=title, source_text=source_text)
     # The story row lock makes "next position" race-free among concurrent creators.
     story = _get(Story, story_id, what="story", lock=True)
     if position is None:

@@ -335,3 +335,23 @@ class TestRelationsAndLineage:
             service.lineage(a.pk, direction="sideways")
         with pytest.raises(InvalidInput):
             service.lineage(a.pk, depth=0)
+
+
+def test_nul_characters_are_refused_on_both_backends_with_their_path(service, story, scene):
+    """PostgreSQL cannot store U+0000 in jsonb or text; SQLite could, so both refuse it."""
+    from runs import services as run_services
+
+    with pytest.raises(InvalidPayload) as excinfo:
+        service.create_artifact(scene.pk, "scene_intent", {**SCENE_INTENT, "key_beats": ["ok", "bad\x00"]})
+    assert excinfo.value.field == "payload.key_beats[1]"
+    with pytest.raises(InvalidPayload):
+        service.create_artifact(scene.pk, "scene_intent", {**SCENE_INTENT, "k\x00": 1})
+    run = run_services.run_create(story_id=story.pk, workflow="w", start=True)
+    with pytest.raises(InvalidInput) as excinfo:
+        run_services.step_record(run_id=run.pk, node="n", status="failed", output_summary={"a": {"b": "\x00"}})
+    assert excinfo.value.field == "output_summary.a.b"
+    with pytest.raises(InvalidInput):
+        run_services.run_set_status(run_id=run.pk, status="failed", error="boom\x00")
+    with pytest.raises(InvalidInput):
+        story_services.story_update(story_id=story.pk, description="x\x00")
+    assert Artifact.objects.count() == 0 and run.steps.count() == 0
