@@ -71,6 +71,20 @@ def parse_uuid(value, *, what: str) -> uuid.UUID:
         raise NotFound(f"{what} {value!r} does not exist", field=f"{what}_id") from None
 
 
+def get_or_not_found(model, pk, *, what: str, lock: bool = False):
+    """The row named ``pk`` (row-locked with ``lock``), or NotFound naming ``<what>_id``."""
+    queryset = model.objects.select_for_update() if lock else model.objects
+    obj = queryset.filter(pk=parse_uuid(pk, what=what)).first()
+    if obj is None:
+        raise NotFound(f"{what} {pk} does not exist", field=f"{what}_id")
+    return obj
+
+
+def acting_user(user):
+    """The user to record as actor: anonymous or missing users are recorded as nobody."""
+    return user if user is not None and getattr(user, "is_authenticated", False) else None
+
+
 def audit_record(
     *,
     action: str,
@@ -87,7 +101,7 @@ def audit_record(
         target_type=target._meta.model_name,
         target_id=target.pk,
         story_id=story_id,
-        actor=actor if actor is not None and getattr(actor, "is_authenticated", False) else None,
+        actor=acting_user(actor),
         from_value=from_value,
         to_value=to_value,
         request_id=request_id if request_id is not None else get_request_id(),
@@ -178,7 +192,7 @@ class ArtifactService:
     """
 
     def __init__(self, *, user=None, request_id: str | None = None):
-        self.user = user if user is not None and getattr(user, "is_authenticated", False) else None
+        self.user = acting_user(user)
         self.request_id = request_id if request_id is not None else get_request_id()
 
     # -- the seed's five methods -------------------------------------------------
@@ -187,9 +201,7 @@ class ArtifactService:
         """Create the next version of the scene's ``type`` stream."""
         from stories.models import Scene
 
-        scene = Scene.objects.filter(pk=parse_uuid(scene_id, what="scene")).first()
-        if scene is None:
-            raise NotFound(f"scene {scene_id} does not exist", field="scene_id")
+        scene = get_or_not_found(Scene, scene_id, what="scene")
         return self._create(
             story_id=scene.story_id, scene=scene, type=type, payload=payload, parent_id=parent_id, **options
         )
@@ -231,10 +243,8 @@ class ArtifactService:
         """Create the next version of a story-level stream (no scene)."""
         from stories.models import Story
 
-        story_uuid = parse_uuid(story_id, what="story")
-        if not Story.objects.filter(pk=story_uuid).exists():
-            raise NotFound(f"story {story_id} does not exist", field="story_id")
-        return self._create(story_id=story_uuid, scene=None, type=type, payload=payload, parent_id=parent_id, **options)
+        story = get_or_not_found(Story, story_id, what="story")
+        return self._create(story_id=story.pk, scene=None, type=type, payload=payload, parent_id=parent_id, **options)
 
     def edit_artifact(self, artifact_id, payload) -> Artifact:
         """An edit is the next version of the edited artifact's stream, with it as parent.

@@ -6,10 +6,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from artifacts.errors import InvalidInput, InvalidTransition, NotFound
+from artifacts.errors import InvalidInput, InvalidTransition
 from artifacts.models import Artifact
 from artifacts.payloads import nul_path
-from artifacts.services import parse_uuid
+from artifacts.services import acting_user, get_or_not_found
 from artifacts_project.request_id import get_request_id
 from stories.models import Scene, Story
 
@@ -43,14 +43,6 @@ def _check_text(value, *, field: str) -> None:
         raise InvalidInput(f"{field}: NUL characters (\\u0000) cannot be stored", field=field)
 
 
-def _get(model, pk, *, what: str, lock: bool = False):
-    queryset = model.objects.select_for_update() if lock else model.objects
-    obj = queryset.filter(pk=parse_uuid(pk, what=what)).first()
-    if obj is None:
-        raise NotFound(f"{what} {pk} does not exist", field=f"{what}_id")
-    return obj
-
-
 @transaction.atomic
 def run_create(*, story_id, workflow: str, scene_id=None, params=None, actor=None, start: bool = False) -> Run:
     """Record a run (pending, or running when ``start``); it becomes the story's current run."""
@@ -58,10 +50,10 @@ def run_create(*, story_id, workflow: str, scene_id=None, params=None, actor=Non
         raise InvalidInput("workflow must be a non-empty string", field="workflow")
     _check_text(workflow, field="workflow")
     _check_json_object(params, field="params")
-    story = _get(Story, story_id, what="story", lock=True)
+    story = get_or_not_found(Story, story_id, what="story", lock=True)
     scene = None
     if scene_id is not None:
-        scene = _get(Scene, scene_id, what="scene")
+        scene = get_or_not_found(Scene, scene_id, what="scene")
         if scene.story_id != story.pk:
             raise InvalidInput(f"scene {scene.pk} belongs to another story", field="scene_id")
     run = Run.objects.create(
@@ -72,7 +64,7 @@ def run_create(*, story_id, workflow: str, scene_id=None, params=None, actor=Non
         status=RunStatus.RUNNING if start else RunStatus.PENDING,
         started_at=timezone.now() if start else None,
         request_id=get_request_id(),
-        triggered_by=actor if actor is not None and actor.is_authenticated else None,
+        triggered_by=acting_user(actor),
     )
     story.current_run = run
     story.save(update_fields=["current_run", "updated_at"])
@@ -85,7 +77,7 @@ def run_set_status(*, run_id, status: str, error: str | None = None) -> Run:
     if status not in RunStatus.values:
         raise InvalidInput(f"unknown run status {status!r}; one of {', '.join(RunStatus.values)}", field="status")
     _check_text(error, field="error")
-    run = _get(Run, run_id, what="run", lock=True)
+    run = get_or_not_found(Run, run_id, what="run", lock=True)
     if status == run.status:
         return run
     if status not in RUN_TRANSITIONS[run.status]:
@@ -116,7 +108,7 @@ def step_start(*, run_id, node: str, agent: str = "", input_summary=None, attemp
     _check_text(node, field="node")
     _check_text(agent, field="agent")
     _check_json_object(input_summary, field="input_summary")
-    run = _get(Run, run_id, what="run", lock=True)  # the run row lock serializes sequence numbers
+    run = get_or_not_found(Run, run_id, what="run", lock=True)  # the run row lock serializes sequence numbers
     sequence = (run.steps.aggregate(s=Max("sequence"))["s"] or 0) + 1
     return AgentStep.objects.create(
         run=run,
@@ -161,7 +153,7 @@ def step_finish(*, step_id, status: str, output_summary=None, error: str = "") -
         raise InvalidInput(f"a step finishes as one of {', '.join(FINISHED_STEP_STATUSES)}", field="status")
     _check_json_object(output_summary, field="output_summary")
     _check_text(error, field="error")
-    step = _get(AgentStep, step_id, what="step", lock=True)
+    step = get_or_not_found(AgentStep, step_id, what="step", lock=True)
     if step.status not in (StepStatus.PENDING, StepStatus.RUNNING):
         raise InvalidTransition(f"step {step.pk} already finished as {step.status}")
     step.status = status
@@ -182,11 +174,11 @@ def run_link_artifact(*, run_id, artifact_id, stage: str, direction: str, step_i
         raise InvalidInput(f"direction must be one of {', '.join(Direction.values)}", field="direction")
     if not isinstance(stage, str) or not stage.strip():
         raise InvalidInput("stage must be a non-empty string", field="stage")
-    run = _get(Run, run_id, what="run")
-    artifact = _get(Artifact, artifact_id, what="artifact")
+    run = get_or_not_found(Run, run_id, what="run")
+    artifact = get_or_not_found(Artifact, artifact_id, what="artifact")
     step = None
     if step_id is not None:
-        step = _get(AgentStep, step_id, what="step")
+        step = get_or_not_found(AgentStep, step_id, what="step")
         if step.run_id != run.pk:
             raise InvalidInput(f"step {step.pk} belongs to another run", field="step_id")
     key = {"run": run, "artifact": artifact, "stage": stage.strip(), "direction": direction}

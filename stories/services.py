@@ -14,26 +14,17 @@ from artifacts.errors import (
     DuplicateLink,
     InvalidInput,
     InvalidLink,
-    NotFound,
     NotLocked,
     NotPublished,
     Pruned,
 )
 from artifacts.models import Artifact, LifecycleState
-from artifacts.services import audit_record, parse_uuid
+from artifacts.services import acting_user, audit_record, get_or_not_found, parse_uuid
 
 from .models import KIND_FOR_ROLE, ROLE_SCENE_IMAGE, STORY_REFERENCE_FOR_ROLE, Role, Scene, Story, StoryArtifactLink
 
 STORY_EDITABLE_FIELDS = frozenset({"title", "description"})
 SCENE_EDITABLE_FIELDS = frozenset({"title", "source_text", "position"})
-
-
-def _get(model, pk, *, what: str, lock: bool = False):
-    queryset = model.objects.select_for_update() if lock else model.objects
-    obj = queryset.filter(pk=parse_uuid(pk, what=what)).first()
-    if obj is None:
-        raise NotFound(f"{what} {pk} does not exist", field=f"{what}_id")
-    return obj
 
 
 def _check_texts(**values) -> None:
@@ -61,7 +52,7 @@ def story_update(*, story_id, **changes) -> Story:
     if unknown:
         raise InvalidInput(f"cannot change {', '.join(sorted(unknown))} of a story", field=sorted(unknown)[0])
     _check_texts(**changes)
-    story = _get(Story, story_id, what="story", lock=True)
+    story = get_or_not_found(Story, story_id, what="story", lock=True)
     if "title" in changes:
         changes["title"] = _require_title(changes["title"])
     for name, value in changes.items():
@@ -74,7 +65,7 @@ def story_update(*, story_id, **changes) -> Story:
 def scene_create(*, story_id, title: str = "", source_text: str = "", position: int | None = None) -> Scene:
     _check_texts(title=title, source_text=source_text)
     # The story row lock makes "next position" race-free among concurrent creators.
-    story = _get(Story, story_id, what="story", lock=True)
+    story = get_or_not_found(Story, story_id, what="story", lock=True)
     if position is None:
         position = (story.scenes.aggregate(p=Max("position"))["p"] or 0) + 1
     elif story.scenes.filter(position=position).exists():
@@ -87,7 +78,7 @@ def scene_update(*, scene_id, **changes) -> Scene:
     unknown = set(changes) - SCENE_EDITABLE_FIELDS
     if unknown:
         raise InvalidInput(f"cannot change {', '.join(sorted(unknown))} of a scene", field=sorted(unknown)[0])
-    scene = _get(Scene, scene_id, what="scene", lock=True)
+    scene = get_or_not_found(Scene, scene_id, what="scene", lock=True)
     if (
         "position" in changes
         and Scene.objects.filter(story_id=scene.story_id, position=changes["position"]).exclude(pk=scene.pk).exists()
@@ -105,11 +96,11 @@ def scene_lock_planning(*, scene_id, actor=None) -> Scene:
     locking at once, exactly one succeeds and the other is told it is already locked."""
     scene_uuid = parse_uuid(scene_id, what="scene")
     now = timezone.now()
-    user = actor if actor is not None and actor.is_authenticated else None
+    user = acting_user(actor)
     if not Scene.objects.filter(pk=scene_uuid, planning_locked=False).update(
         planning_locked=True, planning_locked_by=user, planning_locked_at=now, updated_at=now
     ):
-        _get(Scene, scene_uuid, what="scene")
+        get_or_not_found(Scene, scene_uuid, what="scene")
         raise AlreadyLocked(f"planning on scene {scene_uuid} is already locked")
     scene = Scene.objects.get(pk=scene_uuid)
     audit_record(
@@ -121,11 +112,11 @@ def scene_lock_planning(*, scene_id, actor=None) -> Scene:
 @transaction.atomic
 def scene_unlock_planning(*, scene_id, actor=None) -> Scene:
     scene_uuid = parse_uuid(scene_id, what="scene")
-    user = actor if actor is not None and actor.is_authenticated else None
+    user = acting_user(actor)
     if not Scene.objects.filter(pk=scene_uuid, planning_locked=True).update(
         planning_locked=False, planning_locked_by=None, planning_locked_at=None, updated_at=timezone.now()
     ):
-        _get(Scene, scene_uuid, what="scene")
+        get_or_not_found(Scene, scene_uuid, what="scene")
         raise NotLocked(f"planning on scene {scene_uuid} is not locked")
     scene = Scene.objects.get(pk=scene_uuid)
     audit_record(
@@ -151,7 +142,7 @@ def _check_link_target(*, story: Story, artifact: Artifact, role: str, scene_id)
         scene_id = artifact.scene_id
     if scene_id is None:
         raise InvalidLink("role scene_image needs a scene", field="scene_id")
-    scene = _get(Scene, scene_id, what="scene")
+    scene = get_or_not_found(Scene, scene_id, what="scene")
     if scene.story_id != story.pk:
         raise InvalidLink(f"scene {scene.pk} belongs to another story", field="scene_id")
     if artifact.scene_id is not None and artifact.scene_id != scene.pk:
@@ -162,8 +153,8 @@ def _check_link_target(*, story: Story, artifact: Artifact, role: str, scene_id)
 @transaction.atomic
 def link_create(*, story_id, artifact_id, role: str, scene_id=None, actor=None) -> StoryArtifactLink:
     """Attach an artifact to a story role without making it primary."""
-    story = _get(Story, story_id, what="story")
-    artifact = _get(Artifact, artifact_id, what="artifact")
+    story = get_or_not_found(Story, story_id, what="story")
+    artifact = get_or_not_found(Artifact, artifact_id, what="artifact")
     scene = _check_link_target(story=story, artifact=artifact, role=role, scene_id=scene_id)
     if StoryArtifactLink.objects.filter(artifact=artifact, role=role).exists():
         raise DuplicateLink(f"artifact {artifact.pk} is already linked as {role}")
@@ -175,7 +166,7 @@ def link_create(*, story_id, artifact_id, role: str, scene_id=None, actor=None) 
                 role=role,
                 scene=scene,
                 is_primary=False,
-                created_by=actor if actor is not None and actor.is_authenticated else None,
+                created_by=acting_user(actor),
             )
     except IntegrityError:
         raise DuplicateLink(f"artifact {artifact.pk} is already linked as {role}") from None
@@ -189,8 +180,8 @@ def story_set_primary(*, story_id, role: str, artifact_id, scene_id=None, actor=
     Locks, in a fixed order: the story row (one primary change per story at a time), then
     the artifact row (so it cannot be archived meanwhile).
     """
-    story = _get(Story, story_id, what="story", lock=True)
-    artifact = _get(Artifact, artifact_id, what="artifact", lock=True)
+    story = get_or_not_found(Story, story_id, what="story", lock=True)
+    artifact = get_or_not_found(Artifact, artifact_id, what="artifact", lock=True)
     scene = _check_link_target(story=story, artifact=artifact, role=role, scene_id=scene_id)
     if artifact.is_pruned:
         raise Pruned(f"artifact {artifact.pk} was pruned")
@@ -198,7 +189,7 @@ def story_set_primary(*, story_id, role: str, artifact_id, scene_id=None, actor=
         raise NotPublished(
             f"artifact {artifact.pk} is {artifact.lifecycle_state}; only a published artifact can be primary"
         )
-    user = actor if actor is not None and actor.is_authenticated else None
+    user = acting_user(actor)
 
     current = StoryArtifactLink.objects.filter(story=story, role=role, scene=scene, is_primary=True).first()
     if current is not None and current.artifact_id == artifact.pk:
