@@ -13,254 +13,55 @@ only by exact, indexed values, and offers only filters and orderings an index se
 
 from __future__ import annotations
 
-import uuid
-
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
-from django.core.exceptions import FieldDoesNotExist, PermissionDenied, ValidationError
-from django.core.files.storage import default_storage
-from django.core.paginator import Paginator
-from django.db import connections, models
-from django.http import FileResponse, Http404, HttpResponse, HttpResponseRedirect
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from .errors import ArtifactError, InvalidPayload
+from artifacts_project.admin_kit import (
+    BULK_ACTION_LIMIT,
+    BaseAdmin,
+    EstimatedCountPaginator,
+    IndexedSearchMixin,
+    ViewOnlyMixin,
+    admin_url,
+    artifact_link,
+    audit_trail_for,
+    describe_value,
+    report_refusals,
+    short_id,
+    state_badge,
+    uuid_or_none,
+)
+from artifacts_project.api import domain_error_response
+from artifacts_project.errors import ArtifactError, InvalidPayload
+from stories.models import Scene
+
+from . import lineage as lineage_walk
+from . import selectors
+from .content import content_response
 from .lineage_graph import build_graph
 from .models import ALLOWED_TRANSITIONS, Artifact, ArtifactRelation, AuditEvent, LifecycleState
 from .payloads import ARTIFACT_TYPES, MEDIA_KINDS, validate_payload
-from .services import MAX_LINEAGE_DEPTH, ArtifactService
+from .services import ArtifactService
 from .widgets import PrettyJSONField
 
-# How many rows a bulk action may touch: each is its own service call and transaction.
-BULK_ACTION_LIMIT = 500
-AUDIT_TRAIL_LIMIT = 50
 VERSIONS_SHOWN = 50
 CHANGE_PAGE_LINEAGE_DEPTH = 3
+CHANGE_PAGE_LINEAGE_NODES = 60  # per direction
+LINEAGE_PAGE_NODES = 200  # per direction
+LINEAGE_DEPTH_CHOICES = (1, 2, 3, 5, 10, 25, 100)
 
 TRANSITION_LABELS = {
     LifecycleState.CANDIDATE: "Move to candidate",
     LifecycleState.PUBLISHED: "Publish",
     LifecycleState.ARCHIVED: "Archive",
 }
-
-
-# -- shared building blocks (stories/ and runs/ admins use them too) ---------------
-
-
-class EstimatedCountPaginator(Paginator):
-    """Counts exactly, except an unfiltered list on PostgreSQL, where it reads the
-    planner's row estimate (``pg_class.reltuples``) instead of a full-table COUNT(*).
-
-    The estimate is refreshed by (auto)vacuum/analyze; page links near the end may be a
-    little off, which is the price of a list that opens instantly at millions of rows.
-    Small tables (below ``estimate_above``) are counted exactly, where it costs nothing.
-    """
-
-    estimate_above = 10_000
-
-    @cached_property
-    def count(self):
-        estimate = self._estimate()
-        if estimate is not None and estimate >= self.estimate_above:
-            return estimate
-        return Paginator.count.func(self)
-
-    def _estimate(self) -> int | None:
-        queryset = self.object_list
-        if not isinstance(queryset, models.QuerySet):
-            return None
-        query = queryset.query
-        if query.where or query.distinct or query.combinator or query.is_sliced:
-            return None
-        connection = connections[queryset.db]
-        if connection.vendor != "postgresql":
-            return None
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%s)", [queryset.model._meta.db_table]
-            )
-            row = cursor.fetchone()
-        # -1 means "never analyzed": no estimate to trust.
-        return int(row[0]) if row and row[0] is not None and row[0] >= 0 else None
-
-
-def _is_uuid_path(model, lookup: str) -> bool:
-    field = None
-    for part in lookup.split("__"):
-        field = model._meta.get_field(part)
-        if field.is_relation:
-            model = field.related_model
-    if field.is_relation:
-        field = field.target_field
-    return isinstance(field, models.UUIDField)
-
-
-class IndexedSearchMixin:
-    """Search that an index can answer.
-
-    ``search_fields`` keep Django's prefixes: ``=field`` is an exact match (ids,
-    request ids, type names) and a bare name is ``icontains`` (titles, on small
-    tables only). An id field is matched only when the term is a UUID, so a title
-    search never compares text against UUID columns, and a pasted id hits the index.
-    """
-
-    def get_search_results(self, request, queryset, search_term):
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        try:
-            term_uuid = uuid.UUID(term)
-        except ValueError:
-            term_uuid = None
-        condition = models.Q()
-        for spec in self.get_search_fields(request):
-            exact = spec.startswith("=")
-            name = spec.lstrip("=")
-            try:
-                is_uuid = _is_uuid_path(self.model, name)
-            except FieldDoesNotExist:
-                is_uuid = False
-            if is_uuid:
-                if term_uuid is not None:
-                    condition |= models.Q(**{name: term_uuid})
-            elif exact:
-                condition |= models.Q(**{name: term})
-            else:
-                condition |= models.Q(**{f"{name}__icontains": term})
-        if not condition:
-            return queryset.none(), False
-        return queryset.filter(condition), False
-
-
-class NoDeleteMixin:
-    """Nothing is deletable in this admin (SPEC §8): no delete view, no bulk delete."""
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def get_actions(self, request):
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)
-        return actions
-
-
-class BaseAdmin(NoDeleteMixin, admin.ModelAdmin):
-    class Media:
-        css = {"all": ("artifacts/admin/admin.css",)}
-
-
-class ViewOnlyMixin(NoDeleteMixin):
-    """Rows written only by services (pipeline, curation): the admin shows them."""
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-
-class ArtifactRowColumns:
-    """Columns for rows that point at an artifact and maybe a scene (story links, run links)."""
-
-    @admin.display(description="artifact")
-    def artifact_column(self, obj):
-        return artifact_link(obj.artifact)
-
-    @admin.display(description="state")
-    def artifact_state(self, obj):
-        return state_badge(obj.artifact)
-
-    @admin.display(description="scene")
-    def scene_label(self, obj):
-        return f"#{obj.scene.position} {obj.scene.title}" if obj.scene else "—"
-
-
-class ViewOnlyInline(admin.TabularInline):
-    extra = 0
-    max_num = 0
-    can_delete = False
-    show_change_link = True
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-def admin_url(obj, view: str = "change") -> str:
-    opts = obj._meta
-    return reverse(f"admin:{opts.app_label}_{opts.model_name}_{view}", args=[obj.pk])
-
-
-def changelist_url(model) -> str:
-    return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
-
-
-def uuid_or_none(value) -> uuid.UUID | None:
-    """An admin URL's object id, or None when it is not a UUID (the page then 404s)."""
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        return None
-
-
-def short_id(pk) -> str:
-    return str(pk)[:8]
-
-
-def state_badge(artifact) -> str:
-    state = "pruned" if artifact.pruned_at else artifact.lifecycle_state
-    return format_html('<span class="lc-badge lc-{}">{}</span>', state, state)
-
-
-def artifact_link(artifact) -> str:
-    return format_html('<a href="{}">{} v{}</a>', admin_url(artifact), artifact.type, artifact.version)
-
-
-def describe_value(value) -> str:
-    """An audit from/to value for people: ``role=cover, artifact_id=964ee36d``."""
-    if value is None:
-        return "—"
-    if isinstance(value, dict):
-        parts = []
-        for key, item in value.items():
-            if item is None:
-                continue
-            text = str(item)
-            parts.append(f"{key}={text[:8] if uuid_or_none(text) else text}")
-        return ", ".join(parts) or "—"
-    return str(value)
-
-
-def audit_trail(**lookup):
-    """The newest audit events matching ``lookup``, with their actors, for a change page."""
-    events = list(
-        AuditEvent.objects.filter(**lookup).select_related("actor").order_by("-created_at")[:AUDIT_TRAIL_LIMIT]
-    )
-    for event in events:
-        event.from_display, event.to_display = describe_value(event.from_value), describe_value(event.to_value)
-    return events
-
-
-def audit_trail_for(obj):
-    return audit_trail(target_type=obj._meta.model_name, target_id=obj.pk)
-
-
-def report_refusals(request, refusals, *, verb: str) -> None:
-    """One error message per refused row (bounded), each with the rule's own words."""
-    for label, exc in refusals[:10]:
-        messages.error(request, f"Refused to {verb} {label} ({exc.code}): {exc.message}")
-    if len(refusals) > 10:
-        messages.error(request, f"… and {len(refusals) - 10} more refused.")
 
 
 # -- artifacts -------------------------------------------------------------------------
@@ -422,12 +223,26 @@ class ArtifactAdmin(IndexedSearchMixin, BaseAdmin):
         return obj is not None and self.has_change_permission(request, obj)
 
     def get_object(self, request, object_id, from_field=None):
-        # The change page shows every reference; one joined query instead of one each.
-        return (
-            Artifact.objects.select_related("story", "scene__story", "parent", "created_by", "created_by_step__run")
-            .filter(pk=uuid_or_none(object_id))
-            .first()
-        )
+        # The change page shows every reference: one joined query instead of one each,
+        # without the big columns of the rows it only names (a parent's payload, a scene's
+        # text, a run's parameters). Kept on the request: change_view asks twice.
+        cache = request.__dict__.setdefault("_artifact_admin_objects", {})
+        if object_id not in cache:
+            cache[object_id] = (
+                Artifact.objects.select_related("story", "scene__story", "parent", "created_by", "created_by_step__run")
+                .defer(
+                    "parent__payload",
+                    "scene__source_text",
+                    "story__description",
+                    "scene__story__description",
+                    "created_by_step__input_summary",
+                    "created_by_step__output_summary",
+                    "created_by_step__run__params",
+                )
+                .filter(pk=uuid_or_none(object_id))
+                .first()
+            )
+        return cache[object_id]
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change=change, **kwargs)
@@ -494,11 +309,8 @@ class ArtifactAdmin(IndexedSearchMixin, BaseAdmin):
         return super().change_view(request, object_id, form_url, context)
 
     def _panels(self, request, artifact) -> dict:
-        service = ArtifactService(user=request.user)
         versions = list(
-            Artifact.objects.for_stream(story_id=artifact.story_id, scene_id=artifact.scene_id, type=artifact.type)
-            .only("id", "version", "lifecycle_state", "created_at", "request_id", "pruned_at", "parent_id")
-            .order_by("-version")[: VERSIONS_SHOWN + 1]
+            selectors.stream_of(artifact).only(*selectors.VERSION_COLUMNS).order_by("-version")[: VERSIONS_SHOWN + 1]
         )
         can_change = self.has_change_permission(request, artifact)
         return {
@@ -506,8 +318,7 @@ class ArtifactAdmin(IndexedSearchMixin, BaseAdmin):
             "versions_truncated": len(versions) > VERSIONS_SHOWN,
             "graph": build_graph(
                 artifact,
-                service.lineage(artifact.pk, direction="ancestors", depth=CHANGE_PAGE_LINEAGE_DEPTH),
-                service.lineage(artifact.pk, direction="descendants", depth=CHANGE_PAGE_LINEAGE_DEPTH),
+                *self._walks(artifact, depth=CHANGE_PAGE_LINEAGE_DEPTH, limit=CHANGE_PAGE_LINEAGE_NODES),
             ),
             "graph_depth": CHANGE_PAGE_LINEAGE_DEPTH,
             "audit_events": audit_trail_for(artifact),
@@ -520,6 +331,14 @@ class ArtifactAdmin(IndexedSearchMixin, BaseAdmin):
             else [],
             "can_edit_payload": self._payload_editable(request, artifact),
         }
+
+    @staticmethod
+    def _walks(artifact, *, depth: int, limit: int):
+        """Ancestors and descendants: the same walk as the API's, payloads left unread."""
+        return (
+            lineage_walk.walk(artifact.pk, direction="ancestors", depth=depth, limit=limit),
+            lineage_walk.walk(artifact.pk, direction="descendants", depth=depth, limit=limit),
+        )
 
     def get_urls(self):
         prefix = f"{self.opts.app_label}_{self.opts.model_name}"
@@ -540,33 +359,32 @@ class ArtifactAdmin(IndexedSearchMixin, BaseAdmin):
         return artifact
 
     def content_view(self, request, object_id):
-        """The artifact's bytes with their mime type, for the preview tags.
-
-        The REST API has its own content endpoint; this one lives behind the admin's
-        session login so previews work for editors without an API token.
-        """
+        """The artifact's bytes for the preview tags, behind the admin's session login,
+        served by the same code as the API's content endpoint (sandboxed, nosniff)."""
         artifact = self._get_viewable(request, object_id)
-        if artifact.is_pruned:
-            return HttpResponse("pruned: the content was reclaimed", status=410, content_type="text/plain")
-        if not artifact.content_sha256 or not default_storage.exists(artifact.content.name):
-            raise Http404("this artifact has no content")
-        response = FileResponse(default_storage.open(artifact.content.name, "rb"), content_type=artifact.mime_type)
-        response["ETag"] = f'"{artifact.content_sha256}"'
-        response["Cache-Control"] = "private, max-age=31536000, immutable"  # content never changes
-        # Uploaded bytes (an SVG, say) must not run script in the admin's origin.
-        response["Content-Security-Policy"] = "sandbox; default-src 'none'; style-src 'unsafe-inline'"
-        return response
+        try:
+            return content_response(request, artifact)
+        except ArtifactError as exc:
+            return domain_error_response(exc)
 
     def lineage_view(self, request, object_id):
         artifact = self._get_viewable(request, object_id)
         try:
-            depth = max(1, min(MAX_LINEAGE_DEPTH, int(request.GET.get("depth", 10))))
+            depth = int(request.GET.get("depth", 10))
         except ValueError:
             depth = 10
-        service = ArtifactService(user=request.user)
-        ancestors = service.lineage(artifact.pk, direction="ancestors", depth=depth)
-        descendants = service.lineage(artifact.pk, direction="descendants", depth=depth)
-        graph = build_graph(artifact, ancestors, descendants, max_nodes=200)
+        depth = max(1, min(lineage_walk.MAX_DEPTH, depth))
+        ancestors, descendants = self._walks(artifact, depth=depth, limit=LINEAGE_PAGE_NODES)
+        graph = build_graph(artifact, ancestors, descendants)
+        scene_ids = {node.scene_id for node in (*ancestors.nodes, *descendants.nodes) if node.scene_id}
+        scenes = {
+            pk: f"#{position} {title}".strip()
+            for pk, position, title in Scene.objects.filter(pk__in=scene_ids).values_list("id", "position", "title")
+        }
+
+        def rows(nodes):
+            return [(node, scenes.get(node.scene_id, "story level")) for node in nodes]
+
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
@@ -575,9 +393,9 @@ class ArtifactAdmin(IndexedSearchMixin, BaseAdmin):
             "subtitle": str(artifact.pk),
             "graph": graph,
             "depth": depth,
-            "depth_choices": [1, 2, 3, 5, 10, 25],
-            "ancestors": ancestors.nodes,
-            "descendants": descendants.nodes,
+            "depth_choices": sorted({*LINEAGE_DEPTH_CHOICES, depth}),
+            "ancestors": rows(ancestors.nodes),
+            "descendants": rows(descendants.nodes),
             "edges": len(graph.edges),
         }
         return TemplateResponse(request, "admin/artifacts/artifact/lineage.html", context)

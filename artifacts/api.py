@@ -5,10 +5,6 @@ Views validate the shape of a request and hand it to ``ArtifactService``; every 
 no route offers PUT, PATCH or DELETE (DRF answers 405).
 """
 
-from django.db.models import Q
-from django.http import FileResponse
-from django.utils.cache import get_conditional_response
-from django.utils.http import quote_etag
 from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
@@ -19,13 +15,17 @@ from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
-from artifacts_project.api import CursorPagination, Gone, LimitedBodyMixin, created
+from artifacts_project.api import LimitedBodyMixin, created
+from artifacts_project.api_defaults import CursorPagination
+from artifacts_project.errors import NotFound
 from stories.models import Scene, Story
 
-from .errors import NotFound
+from . import lineage as lineage_walk
+from . import selectors
+from .content import content_response
 from .models import Artifact, ArtifactRelation, LifecycleState, RelationType
 from .payloads import ARTIFACT_TYPES, KINDS, get_type
-from .services import MAX_LINEAGE_DEPTH, ArtifactService
+from .services import ArtifactService
 
 JSON_OBJECT = {"type": "object", "additionalProperties": True}
 
@@ -93,40 +93,85 @@ class ArtifactCreateSerializer(serializers.Serializer):
 
 
 class LineageQuerySerializer(serializers.Serializer):
-    direction = serializers.ChoiceField(choices=["ancestors", "descendants"], default="ancestors")
-    depth = serializers.IntegerField(min_value=1, max_value=MAX_LINEAGE_DEPTH, default=10)
-
-
-class LineageNodeSerializer(serializers.Serializer):
-    artifact_id = serializers.UUIDField(source="artifact.id")
-    type = serializers.CharField(source="artifact.type")
-    version = serializers.IntegerField(source="artifact.version")
-    kind = serializers.CharField(source="artifact.kind")
-    lifecycle_state = serializers.CharField(source="artifact.lifecycle_state")
-    story_id = serializers.UUIDField(source="artifact.story_id")
-    scene_id = serializers.UUIDField(source="artifact.scene_id", allow_null=True)
-    created_at = serializers.DateTimeField(source="artifact.created_at")
-    depth = serializers.IntegerField()
-
-
-class LineageEdgeSerializer(serializers.Serializer):
-    from_artifact_id = serializers.UUIDField(source="from_id")
-    to_artifact_id = serializers.UUIDField(source="to_id")
-    relation_type = serializers.CharField(
-        source="kind", help_text="'parent' (from is the next version of to) or a relation type."
+    direction = serializers.ChoiceField(choices=lineage_walk.DIRECTIONS, default="ancestors")
+    depth = serializers.IntegerField(min_value=1, max_value=lineage_walk.MAX_DEPTH, default=lineage_walk.DEFAULT_DEPTH)
+    limit = serializers.IntegerField(
+        min_value=1,
+        max_value=lineage_walk.MAX_LIMIT,
+        default=lineage_walk.DEFAULT_LIMIT,
+        help_text="The most nodes returned; `truncated` says when it cut the walk.",
     )
 
 
+class LineageNodeSerializer(serializers.Serializer):
+    artifact_id = serializers.UUIDField()
+    type = serializers.CharField()
+    version = serializers.IntegerField()
+    kind = serializers.CharField()
+    lifecycle_state = serializers.CharField()
+    story_id = serializers.UUIDField()
+    scene_id = serializers.UUIDField(allow_null=True)
+    parent_id = serializers.UUIDField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    pruned_at = serializers.DateTimeField(allow_null=True)
+    depth = serializers.IntegerField(help_text="Hops from the artifact asked about.")
+
+
+class LineageEdgeSerializer(serializers.Serializer):
+    from_artifact_id = serializers.UUIDField()
+    to_artifact_id = serializers.UUIDField()
+    relation_type = serializers.CharField(help_text="'parent' (from is the next version of to) or a relation type.")
+
+
 class LineageSerializer(serializers.Serializer):
-    artifact_id = serializers.UUIDField(source="root.id")
+    """The shape of a lineage answer, for the schema. The view builds it directly: at ten
+    thousand nodes a serializer per node would cost many times the walk itself."""
+
+    artifact_id = serializers.UUIDField()
     direction = serializers.CharField()
     depth = serializers.IntegerField()
-    nodes = serializers.SerializerMethodField()
+    limit = serializers.IntegerField()
+    truncated = serializers.BooleanField(help_text="The limit cut the walk: more nodes lie within the depth.")
+    nodes = LineageNodeSerializer(many=True)
     edges = LineageEdgeSerializer(many=True)
 
-    @extend_schema_field(LineageNodeSerializer(many=True))
-    def get_nodes(self, lineage):
-        return LineageNodeSerializer([{"artifact": a, "depth": d} for a, d in lineage.nodes], many=True).data
+
+_TIME = serializers.DateTimeField()
+
+
+def _text(value):
+    return None if value is None else str(value)
+
+
+def lineage_body(lineage: lineage_walk.Lineage) -> dict:
+    time = _TIME.to_representation
+    return {
+        "artifact_id": str(lineage.root.id),
+        "direction": lineage.direction,
+        "depth": lineage.depth,
+        "limit": lineage.limit,
+        "truncated": lineage.truncated,
+        "nodes": [
+            {
+                "artifact_id": str(node.id),
+                "type": node.type,
+                "version": node.version,
+                "kind": node.kind,
+                "lifecycle_state": node.lifecycle_state,
+                "story_id": str(node.story_id),
+                "scene_id": _text(node.scene_id),
+                "parent_id": _text(node.parent_id),
+                "created_at": time(node.created_at),
+                "pruned_at": None if node.pruned_at is None else time(node.pruned_at),
+                "depth": node.depth,
+            }
+            for node in lineage.nodes
+        ],
+        "edges": [
+            {"from_artifact_id": str(e.from_id), "to_artifact_id": str(e.to_id), "relation_type": e.kind}
+            for e in lineage.edges
+        ],
+    }
 
 
 class TransitionSerializer(serializers.Serializer):
@@ -239,7 +284,7 @@ class SceneArtifactViewSet(ArtifactStreamViewSet):
     owner_kwarg = "scene_id"
 
     def stream_queryset(self, scene_id):
-        return Artifact.objects.filter(scene_id=scene_id)
+        return selectors.scene_artifacts(scene_id)
 
     def create_in_stream(self, service, scene_id, *args, **options):
         return service.create_artifact(scene_id, *args, **options)
@@ -252,12 +297,7 @@ class SceneArtifactViewSet(ArtifactStreamViewSet):
     @action(detail=False, methods=["get"], url_path="latest", pagination_class=None, filter_backends=[])
     def latest(self, request, scene_id):
         self.ensure_owner()
-        artifacts = Artifact.objects.filter(scene_id=scene_id)
-        wanted = request.query_params.get("type")
-        if wanted is not None:
-            get_type(wanted)
-            artifacts = artifacts.filter(type=wanted)
-        latest = artifacts.latest_per_type().order_by("type")
+        latest = selectors.scene_latest_per_type(scene_id, type=request.query_params.get("type"))
         return Response(ArtifactSerializer(latest, many=True, context=self.get_serializer_context()).data)
 
 
@@ -269,7 +309,7 @@ class StoryArtifactViewSet(ArtifactStreamViewSet):
     owner_kwarg = "story_id"
 
     def stream_queryset(self, story_id):
-        return Artifact.objects.filter(story_id=story_id, scene__isnull=True)
+        return selectors.story_level_artifacts(story_id)
 
     def create_in_stream(self, service, story_id, *args, **options):
         return service.create_story_artifact(story_id, *args, **options)
@@ -301,7 +341,7 @@ class ArtifactViewSet(LimitedBodyMixin, mixins.RetrieveModelMixin, viewsets.Gene
         return ArtifactService(user=self.request.user)
 
     def retrieve(self, request, artifact_id):
-        artifact = self.service().get_artifact(artifact_id)
+        artifact = selectors.artifact_get(artifact_id)
         return Response(self.get_serializer(artifact).data)
 
     @extend_schema(
@@ -309,7 +349,7 @@ class ArtifactViewSet(LimitedBodyMixin, mixins.RetrieveModelMixin, viewsets.Gene
     )
     @action(detail=True, methods=["get"], cursor_ordering=("version",))
     def versions(self, request, artifact_id):
-        page = self.paginate_queryset(self.service().versions(artifact_id))
+        page = self.paginate_queryset(selectors.stream_versions(selectors.artifact_get(artifact_id)))
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
     @extend_schema(
@@ -321,35 +361,21 @@ class ArtifactViewSet(LimitedBodyMixin, mixins.RetrieveModelMixin, viewsets.Gene
     def lineage(self, request, artifact_id):
         query = LineageQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        lineage = self.service().lineage(artifact_id, **query.validated_data)
-        return Response(LineageSerializer(lineage).data)
+        return Response(lineage_body(lineage_walk.walk(artifact_id, **query.validated_data)))
 
     @extend_schema(
         summary="The artifact's bytes",
         responses={
             (200, "*/*"): OpenApiResponse(OpenApiTypes.BINARY, description="The content, with ETag of its sha256."),
+            (206, "*/*"): OpenApiResponse(OpenApiTypes.BINARY, description="One byte range (Range: bytes=...)."),
             304: OpenApiResponse(description="Not modified (If-None-Match)."),
             410: OpenApiResponse(description="Pruned: the content is gone."),
+            416: OpenApiResponse(description="The range lies beyond the content."),
         },
     )
     @action(detail=True, methods=["get"], pagination_class=None, content_negotiation_class=PassThroughNegotiation)
     def content(self, request, artifact_id):
-        artifact = self.service().get_artifact(artifact_id)
-        if artifact.is_pruned:
-            raise Gone(f"artifact {artifact.pk} was pruned; its content is gone")
-        if not artifact.content_sha256:
-            raise NotFound(f"artifact {artifact.pk} is {artifact.kind} and has no content")
-        etag = quote_etag(artifact.content_sha256)
-        not_modified = get_conditional_response(request, etag=etag)
-        if not_modified is not None:
-            not_modified["ETag"] = etag
-            return not_modified
-        response = FileResponse(artifact.content.open("rb"), content_type=artifact.mime_type)
-        response["Content-Length"] = str(artifact.content_size)
-        response["ETag"] = etag
-        # Content is addressed by digest and never changes under this artifact id.
-        response["Cache-Control"] = "private, max-age=31536000, immutable"
-        return response
+        return content_response(request, selectors.artifact_get(artifact_id))
 
     @extend_schema(summary="Move the artifact along its lifecycle", request=TransitionSerializer)
     @action(detail=True, methods=["post"], required_permissions=["artifacts.change_artifact"])
@@ -378,16 +404,15 @@ class ArtifactViewSet(LimitedBodyMixin, mixins.RetrieveModelMixin, viewsets.Gene
         required_permissions=["artifacts.add_artifactrelation"],
     )
     def relations(self, request, artifact_id):
-        service = self.service()
-        artifact = service.get_artifact(artifact_id)
+        artifact = selectors.artifact_get(artifact_id)
         if request.method == "POST":
             incoming = RelationSerializer(data=request.data)
             incoming.is_valid(raise_exception=True)
-            relation = service.relate(
+            relation = self.service().relate(
                 artifact.pk, incoming.validated_data["to_artifact_id"], incoming.validated_data["relation_type"]
             )
             return Response(RelationSerializer(relation).data, status=201)
-        relations = ArtifactRelation.objects.filter(Q(from_artifact=artifact) | Q(to_artifact=artifact))
+        relations = selectors.artifact_relations(artifact.pk)
         page = self.paginate_queryset(relations)
         return self.get_paginated_response(RelationSerializer(page, many=True).data)
 

@@ -71,26 +71,25 @@ class Graph:
     edges: list[GraphEdge]
     width: int
     height: int
-    truncated: int  # nodes left out because of max_nodes
+    truncated: bool  # the walk stopped at its limit: more artifacts lie within the depth
 
     @property
     def legend(self):
         return list(EDGE_COLORS.items())
 
 
-def build_graph(root, ancestors, descendants, *, max_nodes: int = 60) -> Graph:
-    """``ancestors``/``descendants`` are the services' ``Lineage`` results (either may be None)."""
+def build_graph(root, ancestors, descendants) -> Graph:
+    """``ancestors``/``descendants`` are ``lineage.Lineage`` walks from ``root`` (either may
+    be None); their ``limit`` bounds what is drawn."""
     placed: dict = {root.pk: GraphNode(root, 0, root=True)}
-    truncated = 0
+    truncated = False
     for lineage, sign in ((ancestors, -1), (descendants, 1)):
         if lineage is None:
             continue
-        for index, (artifact, depth) in enumerate(lineage.nodes):
-            if index >= max_nodes:
-                truncated += len(lineage.nodes) - max_nodes
-                break
+        truncated = truncated or lineage.truncated
+        for node in lineage.nodes:
             # A node reachable both ways (variant_of may loop) keeps its first place.
-            placed.setdefault(artifact.pk, GraphNode(artifact, sign * depth))
+            placed.setdefault(node.pk, GraphNode(node, sign * node.depth))
 
     columns: dict[int, list[GraphNode]] = {}
     for node in placed.values():

@@ -4,7 +4,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from .errors import ArtifactError
+from artifacts_project.errors import ImmutableRow
+
 from .payloads import KINDS
 
 
@@ -29,10 +30,6 @@ MUTABLE_FIELDS = frozenset({"lifecycle_state"})
 PRUNE_FIELDS = frozenset({"payload", "content", "pruned_at"})
 
 
-class ImmutableRow(ArtifactError):
-    code = "immutable"
-
-
 class ArtifactQuerySet(models.QuerySet):
     def delete(self):
         raise ImmutableRow("artifacts are never deleted")
@@ -44,26 +41,20 @@ class ArtifactQuerySet(models.QuerySet):
         return super().update(**kwargs)
 
     def for_stream(self, *, story_id, scene_id, type):
-        return (
-            self.filter(story_id=story_id, scene_id=scene_id, type=type)
-            if scene_id
-            else self.filter(story_id=story_id, scene__isnull=True, type=type)
-        )
-
-    def latest_per_type(self):
-        """The newest version of each type. Call it on a set already narrowed to one
-        scene (or to one story's story-level artifacts), where type names the stream."""
-        newest = self.filter(type=models.OuterRef("type")).order_by("-version").values("pk")[:1]
-        return self.filter(pk=models.Subquery(newest))
+        """One version stream: (scene, type), or (story, type) for a story-level stream."""
+        if scene_id is not None:
+            return self.filter(scene_id=scene_id, type=type)
+        return self.filter(story_id=story_id, scene__isnull=True, type=type)
 
 
 class Artifact(models.Model):
     """One immutable output of a pipeline stage; a new payload is a new version."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    story = models.ForeignKey("stories.Story", on_delete=models.PROTECT, related_name="artifacts")
+    # Both are the leading column of a composite index below, which serves them alone too.
+    story = models.ForeignKey("stories.Story", on_delete=models.PROTECT, related_name="artifacts", db_index=False)
     scene = models.ForeignKey(
-        "stories.Scene", null=True, blank=True, on_delete=models.PROTECT, related_name="artifacts"
+        "stories.Scene", null=True, blank=True, on_delete=models.PROTECT, related_name="artifacts", db_index=False
     )
     type = models.CharField(max_length=64)
     version = models.PositiveIntegerField()
@@ -72,7 +63,7 @@ class Artifact(models.Model):
     # NULL only on a pruned tombstone.
     payload = models.JSONField(null=True, blank=True)
     content = models.FileField(max_length=255, blank=True, default="")
-    content_sha256 = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    content_sha256 = models.CharField(max_length=64, blank=True, default="")
     content_size = models.PositiveBigIntegerField(null=True, blank=True)
     mime_type = models.CharField(max_length=100, blank=True, default="")
     lifecycle_state = models.CharField(
@@ -82,16 +73,17 @@ class Artifact(models.Model):
     created_by_step = models.ForeignKey(
         "runs.AgentStep", null=True, blank=True, on_delete=models.PROTECT, related_name="created_artifacts"
     )
+    # No index: nothing looks artifacts up by author, and users are not deleted.
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
     )
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
     pruned_at = models.DateTimeField(null=True, blank=True)
 
     objects = ArtifactQuerySet.as_manager()
 
     class Meta:
-        ordering = ["-created_at", "id"]
+        ordering = ["-created_at", "-id"]
         permissions = [("override_planning_lock", "Can create planning artifacts on a locked scene")]
         constraints = [
             # One version number per stream, in both stream shapes: NULL scenes are distinct
@@ -113,13 +105,27 @@ class Artifact(models.Model):
             ),
             models.CheckConstraint(condition=~Q(parent=models.F("id")), name="artifact_not_own_parent"),
         ]
+        # Every index has a reader, named here; the unique constraints above serve a stream's
+        # latest version, its versions and the latest of each type of a scene.
         indexes = [
-            # Latest per stream and a scene's artifacts by type: (scene, type, -version).
-            # The unique constraints above already index (scene|story, type, version).
-            models.Index(fields=["story", "scene", "type"], name="artifact_story_scene_type_idx"),
+            # A scene's artifacts newest first (API list, admin ?scene=), and scene_id alone.
+            models.Index(fields=["scene", "-created_at", "-id"], name="artifact_scene_created_idx"),
+            # A story's artifacts newest first (admin ?story=), and story_id alone.
+            models.Index(fields=["story", "-created_at", "-id"], name="artifact_story_created_idx"),
+            # The admin list's default order, and its date filter.
+            models.Index(fields=["-created_at", "-id"], name="artifact_created_idx"),
+            # The admin list's filters, each in the list's order.
             models.Index(fields=["type", "-created_at"], name="artifact_type_created_idx"),
             models.Index(fields=["lifecycle_state", "-created_at"], name="artifact_state_created_idx"),
             models.Index(fields=["kind", "-created_at"], name="artifact_kind_created_idx"),
+            # Media rows only (few): who else uses a stored file, and a story's media for the
+            # primary chooser.
+            models.Index(
+                fields=["content_sha256"], condition=~Q(content_sha256=""), name="artifact_content_sha256_idx"
+            ),
+            models.Index(
+                fields=["story", "-created_at", "-id"], condition=~Q(content_sha256=""), name="artifact_story_media_idx"
+            ),
         ]
 
     def __str__(self):
@@ -207,7 +213,7 @@ class AuditEvent(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
-        ordering = ["-created_at", "id"]
+        ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(fields=["target_type", "target_id", "-created_at"], name="audit_target_idx"),
             models.Index(fields=["action", "-created_at"], name="audit_action_created_idx"),

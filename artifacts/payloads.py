@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
-from .errors import InvalidPayload, UnknownType
+from artifacts_project.errors import InvalidPayload, UnknownType
 
 KIND_JSON = "json"
 KIND_TEXT = "text"

@@ -1,31 +1,24 @@
-"""The one write path for artifacts (SPEC §6), and the reads that go with it.
+"""The one write path for artifacts (SPEC §6).
 
 ``ArtifactService`` keeps the seed's five methods under their names and meaning, plus
 story-level create, edit-as-new-version, lifecycle transitions, relations and lineage.
+Reads it shares with the API and the admin live in ``selectors.py`` and ``lineage.py``;
+the bytes of media artifacts in ``content.py``; every lock in ``artifacts_project.locks``.
 
-Versioning never loses a write: every create serializes on its stream (a PostgreSQL
-transaction-scoped advisory lock keyed by the stream; on SQLite the IMMEDIATE
-transaction already holds the database's single write lock), then reads the stream's
-max version and inserts max + 1 while still holding the lock. The seed's three retries
-on IntegrityError remain only as a safety net, logged when exhausted.
+Versioning never loses a write: a create serializes on its stream (``lock_stream``),
+reads the stream's latest version and inserts the next one while holding that lock. The
+seed's three retries on IntegrityError remain only as a safety net, logged when exhausted.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import mimetypes
-import uuid
-from dataclasses import dataclass
 
-from django.core.files.base import ContentFile, File
-from django.core.files.storage import default_storage
-from django.db import IntegrityError, connection, transaction
-from django.db.models import Max
+from django.db import IntegrityError, transaction
 
-from artifacts_project.request_id import get_request_id
-
-from .errors import (
+from artifacts_project import locks
+from artifacts_project.audit import acting_user, audit_record
+from artifacts_project.errors import (
     Cycle,
     DuplicateRelation,
     InvalidContent,
@@ -41,146 +34,25 @@ from .errors import (
     StillPrimary,
     VersionConflict,
 )
-from .models import (
-    ACYCLIC_RELATIONS,
-    ALLOWED_TRANSITIONS,
-    Artifact,
-    ArtifactRelation,
-    AuditEvent,
-    LifecycleState,
-    RelationType,
-)
+from artifacts_project.lookups import get_or_not_found, parse_uuid
+from artifacts_project.request_id import get_request_id
+from artifacts_project.transactions import atomic_write
+from stories.models import Scene, Story, StoryArtifactLink
+
+from . import lineage as lineage_walk
+from . import selectors
+from .content import StoredContent, store_content, stored_content_of
+from .models import ACYCLIC_RELATIONS, ALLOWED_TRANSITIONS, Artifact, ArtifactRelation, LifecycleState, RelationType
 from .payloads import MEDIA_KINDS, SCOPE_SCENE, SCOPE_STORY, get_type, validate_payload
 
 logger = logging.getLogger(__name__)
 
 MAX_CREATE_ATTEMPTS = 3
-MAX_LINEAGE_DEPTH = 100
-# Namespace for advisory locks, so ours never collide with another application's.
-_LOCK_NAMESPACE_STREAM = 0x5354  # "ST"
-_LOCK_NAMESPACE_RELATIONS = 0x5245  # "RE"
-
-
-def parse_uuid(value, *, what: str) -> uuid.UUID:
-    """A malformed id names nothing, so it is reported as not found."""
-    if isinstance(value, uuid.UUID):
-        return value
-    try:
-        return uuid.UUID(str(value))
-    except (TypeError, ValueError, AttributeError):
-        raise NotFound(f"{what} {value!r} does not exist", field=f"{what}_id") from None
-
-
-def get_or_not_found(model, pk, *, what: str, lock: bool = False):
-    """The row named ``pk`` (row-locked with ``lock``), or NotFound naming ``<what>_id``."""
-    queryset = model.objects.select_for_update() if lock else model.objects
-    obj = queryset.filter(pk=parse_uuid(pk, what=what)).first()
-    if obj is None:
-        raise NotFound(f"{what} {pk} does not exist", field=f"{what}_id")
-    return obj
-
-
-def acting_user(user):
-    """The user to record as actor: anonymous or missing users are recorded as nobody."""
-    return user if user is not None and getattr(user, "is_authenticated", False) else None
-
-
-def audit_record(
-    *,
-    action: str,
-    target,
-    actor=None,
-    story_id=None,
-    from_value=None,
-    to_value=None,
-    request_id: str | None = None,
-) -> AuditEvent:
-    """Append one audit event: who did what to which object, from what to what."""
-    return AuditEvent.objects.create(
-        action=action,
-        target_type=target._meta.model_name,
-        target_id=target.pk,
-        story_id=story_id,
-        actor=acting_user(actor),
-        from_value=from_value,
-        to_value=to_value,
-        request_id=request_id if request_id is not None else get_request_id(),
-    )
-
-
-def _advisory_lock(namespace: int, key: str) -> None:
-    """Serialize on ``key`` until the transaction ends (PostgreSQL only).
-
-    SQLite needs nothing: transactions there are IMMEDIATE (see settings), so the
-    whole database is already serialized for writers.
-    """
-    if connection.vendor != "postgresql":
-        return
-    digest = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=4).digest(), "big", signed=True)
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [namespace, digest])
 
 
 def _is_version_conflict(exc: IntegrityError) -> bool:
     message = str(exc)
     return "stream_version" in message or "artifacts_artifact.version" in message
-
-
-@dataclass(frozen=True)
-class StoredContent:
-    name: str
-    sha256: str
-    size: int
-    mime_type: str
-
-
-def store_content(content, *, mime_type: str | None, kind: str) -> StoredContent:
-    """Save bytes once per sha256 through Django's storage API."""
-    if isinstance(content, (bytes, bytearray)):
-        content = ContentFile(bytes(content))
-    elif not isinstance(content, File):
-        content = File(content)
-    hasher = hashlib.sha256()
-    size = 0
-    content.seek(0)
-    for chunk in content.chunks():
-        hasher.update(chunk)
-        size += len(chunk)
-    if size == 0:
-        raise InvalidContent("content is empty", field="content")
-    mime = (mime_type or getattr(content, "content_type", None) or "").split(";")[0].strip().lower()
-    if not mime or mime == "application/octet-stream":
-        mime = mimetypes.guess_type(getattr(content, "name", "") or "")[0] or mime
-    if not mime.startswith(f"{kind}/"):
-        raise InvalidContent(f"a {kind} artifact needs a {kind}/* mime type, got {mime or 'none'!r}", field="content")
-    sha = hasher.hexdigest()
-    name = f"content/{sha[:2]}/{sha}"
-    if not default_storage.exists(name):
-        content.seek(0)
-        saved = default_storage.save(name, content)
-        if saved != name:  # a concurrent writer stored the same bytes first
-            default_storage.delete(saved)
-    return StoredContent(name=name, sha256=sha, size=size, mime_type=mime)
-
-
-@dataclass(frozen=True)
-class LineageEdge:
-    from_id: uuid.UUID
-    to_id: uuid.UUID
-    kind: str  # "parent" (from is the child) or a relation type
-
-
-@dataclass(frozen=True)
-class Lineage:
-    root: Artifact
-    direction: str
-    depth: int
-    nodes: list[tuple[Artifact, int]]  # (artifact, distance from root), root excluded
-    edges: list[LineageEdge]
-
-
-def _db_uuid(value: uuid.UUID):
-    return Artifact._meta.pk.get_db_prep_value(value, connection)
 
 
 class ArtifactService:
@@ -199,31 +71,20 @@ class ArtifactService:
 
     def create_artifact(self, scene_id, type, payload, parent_id=None, **options) -> Artifact:
         """Create the next version of the scene's ``type`` stream."""
-        from stories.models import Scene
-
-        scene = get_or_not_found(Scene, scene_id, what="scene")
+        scene = get_or_not_found(Scene.objects.only("id", "story_id"), scene_id, what="scene")
         return self._create(
-            story_id=scene.story_id, scene=scene, type=type, payload=payload, parent_id=parent_id, **options
+            story_id=scene.story_id, scene_id=scene.pk, type=type, payload=payload, parent_id=parent_id, **options
         )
 
     def get_artifact(self, artifact_id) -> Artifact:
-        artifact = (
-            Artifact.objects.select_related("story", "scene", "parent", "created_by", "created_by_step")
-            .filter(pk=parse_uuid(artifact_id, what="artifact"))
-            .first()
-        )
-        if artifact is None:
-            raise NotFound(f"artifact {artifact_id} does not exist", field="artifact_id")
-        return artifact
+        return selectors.artifact_get(artifact_id)
 
     def get_latest_artifact(self, scene_id, type) -> Artifact | None:
         get_type(type)
-        return (
-            Artifact.objects.filter(scene_id=parse_uuid(scene_id, what="scene"), type=type).order_by("-version").first()
-        )
+        return selectors.stream_latest(story_id=None, scene_id=parse_uuid(scene_id, what="scene"), type=type)
 
     def list_artifacts(self, scene_id, type=None):
-        artifacts = Artifact.objects.filter(scene_id=parse_uuid(scene_id, what="scene"))
+        artifacts = selectors.scene_artifacts(parse_uuid(scene_id, what="scene"))
         if type is not None:
             get_type(type)
             artifacts = artifacts.filter(type=type)
@@ -232,44 +93,41 @@ class ArtifactService:
     def get_next_version(self, scene_id, type) -> int:
         """The version the next create would get (informational: creates lock the stream)."""
         get_type(type)
-        current = Artifact.objects.filter(scene_id=parse_uuid(scene_id, what="scene"), type=type).aggregate(
-            v=Max("version")
-        )["v"]
-        return (current or 0) + 1
+        latest = selectors.stream_latest(
+            story_id=None, scene_id=parse_uuid(scene_id, what="scene"), type=type, fields=("version",)
+        )
+        return latest.version + 1 if latest is not None else 1
 
     # -- more writes ---------------------------------------------------------------
 
     def create_story_artifact(self, story_id, type, payload, parent_id=None, **options) -> Artifact:
         """Create the next version of a story-level stream (no scene)."""
-        from stories.models import Story
+        story = get_or_not_found(Story.objects.only("id"), story_id, what="story")
+        return self._create(
+            story_id=story.pk, scene_id=None, type=type, payload=payload, parent_id=parent_id, **options
+        )
 
-        story = get_or_not_found(Story, story_id, what="story")
-        return self._create(story_id=story.pk, scene=None, type=type, payload=payload, parent_id=parent_id, **options)
-
+    @atomic_write
     def edit_artifact(self, artifact_id, payload) -> Artifact:
-        """An edit is the next version of the edited artifact's stream, with it as parent.
+        """An edit is the next version of the edited artifact's stream, with it as parent,
+        written in one transaction with its audit event.
 
         Returns the edited artifact itself, and writes nothing, when the payload is unchanged.
         Media content is carried over: an edit changes the metadata, not the bytes.
         """
-        original = self.get_artifact(artifact_id)
+        original = selectors.artifact_get(artifact_id)
+        if original.is_pruned:
+            raise Pruned(f"artifact {original.pk} was pruned; edit a version that still has its payload")
         if original.payload == payload:
             return original
-        options = {}
-        if original.content_sha256:
-            options = {
-                "stored": StoredContent(
-                    original.content.name, original.content_sha256, original.content_size, original.mime_type
-                )
-            }
         edited = self._create(
             story_id=original.story_id,
-            scene=original.scene,
+            scene_id=original.scene_id,
             type=original.type,
             payload=payload,
             parent_id=original.pk,
             kind=original.kind,
-            **options,
+            stored=stored_content_of(original) if original.content_sha256 else None,
         )
         audit_record(
             action="edit",
@@ -282,17 +140,13 @@ class ArtifactService:
         )
         return edited
 
-    @transaction.atomic
+    @atomic_write
     def transition(self, artifact_id, to: str) -> Artifact:
         """Move an artifact along its lifecycle (SPEC §5), refusing anything else."""
-        from stories.models import StoryArtifactLink
-
         if to not in LifecycleState.values:
             raise InvalidInput(f"unknown lifecycle state {to!r}; one of {', '.join(LifecycleState.values)}", field="to")
         # The row lock serializes against a concurrent transition or primary change.
-        artifact = Artifact.objects.select_for_update().filter(pk=parse_uuid(artifact_id, what="artifact")).first()
-        if artifact is None:
-            raise NotFound(f"artifact {artifact_id} does not exist", field="artifact_id")
+        artifact = locks.lock_artifact(artifact_id)
         current = artifact.lifecycle_state
         if artifact.is_pruned:
             raise Pruned(f"artifact {artifact.pk} was pruned and can no longer change state")
@@ -300,10 +154,13 @@ class ArtifactService:
             raise InvalidTransition(f"cannot go from {current} to {to}")
         if (
             to == LifecycleState.ARCHIVED
-            and StoryArtifactLink.objects.filter(artifact=artifact, is_primary=True).exists()
+            and StoryArtifactLink.objects.filter(artifact_id=artifact.pk, is_primary=True).exists()
         ):
             raise StillPrimary(f"artifact {artifact.pk} is a primary link; choose another primary before archiving")
-        Artifact.objects.filter(pk=artifact.pk, lifecycle_state=current).update(lifecycle_state=to)
+        # Filtered on the state read under the lock: a count of 0 would mean the lock failed.
+        changed = Artifact.objects.filter(pk=artifact.pk, lifecycle_state=current).update(lifecycle_state=to)
+        if changed != 1:
+            raise InvalidTransition(f"artifact {artifact.pk} changed state meanwhile; reload it")
         artifact.lifecycle_state = to
         audit_record(
             action="transition",
@@ -316,7 +173,7 @@ class ArtifactService:
         )
         return artifact
 
-    @transaction.atomic
+    @atomic_write
     def relate(self, from_artifact_id, to_artifact_id, relation_type: str, *, created_by_step=None) -> ArtifactRelation:
         """Record ``from`` <relation_type> ``to``; derived_from/transcoded_from never cycle."""
         if relation_type not in RelationType.values:
@@ -326,119 +183,67 @@ class ArtifactService:
             )
         source = self._existing(from_artifact_id, field="from_artifact_id")
         target = self._existing(to_artifact_id, field="to_artifact_id")
-        if source.pk == target.pk:
+        if source == target:
             raise InvalidRelation("an artifact cannot relate to itself", field="to_artifact_id")
         if relation_type in ACYCLIC_RELATIONS:
-            # One writer at a time checks-and-inserts, or two edges could close a cycle together.
-            _advisory_lock(_LOCK_NAMESPACE_RELATIONS, "acyclic")
-            if self._reaches(start=target.pk, goal=source.pk):
-                raise Cycle(f"{source.pk} {relation_type} {target.pk} would close a cycle")
+            locks.lock_relation_graph()
+            if lineage_walk.reaches(start=target, goal=source, over=ACYCLIC_RELATIONS):
+                raise Cycle(f"{source} {relation_type} {target} would close a cycle")
         try:
             with transaction.atomic():
                 return ArtifactRelation.objects.create(
-                    from_artifact=source,
-                    to_artifact=target,
+                    from_artifact_id=source,
+                    to_artifact_id=target,
                     relation_type=relation_type,
                     created_by_step=created_by_step,
                     request_id=self.request_id,
                 )
         except IntegrityError:
             if ArtifactRelation.objects.filter(
-                from_artifact=source, to_artifact=target, relation_type=relation_type
+                from_artifact_id=source, to_artifact_id=target, relation_type=relation_type
             ).exists():
-                raise DuplicateRelation(f"{source.pk} {relation_type} {target.pk} already exists") from None
+                raise DuplicateRelation(f"{source} {relation_type} {target} already exists") from None
             raise
 
     # -- reads -------------------------------------------------------------------
 
     def versions(self, artifact_id):
         """Every version of the artifact's stream, oldest first."""
-        artifact = self.get_artifact(artifact_id)
-        return Artifact.objects.for_stream(
-            story_id=artifact.story_id, scene_id=artifact.scene_id, type=artifact.type
-        ).order_by("version")
+        return selectors.stream_versions(selectors.artifact_get(artifact_id))
 
-    def lineage(self, artifact_id, *, direction: str = "ancestors", depth: int = 10) -> Lineage:
-        """Ancestors or descendants to ``depth`` hops, across parents and relations.
+    def lineage(
+        self,
+        artifact_id,
+        *,
+        direction: str = "ancestors",
+        depth: int = lineage_walk.DEFAULT_DEPTH,
+        limit: int = lineage_walk.DEFAULT_LIMIT,
+    ) -> lineage_walk.Lineage:
+        return lineage_walk.walk(artifact_id, direction=direction, depth=depth, limit=limit)
 
-        One recursive query walks the graph; edges are read "child -> parent" and
-        "from -> to" (A derived_from B: B is A's ancestor).
-        """
-        if direction not in ("ancestors", "descendants"):
-            raise InvalidInput("direction must be 'ancestors' or 'descendants'", field="direction")
-        if not isinstance(depth, int) or isinstance(depth, bool) or not 1 <= depth <= MAX_LINEAGE_DEPTH:
-            raise InvalidInput(f"depth must be an integer from 1 to {MAX_LINEAGE_DEPTH}", field="depth")
-        root = self.get_artifact(artifact_id)
-        art, rel = Artifact._meta.db_table, ArtifactRelation._meta.db_table
-        if direction == "ancestors":
-            step = (
-                f"SELECT id AS src, parent_id AS dst FROM {art} WHERE parent_id IS NOT NULL "
-                f"UNION ALL SELECT from_artifact_id, to_artifact_id FROM {rel}"
-            )
-        else:
-            step = (
-                f"SELECT parent_id AS src, id AS dst FROM {art} WHERE parent_id IS NOT NULL "
-                f"UNION ALL SELECT to_artifact_id, from_artifact_id FROM {rel}"
-            )
-        sql = (
-            "WITH RECURSIVE walk(id, depth) AS ("
-            " SELECT %s, 0"
-            f" UNION SELECT e.dst, w.depth + 1 FROM walk w JOIN ({step}) e ON e.src = w.id WHERE w.depth < %s"
-            ") SELECT id, MIN(depth) FROM walk GROUP BY id"
+    def planning_blocks(self, *, type: str, scene) -> bool:
+        """Whether the planning lock refuses this user a new ``type`` version on ``scene``
+        (a friendly early check for forms; creates check again under the scene's lock)."""
+        return (
+            scene is not None
+            and get_type(type).planning
+            and scene.planning_locked
+            and not (self.user is not None and self.user.has_perm("artifacts.override_planning_lock"))
         )
-        root_param = _db_uuid(root.pk)
-        if connection.vendor == "postgresql":
-            sql = sql.replace("SELECT %s, 0", "SELECT %s::uuid, 0")
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [root_param, depth])
-            distances = {uuid.UUID(str(row[0])): row[1] for row in cursor.fetchall()}
-        distances.pop(root.pk, None)
-        found = Artifact.objects.select_related("scene").in_bulk(list(distances))
-        nodes = sorted(
-            ((found[pk], d) for pk, d in distances.items() if pk in found),
-            key=lambda pair: (pair[1], pair[0].type, pair[0].version),
-        )
-        ids = set(distances) | {root.pk}
-        edges = [LineageEdge(a.pk, a.parent_id, "parent") for a in [root, *found.values()] if a.parent_id in ids]
-        edges += [
-            LineageEdge(r.from_artifact_id, r.to_artifact_id, r.relation_type)
-            for r in ArtifactRelation.objects.filter(from_artifact_id__in=ids, to_artifact_id__in=ids)
-        ]
-        return Lineage(root=root, direction=direction, depth=depth, nodes=nodes, edges=edges)
 
     # -- internals -----------------------------------------------------------------
 
-    def _existing(self, artifact_id, *, field: str) -> Artifact:
-        artifact = Artifact.objects.filter(pk=parse_uuid(artifact_id, what="artifact")).first()
-        if artifact is None:
+    def _existing(self, artifact_id, *, field: str):
+        pk = parse_uuid(artifact_id, what="artifact")
+        if not Artifact.objects.filter(pk=pk).exists():
             raise NotFound(f"artifact {artifact_id} does not exist", field=field)
-        return artifact
-
-    def _reaches(self, *, start: uuid.UUID, goal: uuid.UUID) -> bool:
-        """Whether ``goal`` is reachable from ``start`` over derived_from/transcoded_from."""
-        rel = ArtifactRelation._meta.db_table
-        cast = "::uuid" if connection.vendor == "postgresql" else ""
-        sql = (
-            f"WITH RECURSIVE reach(id) AS (SELECT %s{cast} UNION "
-            f"SELECT r.to_artifact_id FROM {rel} r JOIN reach ON r.from_artifact_id = reach.id "
-            f"WHERE r.relation_type IN (%s, %s)) SELECT 1 FROM reach WHERE id = %s{cast}"
-        )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [_db_uuid(start), *[str(t) for t in ACYCLIC_RELATIONS], _db_uuid(goal)])
-            return cursor.fetchone() is not None
-
-    def _next_version(self, latest: Artifact | None) -> int:
-        """The stream's latest version + 1; only meaningful while the stream lock is held.
-
-        The safety-net retry in ``_create`` re-enters here after a unique-version conflict.
-        """
-        return latest.version + 1 if latest is not None else 1
+        return pk
 
     def _create(
         self,
         *,
         story_id,
-        scene,
+        scene_id,
         type,
         payload,
         parent_id=None,
@@ -449,8 +254,9 @@ class ArtifactService:
         created_by_step=None,
         stored: StoredContent | None = None,
     ) -> Artifact:
+        # Everything that needs no lock is checked first, so the stream lock is held briefly.
         artifact_type = get_type(type)
-        scope = SCOPE_SCENE if scene is not None else SCOPE_STORY
+        scope = SCOPE_SCENE if scene_id is not None else SCOPE_STORY
         if scope not in artifact_type.scopes:
             raise InvalidScope(
                 f"{type} artifacts belong to a {' or '.join(artifact_type.scopes)}, not a {scope}", field="type"
@@ -478,19 +284,20 @@ class ArtifactService:
         for attempt in range(1, MAX_CREATE_ATTEMPTS + 1):
             try:
                 with transaction.atomic():
-                    if artifact_type.planning and scene is not None:
-                        self._check_planning_lock(scene.pk, type)
-                    _advisory_lock(_LOCK_NAMESPACE_STREAM, f"{scene.pk if scene else story_id}:{type}")
-                    stream = Artifact.objects.for_stream(
-                        story_id=story_id, scene_id=scene.pk if scene else None, type=type
+                    if artifact_type.planning and scene_id is not None:
+                        self._check_planning_lock(scene_id, type)
+                    locks.lock_stream(story_id=story_id, scene_id=scene_id, type=type)
+                    latest = selectors.stream_latest(
+                        story_id=story_id, scene_id=scene_id, type=type, fields=("id", "version")
                     )
-                    latest = stream.order_by("-version").first()
                     artifact = Artifact(
                         story_id=story_id,
-                        scene=scene,
+                        scene_id=scene_id,
                         type=type,
                         version=self._next_version(latest),
-                        parent=self._resolve_parent(parent_uuid, stream=stream, latest=latest, type=type),
+                        parent_id=self._resolve_parent(
+                            parent_uuid, story_id=story_id, scene_id=scene_id, type=type, latest=latest
+                        ),
                         kind=kind,
                         payload=payload,
                         lifecycle_state=lifecycle_state,
@@ -510,44 +317,35 @@ class ArtifactService:
                     raise
                 logger.warning(
                     "version conflict on %s/%s (attempt %d of %d)",
-                    scene.pk if scene else story_id,
+                    scene_id or story_id,
                     type,
                     attempt,
                     MAX_CREATE_ATTEMPTS,
                 )
         logger.error(
-            "version assignment exhausted %d attempts on stream %s/%s",
-            MAX_CREATE_ATTEMPTS,
-            scene.pk if scene else story_id,
-            type,
+            "version assignment exhausted %d attempts on stream %s/%s", MAX_CREATE_ATTEMPTS, scene_id or story_id, type
         )
         raise VersionConflict(f"could not assign a version on {type} after {MAX_CREATE_ATTEMPTS} attempts")
 
-    def planning_blocks(self, *, type: str, scene) -> bool:
-        """Whether the planning lock refuses this user a new ``type`` version on ``scene``
-        (a friendly early check for forms; creates check again under a row lock)."""
-        return (
-            scene is not None
-            and get_type(type).planning
-            and scene.planning_locked
-            and not (self.user is not None and self.user.has_perm("artifacts.override_planning_lock"))
-        )
+    def _next_version(self, latest: Artifact | None) -> int:
+        """The stream's latest version + 1; only meaningful while the stream lock is held.
+        The safety-net retry in ``_create`` re-enters here after a unique-version conflict."""
+        return latest.version + 1 if latest is not None else 1
 
     def _check_planning_lock(self, scene_id, type: str) -> None:
-        from stories.models import Scene
-
-        # Lock the scene row so a concurrent "lock planning" waits for this create (or
-        # this create sees the lock): no planning artifact slips in after the lock.
-        scene = Scene.objects.select_for_update().only("id", "planning_locked").filter(pk=scene_id).first()
+        # A shared lock on the scene row: a concurrent "lock planning" waits for this create
+        # (or this create sees the lock), so no planning artifact slips in after the lock.
+        scene = locks.share_scene(scene_id)
         if self.planning_blocks(type=type, scene=scene):
             raise PlanningLocked(f"planning is locked on scene {scene_id}")
 
-    def _resolve_parent(self, parent_uuid, *, stream, latest, type) -> Artifact | None:
+    def _resolve_parent(self, parent_uuid, *, story_id, scene_id, type, latest) -> object:
         """A new version's parent is the stream's latest unless an editor branches from
         an older version of the same stream."""
         if parent_uuid is None:
-            return latest
-        parent = latest if latest is not None and latest.pk == parent_uuid else stream.filter(pk=parent_uuid).first()
-        if parent is None:
+            return latest.pk if latest is not None else None
+        if latest is not None and latest.pk == parent_uuid:
+            return parent_uuid
+        if not selectors.stream(story_id=story_id, scene_id=scene_id, type=type).filter(pk=parent_uuid).exists():
             raise InvalidParent(f"parent {parent_uuid} is not a version of this {type} stream", field="parent_id")
-        return parent
+        return parent_uuid

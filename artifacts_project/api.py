@@ -18,8 +18,7 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView, set_rollback
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from artifacts import errors
-from artifacts_project.api_defaults import CursorPagination, ModelPermissions  # noqa: F401  (re-exported)
+from artifacts_project import errors
 from artifacts_project.request_id import get_request_id
 
 API_PREFIX = "/v1/"
@@ -31,12 +30,6 @@ class PayloadTooLarge(exceptions.APIException):
     default_detail = "request body is over the limit"
 
 
-class Gone(exceptions.APIException):
-    status_code = 410
-    default_code = "pruned"
-    default_detail = "the artifact was pruned; its content is gone"
-
-
 def error_body(code: str, message: str, field: str | None = None) -> dict:
     body = {"code": code, "message": message}
     if field:
@@ -45,14 +38,23 @@ def error_body(code: str, message: str, field: str | None = None) -> dict:
     return body
 
 
-def _domain_status(exc: errors.ArtifactError, context) -> int:
+def domain_status(exc: errors.ArtifactError, path_kwargs=None) -> int:
+    """The HTTP status of a domain error, decided by its family."""
     if isinstance(exc, errors.InvalidInput):
         return 400
     if isinstance(exc, errors.NotFound):
         # An unknown id in the path is 404; one sent in the body is a field error.
-        path_kwargs = context.get("kwargs") or {}
-        return 404 if not exc.field or exc.field in path_kwargs else 400
+        return 404 if not exc.field or exc.field in (path_kwargs or {}) else 400
+    if isinstance(exc, errors.Gone):
+        return 410
+    if isinstance(exc, errors.ServerFault):
+        return exc.status
     return 409
+
+
+def domain_error_response(exc: errors.ArtifactError, path_kwargs=None) -> JsonResponse:
+    """A domain error as the API's JSON error, for views outside DRF (the admin's content view)."""
+    return JsonResponse(error_body(exc.code, exc.message, exc.field), status=domain_status(exc, path_kwargs))
 
 
 def _first_error(detail, path: str = ""):
@@ -89,7 +91,7 @@ def exception_handler(exc, context):
         exc = exceptions.ParseError(str(exc), code="bad_request")
     if isinstance(exc, errors.ArtifactError):
         set_rollback()
-        return Response(error_body(exc.code, exc.message, exc.field), status=_domain_status(exc, context))
+        return Response(error_body(exc.code, exc.message, exc.field), status=domain_status(exc, context.get("kwargs")))
 
     response = drf_exception_handler(exc, context)
     if response is None:

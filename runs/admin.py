@@ -1,6 +1,7 @@
 """Admin for runs, their steps and what they consumed and produced (SPEC §8).
 
-The pipeline writes these rows through ``runs.services``; the admin shows them.
+The pipeline writes these rows through ``runs.services``; the admin shows them. Each list
+is ordered by an index and never counts its whole table, like the artifact list.
 """
 
 from __future__ import annotations
@@ -8,9 +9,10 @@ from __future__ import annotations
 from django.contrib import admin
 from django.utils.html import format_html
 
-from artifacts.admin import (
+from artifacts_project.admin_kit import (
     ArtifactRowColumns,
     BaseAdmin,
+    EstimatedCountPaginator,
     IndexedSearchMixin,
     ViewOnlyInline,
     ViewOnlyMixin,
@@ -93,6 +95,9 @@ class RunAdmin(ArtifactRowColumns, IndexedSearchMixin, ViewOnlyMixin, BaseAdmin)
     list_select_related = ("story", "scene")
     list_filter = ("status", "created_at")
     sortable_by = ("created_at",)
+    ordering = ("-created_at", "-id")  # run_status_created_idx / the created_at index
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
     search_fields = ("=id", "=story", "=scene", "=request_id", "story__title")
     search_help_text = "A run, story or scene id or a request id (exact), or a story title (contains)."
     fieldsets = (
@@ -155,6 +160,9 @@ class AgentStepAdmin(IndexedSearchMixin, ViewOnlyMixin, BaseAdmin):
     search_fields = ("=id", "=run", "=node")
     search_help_text = "A step or run id, or a node name (exact)."
     sortable_by = ()
+    ordering = ("-started_at", "-id")  # step_started_idx
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
     fields = (
         "id",
         "run",
@@ -195,6 +203,9 @@ class RunArtifactLinkAdmin(ArtifactRowColumns, IndexedSearchMixin, ViewOnlyMixin
     search_fields = ("=id", "=run", "=artifact", "=stage")
     search_help_text = "A record, run or artifact id, or a stage name (exact)."
     sortable_by = ()
+    ordering = ("-created_at", "-id")  # runlink_created_idx
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
     fields = ("id", "run", "step", "stage", "direction", "artifact", "created_at")
     readonly_fields = fields
 

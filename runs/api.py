@@ -5,8 +5,9 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.response import Response
 
-from artifacts.errors import NotFound
-from artifacts_project.api import CursorPagination, LimitedBodyMixin, created
+from artifacts_project.api import LimitedBodyMixin, created
+from artifacts_project.api_defaults import CursorPagination
+from artifacts_project.errors import NotFound
 
 from . import services
 from .models import AgentStep, Direction, Run, RunArtifactLink, RunStatus, StepStatus

@@ -33,7 +33,7 @@ class Run(models.Model):
     story = models.ForeignKey("stories.Story", on_delete=models.PROTECT, related_name="runs")
     scene = models.ForeignKey("stories.Scene", null=True, blank=True, on_delete=models.PROTECT, related_name="runs")
     workflow = models.CharField(max_length=100)
-    status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.PENDING, db_index=True)
+    status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.PENDING)
     params = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True, default="")
     request_id = models.CharField(max_length=64, blank=True, default="", db_index=True)
@@ -45,8 +45,12 @@ class Run(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["-created_at", "id"]
-        indexes = [models.Index(fields=["story", "-created_at"], name="run_story_created_idx")]
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["story", "-created_at"], name="run_story_created_idx"),
+            # The admin list's status filter in the list's order.
+            models.Index(fields=["status", "-created_at"], name="run_status_created_idx"),
+        ]
 
     def __str__(self):
         return f"{self.workflow} run {str(self.id)[:8]} ({self.status})"
@@ -67,8 +71,11 @@ class AgentStep(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["run", "sequence"]
+        # run_id, not run: ordering by the relation would join (and lock) the run.
+        ordering = ["run_id", "sequence"]
         constraints = [models.UniqueConstraint(fields=["run", "sequence"], name="step_unique_sequence_per_run")]
+        # The admin list: newest steps first.
+        indexes = [models.Index(fields=["-started_at", "-id"], name="step_started_idx")]
 
     def __str__(self):
         return f"#{self.sequence} {self.node} ({self.status})"
@@ -84,7 +91,7 @@ class RunArtifactLink(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["run", "created_at", "id"]
+        ordering = ["run_id", "created_at", "id"]
         constraints = [
             models.UniqueConstraint(
                 fields=["run", "artifact", "stage", "direction"], name="runlink_unique_per_stage_direction"
@@ -93,6 +100,8 @@ class RunArtifactLink(models.Model):
         indexes = [
             models.Index(fields=["artifact", "direction"], name="runlink_artifact_dir_idx"),
             models.Index(fields=["run", "created_at"], name="runlink_run_created_idx"),
+            # The admin list: newest records first.
+            models.Index(fields=["-created_at", "-id"], name="runlink_created_idx"),
         ]
 
     def __str__(self):

@@ -1,4 +1,8 @@
-"""Runs and agent steps: what each pipeline stage consumed and produced."""
+"""Runs and agent steps: what each pipeline stage consumed and produced.
+
+Every function is one action in its own transaction (``atomic_write``); rows are locked
+only through ``artifacts_project.locks``.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,14 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from artifacts.errors import InvalidInput, InvalidTransition
 from artifacts.models import Artifact
 from artifacts.payloads import nul_path
-from artifacts.services import acting_user, get_or_not_found
+from artifacts_project import locks
+from artifacts_project.audit import acting_user
+from artifacts_project.errors import InvalidInput, InvalidTransition
+from artifacts_project.lookups import get_or_not_found
 from artifacts_project.request_id import get_request_id
+from artifacts_project.transactions import atomic_write
 from stories.models import Scene, Story
 
 from .models import FINISHED_STATUSES, AgentStep, Direction, Run, RunArtifactLink, RunStatus, StepStatus
@@ -43,17 +50,17 @@ def _check_text(value, *, field: str) -> None:
         raise InvalidInput(f"{field}: NUL characters (\\u0000) cannot be stored", field=field)
 
 
-@transaction.atomic
+@atomic_write
 def run_create(*, story_id, workflow: str, scene_id=None, params=None, actor=None, start: bool = False) -> Run:
     """Record a run (pending, or running when ``start``); it becomes the story's current run."""
     if not isinstance(workflow, str) or not workflow.strip():
         raise InvalidInput("workflow must be a non-empty string", field="workflow")
     _check_text(workflow, field="workflow")
     _check_json_object(params, field="params")
-    story = get_or_not_found(Story, story_id, what="story", lock=True)
+    story = get_or_not_found(Story.objects.only("id"), story_id, what="story")
     scene = None
     if scene_id is not None:
-        scene = get_or_not_found(Scene, scene_id, what="scene")
+        scene = get_or_not_found(Scene.objects.only("id", "story_id"), scene_id, what="scene")
         if scene.story_id != story.pk:
             raise InvalidInput(f"scene {scene.pk} belongs to another story", field="scene_id")
     run = Run.objects.create(
@@ -66,18 +73,18 @@ def run_create(*, story_id, workflow: str, scene_id=None, params=None, actor=Non
         request_id=get_request_id(),
         triggered_by=acting_user(actor),
     )
-    story.current_run = run
-    story.save(update_fields=["current_run", "updated_at"])
+    # An UPDATE, not a read-then-save: the newest run wins without locking the story first.
+    Story.objects.filter(pk=story.pk).update(current_run=run, updated_at=timezone.now())
     return run
 
 
-@transaction.atomic
+@atomic_write
 def run_set_status(*, run_id, status: str, error: str | None = None) -> Run:
     """Move a run along pending -> running -> succeeded | failed | cancelled (resume: back to running)."""
     if status not in RunStatus.values:
         raise InvalidInput(f"unknown run status {status!r}; one of {', '.join(RunStatus.values)}", field="status")
     _check_text(error, field="error")
-    run = get_or_not_found(Run, run_id, what="run", lock=True)
+    run = locks.lock_run(run_id)
     if status == run.status:
         return run
     if status not in RUN_TRANSITIONS[run.status]:
@@ -100,7 +107,7 @@ def run_set_status(*, run_id, status: str, error: str | None = None) -> Run:
     return run
 
 
-@transaction.atomic
+@atomic_write
 def step_start(*, run_id, node: str, agent: str = "", input_summary=None, attempt: int = 1) -> AgentStep:
     """Append a running step to the run; sequence numbers are gapless per run."""
     if not isinstance(node, str) or not node.strip():
@@ -108,8 +115,8 @@ def step_start(*, run_id, node: str, agent: str = "", input_summary=None, attemp
     _check_text(node, field="node")
     _check_text(agent, field="agent")
     _check_json_object(input_summary, field="input_summary")
-    run = get_or_not_found(Run, run_id, what="run", lock=True)  # the run row lock serializes sequence numbers
-    sequence = (run.steps.aggregate(s=Max("sequence"))["s"] or 0) + 1
+    run = locks.lock_run(run_id)  # the run row lock serializes sequence numbers
+    sequence = (AgentStep.objects.filter(run_id=run.pk).aggregate(s=Max("sequence"))["s"] or 0) + 1
     return AgentStep.objects.create(
         run=run,
         sequence=sequence,
@@ -122,7 +129,7 @@ def step_start(*, run_id, node: str, agent: str = "", input_summary=None, attemp
     )
 
 
-@transaction.atomic
+@atomic_write
 def step_record(
     *,
     run_id,
@@ -147,13 +154,13 @@ def step_record(
     return step_finish(step_id=step.pk, status=status, output_summary=output_summary, error=error)
 
 
-@transaction.atomic
+@atomic_write
 def step_finish(*, step_id, status: str, output_summary=None, error: str = "") -> AgentStep:
     if status not in FINISHED_STEP_STATUSES:
         raise InvalidInput(f"a step finishes as one of {', '.join(FINISHED_STEP_STATUSES)}", field="status")
     _check_json_object(output_summary, field="output_summary")
     _check_text(error, field="error")
-    step = get_or_not_found(AgentStep, step_id, what="step", lock=True)
+    step = locks.lock_step(step_id)
     if step.status not in (StepStatus.PENDING, StepStatus.RUNNING):
         raise InvalidTransition(f"step {step.pk} already finished as {step.status}")
     step.status = status
@@ -164,7 +171,7 @@ def step_finish(*, step_id, status: str, output_summary=None, error: str = "") -
     return step
 
 
-@transaction.atomic
+@atomic_write
 def run_link_artifact(*, run_id, artifact_id, stage: str, direction: str, step_id=None) -> tuple[RunArtifactLink, bool]:
     """Record that ``stage`` of the run consumed or produced ``artifact``.
 
@@ -174,11 +181,11 @@ def run_link_artifact(*, run_id, artifact_id, stage: str, direction: str, step_i
         raise InvalidInput(f"direction must be one of {', '.join(Direction.values)}", field="direction")
     if not isinstance(stage, str) or not stage.strip():
         raise InvalidInput("stage must be a non-empty string", field="stage")
-    run = get_or_not_found(Run, run_id, what="run")
-    artifact = get_or_not_found(Artifact, artifact_id, what="artifact")
+    run = get_or_not_found(Run.objects.only("id"), run_id, what="run")
+    artifact = get_or_not_found(Artifact.objects.only("id"), artifact_id, what="artifact")
     step = None
     if step_id is not None:
-        step = get_or_not_found(AgentStep, step_id, what="step")
+        step = get_or_not_found(AgentStep.objects.only("id", "run_id"), step_id, what="step")
         if step.run_id != run.pk:
             raise InvalidInput(f"step {step.pk} belongs to another run", field="step_id")
     key = {"run": run, "artifact": artifact, "stage": stage.strip(), "direction": direction}

@@ -10,14 +10,16 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, OuterRef, Subquery
+from django.db.models import Count
 from django.http import Http404, HttpResponseRedirect
 from django.urls import path
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
-from artifacts.admin import (
+from artifacts import selectors as artifact_selectors
+from artifacts.models import Artifact
+from artifacts_project.admin_kit import (
     BULK_ACTION_LIMIT,
     ArtifactRowColumns,
     BaseAdmin,
@@ -34,10 +36,9 @@ from artifacts.admin import (
     state_badge,
     uuid_or_none,
 )
-from artifacts.errors import ArtifactError
-from artifacts.models import Artifact
+from artifacts_project.errors import ArtifactError
 
-from . import services
+from . import selectors, services
 from .models import KIND_FOR_ROLE, ROLE_SCENE_IMAGE, STORY_REFERENCE_FOR_ROLE, Role, Scene, Story, StoryArtifactLink
 
 # How many candidate artifacts the primary chooser offers per role (and per scene).
@@ -186,14 +187,11 @@ class StoryAdmin(IndexedSearchMixin, BaseAdmin):
     def _primary_rows(self, story) -> list[dict]:
         """One row per role (per scene for scene_image): the current primary and the
         newest artifacts that could take its place. Three queries, whatever the story size."""
-        primaries = {
-            (link.role, link.scene_id): link.artifact
-            for link in StoryArtifactLink.objects.filter(story=story, is_primary=True).select_related("artifact")
-        }
+        primaries = {(link.role, link.scene_id): link.artifact for link in selectors.story_primaries(story.pk)}
         candidates = list(
-            Artifact.objects.filter(story=story, kind__in=set(KIND_FOR_ROLE.values()), pruned_at__isnull=True)
-            .only("id", "type", "version", "kind", "lifecycle_state", "scene_id", "pruned_at")
-            .order_by("-created_at")[:CANDIDATES_FETCHED]
+            artifact_selectors.story_media(story.pk).only(
+                "id", "type", "version", "kind", "lifecycle_state", "scene_id", "pruned_at"
+            )[:CANDIDATES_FETCHED]
         )
         rows = []
         for role in Role.values:
@@ -204,7 +202,7 @@ class StoryAdmin(IndexedSearchMixin, BaseAdmin):
                     role, None, primaries.get((role, None)), [a for a in candidates if a.kind == KIND_FOR_ROLE[role]]
                 )
             )
-        for scene in story.scenes.order_by("position")[:SCENES_IN_CHOOSER]:
+        for scene in selectors.story_scenes(story.pk).only("id", "position", "title")[:SCENES_IN_CHOOSER]:
             rows.append(
                 self._primary_row(
                     ROLE_SCENE_IMAGE,
@@ -262,32 +260,6 @@ class StoryAdmin(IndexedSearchMixin, BaseAdmin):
 # -- scene ---------------------------------------------------------------------------
 
 
-class LatestArtifactInline(ViewOnlyInline):
-    """The newest version of each type in the scene."""
-
-    model = Artifact
-    fk_name = "scene"
-    verbose_name = "latest artifact"
-    verbose_name_plural = "Latest artifact of each type"
-    fields = ("type", "version", "kind", "state", "created_at", "request_id")
-    readonly_fields = fields
-    ordering = ("type",)
-
-    def get_queryset(self, request):
-        # Correlated on scene and type: the formset narrows to this scene afterwards, so
-        # the subquery must not assume it (Artifact.objects.latest_per_type() does).
-        newest = (
-            Artifact.objects.filter(scene=OuterRef("scene"), type=OuterRef("type"))
-            .order_by("-version")
-            .values("pk")[:1]
-        )
-        return super().get_queryset(request).filter(pk=Subquery(newest))
-
-    @admin.display(description="state")
-    def state(self, obj):
-        return state_badge(obj)
-
-
 @admin.register(Scene)
 class SceneAdmin(IndexedSearchMixin, BaseAdmin):
     change_form_template = "admin/stories/scene/change_form.html"
@@ -308,7 +280,6 @@ class SceneAdmin(IndexedSearchMixin, BaseAdmin):
     sortable_by = ("position",)
     autocomplete_fields = ("story",)
     actions = ("lock_planning", "unlock_planning")
-    inlines = (LatestArtifactInline,)
     fieldsets = (
         (None, {"fields": ("story", "position", "title", "source_text")}),
         ("Planning lock", {"fields": ("planning", "planning_locked_by", "planning_locked_at")}),
@@ -381,6 +352,9 @@ class SceneAdmin(IndexedSearchMixin, BaseAdmin):
         if scene is not None and self.has_view_permission(request, scene):
             context["audit_events"] = audit_trail_for(scene)
             context["can_lock"] = self.has_change_permission(request, scene)
+            context["latest_artifacts"] = artifact_selectors.scene_latest_per_type(scene.pk).only(
+                "id", "type", "version", "kind", "lifecycle_state", "created_at", "request_id", "pruned_at"
+            )
         return super().change_view(request, object_id, form_url, context)
 
     # -- planning lock: buttons on the page and bulk actions

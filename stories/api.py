@@ -6,8 +6,9 @@ from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from artifacts.errors import NotFound
-from artifacts_project.api import CursorPagination, LimitedBodyMixin, created
+from artifacts_project.api import LimitedBodyMixin, created
+from artifacts_project.api_defaults import CursorPagination
+from artifacts_project.errors import NotFound
 
 from . import services
 from .models import Role, Scene, Story, StoryArtifactLink
@@ -142,11 +143,14 @@ class StoryViewSet(
 
 @extend_schema(tags=["stories"])
 class StorySceneViewSet(LimitedBodyMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
-    """The scenes of one story, in order."""
+    """The scenes of one story, oldest first; each carries its ``position``.
+
+    The cursor follows creation, not position: a cursor needs an immutable column, and a
+    position can change between two pages (a scene moved would be skipped or repeated)."""
 
     serializer_class = SceneSerializer
     pagination_class = CursorPagination
-    cursor_ordering = ("position",)
+    cursor_ordering = ("created_at", "id")
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):

@@ -60,7 +60,8 @@ class Story(models.Model):
 
 class Scene(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    story = models.ForeignKey(Story, on_delete=models.PROTECT, related_name="scenes")
+    # Served by scene_unique_position_per_story and scene_story_created_idx.
+    story = models.ForeignKey(Story, on_delete=models.PROTECT, related_name="scenes", db_index=False)
     position = models.PositiveIntegerField()
     title = models.CharField(max_length=200, blank=True, default="")
     source_text = models.TextField(blank=True, default="")
@@ -73,10 +74,13 @@ class Scene(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        ordering = ["story", "position"]
+        # story_id, not story: ordering by the relation would join (and lock) the story.
+        ordering = ["story_id", "position"]
         constraints = [
             models.UniqueConstraint(fields=["story", "position"], name="scene_unique_position_per_story"),
         ]
+        # A story's scenes in creation order: the API's cursor needs an immutable column.
+        indexes = [models.Index(fields=["story", "created_at", "id"], name="scene_story_created_idx")]
 
     def __str__(self):
         return f"{self.story.title if self.story_id else '?'} #{self.position} {self.title}".strip()
@@ -95,7 +99,7 @@ class StoryArtifactLink(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["story", "role", "-created_at"]
+        ordering = ["story_id", "role", "-created_at"]
         constraints = [
             models.UniqueConstraint(fields=["artifact", "role"], name="link_artifact_once_per_role"),
             # Two partial indexes because a plain unique index treats NULL scenes as distinct.

@@ -1,6 +1,8 @@
 """Stories, scenes and curation: primary links per role, planning locks.
 
-Every function is one action with keyword-only arguments and its own transaction.
+Every function is one action with keyword-only arguments and its own transaction
+(``atomic_write``: retried when the database reports a deadlock). Rows are locked only
+through ``artifacts_project.locks``, in its fixed order.
 """
 
 from __future__ import annotations
@@ -9,7 +11,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from artifacts.errors import (
+from artifacts.models import Artifact, LifecycleState
+from artifacts_project import locks
+from artifacts_project.audit import acting_user, audit_record
+from artifacts_project.errors import (
     AlreadyLocked,
     DuplicateLink,
     InvalidInput,
@@ -18,13 +23,15 @@ from artifacts.errors import (
     NotPublished,
     Pruned,
 )
-from artifacts.models import Artifact, LifecycleState
-from artifacts.services import acting_user, audit_record, get_or_not_found, parse_uuid
+from artifacts_project.lookups import get_or_not_found, parse_uuid
+from artifacts_project.transactions import atomic_write
 
+from . import selectors
 from .models import KIND_FOR_ROLE, ROLE_SCENE_IMAGE, STORY_REFERENCE_FOR_ROLE, Role, Scene, Story, StoryArtifactLink
 
 STORY_EDITABLE_FIELDS = frozenset({"title", "description"})
 SCENE_EDITABLE_FIELDS = frozenset({"title", "source_text", "position"})
+POSITION_CONSTRAINT = "scene_unique_position_per_story"
 
 
 def _check_texts(**values) -> None:
@@ -40,19 +47,23 @@ def _require_title(title) -> str:
     return title.strip()
 
 
-@transaction.atomic
+def _position_taken(position) -> InvalidInput:
+    return InvalidInput(f"story already has a scene at position {position}", field="position")
+
+
+@atomic_write
 def story_create(*, title: str, description: str = "") -> Story:
     _check_texts(title=title, description=description)
     return Story.objects.create(title=_require_title(title), description=description or "")
 
 
-@transaction.atomic
+@atomic_write
 def story_update(*, story_id, **changes) -> Story:
     unknown = set(changes) - STORY_EDITABLE_FIELDS
     if unknown:
         raise InvalidInput(f"cannot change {', '.join(sorted(unknown))} of a story", field=sorted(unknown)[0])
     _check_texts(**changes)
-    story = get_or_not_found(Story, story_id, what="story", lock=True)
+    story = locks.lock_story(story_id)
     if "title" in changes:
         changes["title"] = _require_title(changes["title"])
     for name, value in changes.items():
@@ -61,36 +72,49 @@ def story_update(*, story_id, **changes) -> Story:
     return story
 
 
-@transaction.atomic
+@atomic_write
 def scene_create(*, story_id, title: str = "", source_text: str = "", position: int | None = None) -> Scene:
     _check_texts(title=title, source_text=source_text)
-    # The story row lock makes "next position" race-free among concurrent creators.
-    story = get_or_not_found(Story, story_id, what="story", lock=True)
+    # The story row lock orders the story's position changes: "next position" and
+    # "is this position free" hold until the scene is inserted.
+    story = locks.lock_story(story_id)
     if position is None:
-        position = (story.scenes.aggregate(p=Max("position"))["p"] or 0) + 1
-    elif story.scenes.filter(position=position).exists():
-        raise InvalidInput(f"story already has a scene at position {position}", field="position")
+        position = (Scene.objects.filter(story_id=story.pk).aggregate(p=Max("position"))["p"] or 0) + 1
+    elif Scene.objects.filter(story_id=story.pk, position=position).exists():
+        raise _position_taken(position)
     return Scene.objects.create(story=story, position=position, title=title or "", source_text=source_text or "")
 
 
-@transaction.atomic
+@atomic_write
 def scene_update(*, scene_id, **changes) -> Scene:
     unknown = set(changes) - SCENE_EDITABLE_FIELDS
     if unknown:
         raise InvalidInput(f"cannot change {', '.join(sorted(unknown))} of a scene", field=sorted(unknown)[0])
-    scene = get_or_not_found(Scene, scene_id, what="scene", lock=True)
+    _check_texts(**{k: v for k, v in changes.items() if k != "position"})
+    if "position" in changes:
+        # A position is the story's to hand out: lock the story first (the lock order),
+        # so two scenes cannot both move to one free position.
+        story_id = get_or_not_found(Scene.objects.only("id", "story_id"), scene_id, what="scene").story_id
+        locks.lock_story(story_id)
+    scene = locks.lock_scene(scene_id)
     if (
         "position" in changes
         and Scene.objects.filter(story_id=scene.story_id, position=changes["position"]).exclude(pk=scene.pk).exists()
     ):
-        raise InvalidInput(f"story already has a scene at position {changes['position']}", field="position")
+        raise _position_taken(changes["position"])
     for name, value in changes.items():
         setattr(scene, name, value)
-    scene.save(update_fields=[*changes, "updated_at"])
+    try:
+        with transaction.atomic():
+            scene.save(update_fields=[*changes, "updated_at"])
+    except IntegrityError as exc:  # the database's word is final, should anything slip past the lock
+        if POSITION_CONSTRAINT in str(exc) or "stories_scene.position" in str(exc):
+            raise _position_taken(changes.get("position")) from None
+        raise
     return scene
 
 
-@transaction.atomic
+@atomic_write
 def scene_lock_planning(*, scene_id, actor=None) -> Scene:
     """Freeze the scene's planning artifacts. A conditional UPDATE: of two editors
     locking at once, exactly one succeeds and the other is told it is already locked."""
@@ -109,7 +133,7 @@ def scene_lock_planning(*, scene_id, actor=None) -> Scene:
     return scene
 
 
-@transaction.atomic
+@atomic_write
 def scene_unlock_planning(*, scene_id, actor=None) -> Scene:
     scene_uuid = parse_uuid(scene_id, what="scene")
     user = acting_user(actor)
@@ -142,7 +166,7 @@ def _check_link_target(*, story: Story, artifact: Artifact, role: str, scene_id)
         scene_id = artifact.scene_id
     if scene_id is None:
         raise InvalidLink("role scene_image needs a scene", field="scene_id")
-    scene = get_or_not_found(Scene, scene_id, what="scene")
+    scene = get_or_not_found(Scene.objects.only("id", "story_id"), scene_id, what="scene")
     if scene.story_id != story.pk:
         raise InvalidLink(f"scene {scene.pk} belongs to another story", field="scene_id")
     if artifact.scene_id is not None and artifact.scene_id != scene.pk:
@@ -150,13 +174,13 @@ def _check_link_target(*, story: Story, artifact: Artifact, role: str, scene_id)
     return scene
 
 
-@transaction.atomic
+@atomic_write
 def link_create(*, story_id, artifact_id, role: str, scene_id=None, actor=None) -> StoryArtifactLink:
     """Attach an artifact to a story role without making it primary."""
-    story = get_or_not_found(Story, story_id, what="story")
+    story = get_or_not_found(Story.objects.only("id"), story_id, what="story")
     artifact = get_or_not_found(Artifact, artifact_id, what="artifact")
     scene = _check_link_target(story=story, artifact=artifact, role=role, scene_id=scene_id)
-    if StoryArtifactLink.objects.filter(artifact=artifact, role=role).exists():
+    if StoryArtifactLink.objects.filter(artifact_id=artifact.pk, role=role).exists():
         raise DuplicateLink(f"artifact {artifact.pk} is already linked as {role}")
     try:
         with transaction.atomic():
@@ -172,16 +196,16 @@ def link_create(*, story_id, artifact_id, role: str, scene_id=None, actor=None) 
         raise DuplicateLink(f"artifact {artifact.pk} is already linked as {role}") from None
 
 
-@transaction.atomic
+@atomic_write
 def story_set_primary(*, story_id, role: str, artifact_id, scene_id=None, actor=None) -> StoryArtifactLink:
     """Make ``artifact`` the primary of ``role``: the old primary is demoted and the story's
     derived reference follows, all in this one transaction.
 
-    Locks, in a fixed order: the story row (one primary change per story at a time), then
-    the artifact row (so it cannot be archived meanwhile).
+    Locks, in the fixed order: the story row (one primary change per story at a time),
+    then the artifact row (so it cannot be archived meanwhile).
     """
-    story = get_or_not_found(Story, story_id, what="story", lock=True)
-    artifact = get_or_not_found(Artifact, artifact_id, what="artifact", lock=True)
+    story = locks.lock_story(story_id)
+    artifact = locks.lock_artifact(artifact_id)
     scene = _check_link_target(story=story, artifact=artifact, role=role, scene_id=scene_id)
     if artifact.is_pruned:
         raise Pruned(f"artifact {artifact.pk} was pruned")
@@ -189,14 +213,21 @@ def story_set_primary(*, story_id, role: str, artifact_id, scene_id=None, actor=
         raise NotPublished(
             f"artifact {artifact.pk} is {artifact.lifecycle_state}; only a published artifact can be primary"
         )
+    scene_pk = scene.pk if scene else None
+    # One artifact is linked to one role once: a link it already has for this role must be
+    # the one asked for, never another scene's (which this would silently move).
+    link = StoryArtifactLink.objects.filter(artifact_id=artifact.pk, role=role).first()
+    if link is not None and link.scene_id != scene_pk:
+        raise DuplicateLink(
+            f"artifact {artifact.pk} is already linked as {role} of scene {link.scene_id}; "
+            "one artifact is linked to one role once"
+        )
     user = acting_user(actor)
-
-    current = StoryArtifactLink.objects.filter(story=story, role=role, scene=scene, is_primary=True).first()
+    current = selectors.primary_link(story_id=story.pk, role=role, scene_id=scene_pk)
     if current is not None and current.artifact_id == artifact.pk:
         return current
     if current is not None:
         StoryArtifactLink.objects.filter(pk=current.pk).update(is_primary=False)
-    link = StoryArtifactLink.objects.filter(artifact=artifact, role=role).first()
     if link is None:
         link = StoryArtifactLink.objects.create(
             story=story, artifact=artifact, role=role, scene=scene, is_primary=True, created_by=user
@@ -216,19 +247,9 @@ def story_set_primary(*, story_id, role: str, artifact_id, scene_id=None, actor=
         story_id=story.pk,
         from_value={
             "role": role,
-            "scene_id": str(scene.pk) if scene else None,
+            "scene_id": str(scene_pk) if scene_pk else None,
             "artifact_id": str(current.artifact_id) if current else None,
         },
-        to_value={"role": role, "scene_id": str(scene.pk) if scene else None, "artifact_id": str(artifact.pk)},
+        to_value={"role": role, "scene_id": str(scene_pk) if scene_pk else None, "artifact_id": str(artifact.pk)},
     )
     return link
-
-
-def story_references_from_links(story: Story) -> dict[str, object]:
-    """What each derived reference should be, read from the primary links (for drift checks)."""
-    primaries = dict(
-        StoryArtifactLink.objects.filter(
-            story=story, is_primary=True, role__in=list(STORY_REFERENCE_FOR_ROLE)
-        ).values_list("role", "artifact_id")
-    )
-    return {field: primaries.get(role) for role, field in STORY_REFERENCE_FOR_ROLE.items()}

@@ -219,8 +219,8 @@ def test_scene_page_lists_the_latest_artifact_of_each_type(editor_client, scene,
         scene.pk, "panel_plan", {"panels": [{"grammar_id": "a", "weight": 1, "must_show": []}]}
     )
     response = editor_client.get(change_url(scene))
-    inline = next(f for f in response.context["inline_admin_formsets"] if f.opts.model._meta.model_name == "artifact")
-    assert {form.original.pk for form in inline} == {v2.pk, plan.pk}
+    assert [a.pk for a in response.context["latest_artifacts"]] == [plan.pk, v2.pk]  # by type name
+    assert f'data-artifact-id="{v2.pk}"' in response.content.decode()
 
 
 def test_story_page_shows_links_inline_and_its_audit_trail(editor_client, story, published_cover):

@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 from django import forms
 
+from artifacts.lineage import Lineage, LineageEdge
 from artifacts.lineage_graph import NODE_W, build_graph
-from artifacts.services import Lineage, LineageEdge
 from artifacts.widgets import JsonEditorWidget, PrettyJSONField
 
 
@@ -43,47 +43,49 @@ def test_widget_attrs_can_be_extended():
     assert widget.attrs["rows"] == 5 and widget.attrs["spellcheck"] == "false"
 
 
-def _artifact(type_name, version, state="intermediate"):
+def _artifact(type_name, version, state="intermediate", depth=0):
     return SimpleNamespace(
-        pk=uuid.uuid4(), type=type_name, version=version, lifecycle_state=state, kind="json", pruned_at=None
+        pk=uuid.uuid4(),
+        type=type_name,
+        version=version,
+        lifecycle_state=state,
+        kind="json",
+        pruned_at=None,
+        depth=depth,
     )
+
+
+def _lineage(root, direction, nodes, edges, truncated=False):
+    return Lineage(root=root, direction=direction, depth=3, limit=100, nodes=nodes, edges=edges, truncated=truncated)
 
 
 def test_graph_places_ancestors_left_and_descendants_right_with_edges():
     root, parent, source, child = (
         _artifact("plan", 2),
-        _artifact("plan", 1),
-        _artifact("intent", 1),
-        _artifact("plan", 3),
+        _artifact("plan", 1, depth=1),
+        _artifact("intent", 1, depth=1),
+        _artifact("plan", 3, depth=1),
     )
-    ancestors = Lineage(
-        root=root,
-        direction="ancestors",
-        depth=3,
-        nodes=[(parent, 1), (source, 1)],
-        edges=[LineageEdge(root.pk, parent.pk, "parent"), LineageEdge(root.pk, source.pk, "derived_from")],
+    ancestors = _lineage(
+        root,
+        "ancestors",
+        [parent, source],
+        [LineageEdge(root.pk, parent.pk, "parent"), LineageEdge(root.pk, source.pk, "derived_from")],
     )
-    descendants = Lineage(
-        root=root,
-        direction="descendants",
-        depth=3,
-        nodes=[(child, 1)],
-        edges=[LineageEdge(child.pk, root.pk, "parent")],
-    )
+    descendants = _lineage(root, "descendants", [child], [LineageEdge(child.pk, root.pk, "parent")])
     graph = build_graph(root, ancestors, descendants)
     x = {node.artifact.pk: node.x for node in graph.nodes}
     assert x[parent.pk] == x[source.pk] < x[root.pk] < x[child.pk]
     assert sorted(edge.kind for edge in graph.edges) == ["derived_from", "parent", "parent"]
-    assert graph.width >= 3 * NODE_W and graph.truncated == 0
+    assert graph.width >= 3 * NODE_W and not graph.truncated
     assert [node.root for node in graph.nodes].count(True) == 1
 
 
-def test_graph_caps_the_nodes_it_draws():
+def test_graph_says_when_the_walk_was_cut_by_its_limit():
     root = _artifact("plan", 1)
-    many = [(_artifact("x", i), 1) for i in range(1, 8)]
-    lineage = Lineage(root=root, direction="ancestors", depth=1, nodes=many, edges=[])
-    graph = build_graph(root, lineage, None, max_nodes=5)
-    assert len(graph.nodes) == 6 and graph.truncated == 2
+    many = [_artifact("x", i, depth=1) for i in range(1, 6)]
+    graph = build_graph(root, _lineage(root, "ancestors", many, [], truncated=True), None)
+    assert len(graph.nodes) == 6 and graph.truncated
 
 
 def test_editor_height_follows_the_payload_within_bounds():

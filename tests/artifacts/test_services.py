@@ -4,7 +4,11 @@ import pytest
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from artifacts.errors import (
+from artifacts import selectors
+from artifacts.models import ALLOWED_TRANSITIONS, Artifact, AuditEvent, LifecycleState
+from artifacts.payloads import ARTIFACT_TYPES
+from artifacts.services import ArtifactService
+from artifacts_project.errors import (
     Cycle,
     DuplicateRelation,
     InvalidContent,
@@ -21,9 +25,6 @@ from artifacts.errors import (
     UnknownType,
     VersionConflict,
 )
-from artifacts.models import ALLOWED_TRANSITIONS, Artifact, AuditEvent, LifecycleState
-from artifacts.payloads import ARTIFACT_TYPES
-from artifacts.services import ArtifactService
 from artifacts_project.request_id import request_id_scope
 from stories import services as story_services
 from tests.conftest import PNG_BYTES, SCENE_INTENT, make_image
@@ -76,7 +77,8 @@ class TestVersioning:
         assert list(service.list_artifacts(scene.pk)) == [plan, first, second]
         assert list(service.list_artifacts(scene.pk, type="scene_intent")) == [first, second]
         assert service.get_artifact(str(first.pk)) == first
-        assert set(Artifact.objects.filter(scene=scene).latest_per_type()) == {second, plan}
+        assert list(selectors.scene_latest_per_type(scene.pk)) == [plan, second]  # by type name
+        assert list(selectors.scene_latest_per_type(scene.pk, type="scene_intent")) == [second]
 
     def test_unknown_and_malformed_ids_are_not_found(self, service, scene):
         for bad in ["not-a-uuid", "00000000-0000-0000-0000-000000000000"]:
@@ -314,23 +316,23 @@ class TestRelationsAndLineage:
         service.relate(spec.pk, plan.pk, "derived_from")
 
         full = service.lineage(spec.pk, direction="ancestors", depth=10)
-        assert [(a.pk, d) for a, d in full.nodes] == [(plan.pk, 1), (intent_v2.pk, 2), (intent_v1.pk, 3)]
+        assert [(n.pk, n.depth) for n in full.nodes] == [(plan.pk, 1), (intent_v2.pk, 2), (intent_v1.pk, 3)]
         assert {(e.from_id, e.to_id, e.kind) for e in full.edges} == {
             (spec.pk, plan.pk, "derived_from"),
             (plan.pk, intent_v2.pk, "derived_from"),
             (intent_v2.pk, intent_v1.pk, "parent"),
         }
-        assert [a.pk for a, _ in service.lineage(spec.pk, depth=2).nodes] == [plan.pk, intent_v2.pk]
+        assert [n.pk for n in service.lineage(spec.pk, depth=2).nodes] == [plan.pk, intent_v2.pk]
 
         down = service.lineage(intent_v1.pk, direction="descendants", depth=10)
-        assert [(a.pk, d) for a, d in down.nodes] == [(intent_v2.pk, 1), (plan.pk, 2), (spec.pk, 3)]
+        assert [(n.pk, n.depth) for n in down.nodes] == [(intent_v2.pk, 1), (plan.pk, 2), (spec.pk, 3)]
 
     def test_lineage_terminates_on_variant_cycles_and_checks_its_arguments(self, service, scene):
         a = service.create_artifact(scene.pk, "render_spec", RENDER_SPEC)
         b = service.create_artifact(scene.pk, "panel_plan", PANEL_PLAN)
         service.relate(a.pk, b.pk, "variant_of")
         service.relate(b.pk, a.pk, "variant_of")
-        assert [x.pk for x, _ in service.lineage(a.pk, depth=100).nodes] == [b.pk]
+        assert [n.pk for n in service.lineage(a.pk, depth=100).nodes] == [b.pk]
         with pytest.raises(InvalidInput):
             service.lineage(a.pk, direction="sideways")
         with pytest.raises(InvalidInput):

@@ -1,8 +1,16 @@
 import pytest
 
-from artifacts.errors import AlreadyLocked, DuplicateLink, InvalidInput, InvalidLink, NotFound, NotLocked, NotPublished
 from artifacts.models import AuditEvent
 from artifacts.services import ArtifactService
+from artifacts_project.errors import (
+    AlreadyLocked,
+    DuplicateLink,
+    InvalidInput,
+    InvalidLink,
+    NotFound,
+    NotLocked,
+    NotPublished,
+)
 from stories import services as story_services
 from stories.models import StoryArtifactLink
 from tests.conftest import SCENE_INTENT, make_image

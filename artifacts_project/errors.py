@@ -1,8 +1,9 @@
 """One exception hierarchy for the whole domain, each error with a stable ``code``.
 
-Three families decide the HTTP status once, in the API's exception handler:
-``InvalidInput`` (400), ``NotFound`` (404) and ``Conflict`` (409: a well-formed request
-that a rule refuses).
+Its families decide the HTTP status once, in the API's exception handler:
+``InvalidInput`` (400), ``NotFound`` (404), ``Conflict`` (409: a well-formed request that
+a rule refuses), ``Gone`` (410) and ``ServerFault`` (5xx: the service's own state or
+resources failed, not the request).
 """
 
 
@@ -102,7 +103,34 @@ class Pruned(Conflict):
     code = "pruned"
 
 
+class ImmutableRow(Conflict):
+    """An UPDATE or DELETE that would rewrite history (the model-layer guard; triggers are the real one)."""
+
+    code = "immutable"
+
+
 class VersionConflict(Conflict):
     """The stream's version could not be assigned even after the safety-net retries."""
 
     code = "version_conflict"
+
+
+# 410: it existed, and what was asked for is gone for good.
+class Gone(ArtifactError):
+    code = "gone"
+
+
+class ContentPruned(Gone):
+    code = "pruned"
+
+
+# 5xx: nothing the client sent is wrong.
+class ServerFault(ArtifactError):
+    code = "server_error"
+    status = 500
+
+
+class ContentMissing(ServerFault):
+    """A row names a stored file that storage no longer has."""
+
+    code = "content_missing"

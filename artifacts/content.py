@@ -1,0 +1,185 @@
+"""Artifact content: bytes in Django's storage API, addressed by their sha256, and the one
+place that serves them, for the API and the admin alike (SPEC §7).
+
+Identical bytes are stored once, at ``content/<sha[:2]>/<sha256>``, so a file never needs
+overwriting and an edit of a media artifact's metadata shares its parent's file.
+
+Serving treats every stored file as hostile: ``X-Content-Type-Options: nosniff`` and
+``Content-Security-Policy: sandbox`` on every answer, and only the media types a browser
+plays without running anything are shown inline; everything else (an SVG, an HTML page)
+is an attachment, so no upload ever runs script in the service's origin.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import re
+from dataclasses import dataclass
+
+from django.core.files.base import ContentFile, File
+from django.core.files.storage import default_storage
+from django.http import FileResponse, HttpResponse, StreamingHttpResponse
+from django.utils.cache import get_conditional_response
+from django.utils.http import quote_etag
+
+from artifacts_project.errors import ContentMissing, ContentPruned, InvalidContent, NotFound
+
+# Shown inline (SPEC §7): png, jpeg, gif, webp, mpeg/mp3, ogg, wav, mp4 and webm.
+INLINE_TYPES = frozenset(
+    {
+        "image/png",
+        "image/jpeg",
+        "image/gif",
+        "image/webp",
+        "audio/mpeg",
+        "audio/mp3",
+        "audio/ogg",
+        "audio/wav",
+        "audio/x-wav",
+        "audio/webm",
+        "video/mp4",
+        "video/ogg",
+        "video/webm",
+    }
+)
+# Exactly SPEC §7's value: a sandboxed document runs no script, submits no form and is
+# not of this origin, whatever the file turns out to be.
+SANDBOX = "sandbox"
+_CHUNK = 64 * 1024
+_SINGLE_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+@dataclass(frozen=True)
+class StoredContent:
+    name: str
+    sha256: str
+    size: int
+    mime_type: str
+
+
+def storage_name(sha256: str) -> str:
+    return f"content/{sha256[:2]}/{sha256}"
+
+
+def store_content(content, *, mime_type: str | None, kind: str) -> StoredContent:
+    """Save bytes once per sha256 through Django's storage API."""
+    if isinstance(content, (bytes, bytearray)):
+        content = ContentFile(bytes(content))
+    elif not isinstance(content, File):
+        content = File(content)
+    hasher = hashlib.sha256()
+    size = 0
+    content.seek(0)
+    for chunk in content.chunks():
+        hasher.update(chunk)
+        size += len(chunk)
+    if size == 0:
+        raise InvalidContent("content is empty", field="content")
+    mime = (mime_type or getattr(content, "content_type", None) or "").split(";")[0].strip().lower()
+    if not mime or mime == "application/octet-stream":
+        mime = mimetypes.guess_type(getattr(content, "name", "") or "")[0] or mime
+    if not mime.startswith(f"{kind}/"):
+        raise InvalidContent(f"a {kind} artifact needs a {kind}/* mime type, got {mime or 'none'!r}", field="content")
+    sha = hasher.hexdigest()
+    name = storage_name(sha)
+    if not default_storage.exists(name):
+        content.seek(0)
+        saved = default_storage.save(name, content)
+        if saved != name:  # a concurrent writer stored the same bytes first
+            default_storage.delete(saved)
+    return StoredContent(name=name, sha256=sha, size=size, mime_type=mime)
+
+
+def stored_content_of(artifact) -> StoredContent:
+    """The content an artifact already has, to carry over to a new version (an edit)."""
+    return StoredContent(artifact.content.name, artifact.content_sha256, artifact.content_size, artifact.mime_type)
+
+
+def content_response(request, artifact) -> HttpResponse:
+    """The artifact's bytes: ETag and 304, one byte range (206, or 416 when unsatisfiable),
+    and the headers that keep a stored file from acting as a page of this site.
+
+    Raises ``ContentPruned`` (410), ``NotFound`` (no content) or ``ContentMissing`` (the row
+    names a file storage no longer has); the caller maps them to its error page.
+    """
+    if artifact.is_pruned:
+        raise ContentPruned(f"artifact {artifact.pk} was pruned; its content is gone")
+    if not artifact.content_sha256:
+        raise NotFound(f"artifact {artifact.pk} is {artifact.kind} and has no content")
+    etag = quote_etag(artifact.content_sha256)
+    conditional = get_conditional_response(request, etag=etag)
+    if conditional is not None:
+        return _secured(conditional, artifact, etag)
+    try:
+        handle = default_storage.open(artifact.content.name, "rb")
+    except OSError:
+        raise ContentMissing(
+            f"the stored file {artifact.content.name!r} of artifact {artifact.pk} is missing"
+        ) from None
+    size = artifact.content_size
+    wanted = request.headers.get("Range")
+    if_range = request.headers.get("If-Range")
+    byte_range = _byte_range(wanted, size) if wanted and (if_range is None or if_range == etag) else None
+    if byte_range == "unsatisfiable":
+        handle.close()
+        response = HttpResponse(status=416)
+        response["Content-Range"] = f"bytes */{size}"
+        return _secured(response, artifact, etag)
+    if byte_range is None:
+        response = FileResponse(handle, content_type=artifact.mime_type)
+        response["Content-Length"] = str(size)
+    else:
+        start, end = byte_range
+        response = StreamingHttpResponse(_read(handle, start, end), status=206, content_type=artifact.mime_type)
+        response["Content-Range"] = f"bytes {start}-{end}/{size}"
+        response["Content-Length"] = str(end - start + 1)
+    return _secured(response, artifact, etag)
+
+
+def _secured(response: HttpResponse, artifact, etag: str) -> HttpResponse:
+    response["ETag"] = etag
+    response["Accept-Ranges"] = "bytes"
+    # Content is addressed by digest and never changes under this artifact id.
+    response["Cache-Control"] = "private, max-age=31536000, immutable"
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = SANDBOX
+    disposition = "inline" if artifact.mime_type in INLINE_TYPES else "attachment"
+    extension = mimetypes.guess_extension(artifact.mime_type) or ".bin"
+    response["Content-Disposition"] = f'{disposition}; filename="{artifact.type}-v{artifact.version}{extension}"'
+    return response
+
+
+def _byte_range(header: str, size: int):
+    """(first, last) of one ``bytes=`` range, "unsatisfiable", or None to send it all
+    (several ranges or a malformed header may be ignored, RFC 9110 §14.2)."""
+    match = _SINGLE_RANGE.match(header.strip())
+    if match is None or match.groups() == ("", ""):
+        return None
+    first, last = match.groups()
+    if first == "":
+        length = int(last)
+        if length == 0:
+            return "unsatisfiable"
+        return max(0, size - length), size - 1
+    start = int(first)
+    end = int(last) if last else size - 1
+    if start >= size:
+        return "unsatisfiable"
+    if end < start:
+        return None
+    return start, min(end, size - 1)
+
+
+def _read(handle, start: int, end: int):
+    try:
+        handle.seek(start)
+        remaining = end - start + 1
+        while remaining > 0:
+            chunk = handle.read(min(_CHUNK, remaining))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+            yield chunk
+    finally:
+        handle.close()

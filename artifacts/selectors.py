@@ -1,0 +1,94 @@
+"""Reads of artifacts shared by the API, the admin, the services and the commands.
+
+Each is written once, fetches only what its callers show (no payload of a parent, no
+join nobody reads) and names the index that serves it, so it stays fast at millions of
+rows. Lineage has a module of its own (``lineage.py``).
+"""
+
+from __future__ import annotations
+
+from django.db.models import Q, QuerySet, Subquery
+
+from artifacts_project.errors import NotFound
+from artifacts_project.lookups import parse_uuid
+
+from .models import Artifact, ArtifactRelation
+from .payloads import ARTIFACT_TYPES, SCOPE_SCENE, get_type
+
+# What a version list shows of each version (no payload).
+VERSION_COLUMNS = ("id", "version", "lifecycle_state", "created_at", "request_id", "pruned_at", "parent_id")
+
+
+def artifact_get(artifact_id) -> Artifact:
+    """One artifact, its own columns (primary key)."""
+    artifact = Artifact.objects.filter(pk=parse_uuid(artifact_id, what="artifact")).first()
+    if artifact is None:
+        raise NotFound(f"artifact {artifact_id} does not exist", field="artifact_id")
+    return artifact
+
+
+def stream(*, story_id, scene_id, type: str) -> QuerySet:
+    """Every version of one stream (artifact_unique_scene_stream_version, or
+    artifact_unique_story_stream_version for a story-level stream)."""
+    return Artifact.objects.for_stream(story_id=story_id, scene_id=scene_id, type=type)
+
+
+def stream_of(artifact: Artifact) -> QuerySet:
+    return stream(story_id=artifact.story_id, scene_id=artifact.scene_id, type=artifact.type)
+
+
+def stream_latest(*, story_id, scene_id, type: str, fields: tuple[str, ...] | None = None) -> Artifact | None:
+    """The newest version of a stream: one index probe, backwards on the stream's unique index."""
+    queryset = stream(story_id=story_id, scene_id=scene_id, type=type).order_by("-version")
+    if fields is not None:
+        queryset = queryset.only(*fields)
+    return queryset.first()
+
+
+def stream_versions(artifact: Artifact) -> QuerySet:
+    """The artifact's stream, oldest version first."""
+    return stream_of(artifact).order_by("version")
+
+
+def scene_artifacts(scene_id) -> QuerySet:
+    """A scene's artifacts (artifact_scene_created_idx serves the newest-first list)."""
+    return Artifact.objects.filter(scene_id=scene_id)
+
+
+def story_level_artifacts(story_id) -> QuerySet:
+    """A story's own artifacts, those without a scene (artifact_unique_story_stream_version:
+    a story has few, all of them in that partial index)."""
+    return Artifact.objects.filter(story_id=story_id, scene__isnull=True)
+
+
+def scene_latest_per_type(scene_id, type: str | None = None) -> QuerySet:
+    """The newest version of each type in a scene, by type name.
+
+    One index probe per registered type, all in one query: the type registry names the
+    streams, so no scan of the scene's versions is needed however many there are.
+    """
+    names = (
+        [get_type(type).name]
+        if type is not None
+        else [name for name, t in ARTIFACT_TYPES.items() if SCOPE_SCENE in t.scopes]
+    )
+    heads = Q()
+    for name in names:
+        newest = Artifact.objects.filter(scene_id=scene_id, type=name).order_by("-version").values("pk")[:1]
+        heads |= Q(pk=Subquery(newest))
+    return Artifact.objects.filter(heads).order_by("type")
+
+
+def artifact_relations(artifact_id) -> QuerySet:
+    """Relations from or to an artifact (relation_unique_edge by ``from``, relation_to_idx by ``to``)."""
+    return ArtifactRelation.objects.filter(Q(from_artifact_id=artifact_id) | Q(to_artifact_id=artifact_id))
+
+
+def story_media(story_id) -> QuerySet:
+    """A story's media artifacts that still have their bytes, newest first
+    (artifact_story_media_idx: only media rows are in it)."""
+    return (
+        Artifact.objects.filter(story_id=story_id, pruned_at__isnull=True)
+        .exclude(content_sha256="")
+        .order_by("-created_at", "-id")
+    )

@@ -1,0 +1,116 @@
+"""Every lock the services take: one module, one order (after Saleor's ``lock_objects.py``).
+
+A transaction that needs several locks takes them in this order, skipping those it does
+not need, so two transactions can never wait on each other in a circle:
+
+    1. story row            lock_story
+    2. scene row            lock_scene, share_scene
+    3. content digest       lock_content          (advisory)
+    4. version stream       lock_stream           (advisory)
+    5. relation graph       lock_relation_graph   (advisory)
+    6. artifact row         lock_artifact
+    7. run row              lock_run
+    8. step row             lock_step
+
+Row locks are ``FOR NO KEY UPDATE`` of the row alone (``of=("self",)``):
+- Inserting a row that references a story, scene, artifact or run makes PostgreSQL take
+  ``FOR KEY SHARE`` on the referenced row (the foreign-key check). ``FOR UPDATE`` conflicts
+  with that and turns an ordinary insert beside a curation into a deadlock; ``FOR NO KEY
+  UPDATE`` does not, and no service ever changes a primary key.
+- Without ``of``, Django locks every table the query joins, and a model whose
+  ``Meta.ordering`` follows a foreign key joins its parent: locking a scene would lock its
+  story too. ``order_by("pk")`` replaces that ordering, and fixes the order in which
+  several rows of one table are locked.
+
+Advisory locks are PostgreSQL's, transaction-scoped, keyed by a namespace and a 32-bit
+hash of the key. On SQLite none of this is needed: transactions are IMMEDIATE (see
+settings), so one writer at a time holds the database, and ``select_for_update`` is a no-op.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from django.db import connection
+
+from artifacts.models import Artifact
+from artifacts_project.errors import NotFound
+from artifacts_project.lookups import parse_uuid
+from runs.models import AgentStep, Run
+from stories.models import Scene, Story
+
+_NAMESPACE_STREAM = 0x5354  # "ST"
+_NAMESPACE_RELATIONS = 0x5245  # "RE"
+_NAMESPACE_CONTENT = 0x4354  # "CT"
+
+
+def _lock_row(model, pk, *, what: str):
+    row = (
+        model.objects.filter(pk=parse_uuid(pk, what=what))
+        .order_by("pk")
+        .select_for_update(of=("self",), no_key=True)
+        .first()
+    )
+    if row is None:
+        raise NotFound(f"{what} {pk} does not exist", field=f"{what}_id")
+    return row
+
+
+def lock_story(story_id) -> Story:
+    """One curation of a story at a time: primaries, scene positions."""
+    return _lock_row(Story, story_id, what="story")
+
+
+def lock_scene(scene_id) -> Scene:
+    return _lock_row(Scene, scene_id, what="scene")
+
+
+def share_scene(scene_id) -> Scene | None:
+    """Hold the scene row ``FOR SHARE`` and read its planning lock.
+
+    A shared lock is all a create needs: creates on one scene do not wait for each other,
+    but locking planning (an UPDATE of the row) waits for them, and they for it, so no
+    planning artifact slips in after the lock.
+    """
+    sql = f"SELECT id, story_id, planning_locked FROM {Scene._meta.db_table} WHERE id = %s"
+    if connection.vendor == "postgresql":
+        sql += " FOR SHARE"
+    pk = Scene._meta.pk.get_db_prep_value(parse_uuid(scene_id, what="scene"), connection)
+    rows = list(Scene.objects.raw(sql, [pk]))
+    return rows[0] if rows else None
+
+
+def lock_artifact(artifact_id) -> Artifact:
+    return _lock_row(Artifact, artifact_id, what="artifact")
+
+
+def lock_run(run_id) -> Run:
+    return _lock_row(Run, run_id, what="run")
+
+
+def lock_step(step_id) -> AgentStep:
+    return _lock_row(AgentStep, step_id, what="step")
+
+
+def _advisory(namespace: int, key: str) -> None:
+    if connection.vendor != "postgresql":
+        return
+    digest = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=4).digest(), "big", signed=True)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [namespace, digest])
+
+
+def lock_stream(*, story_id, scene_id, type: str) -> None:
+    """Serialize the writers of one version stream until the transaction ends."""
+    _advisory(_NAMESPACE_STREAM, f"{scene_id or story_id}:{type}")
+
+
+def lock_content(sha256: str) -> None:
+    """Serialize the writers and the sweeper of one stored file (content is keyed by digest)."""
+    _advisory(_NAMESPACE_CONTENT, sha256)
+
+
+def lock_relation_graph() -> None:
+    """One writer at a time checks-and-inserts an acyclic relation, or two edges could close
+    a cycle together."""
+    _advisory(_NAMESPACE_RELATIONS, "acyclic")
