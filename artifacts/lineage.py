@@ -107,11 +107,7 @@ def walk(
         raise NotFound(f"artifact {artifact_id} does not exist", field="artifact_id")
     root = LineageNode(*row, depth=0)
 
-    descendants = direction == "descendants"
-    if connection.vendor == "postgresql":
-        rows = _walk_postgresql(root_id, descendants, depth, limit)
-    else:
-        rows = _walk_sqlite(root_id, descendants, depth, limit)
+    rows = walk_rows(root_id, descendants=direction == "descendants", depth=depth, limit=limit)
     converters = _converters()
     found = []
     for *values, node_depth in rows:
@@ -133,6 +129,14 @@ def walk(
         edges=_edges(root, nodes),
         truncated=truncated,
     )
+
+
+def walk_rows(root_id: uuid.UUID, *, descendants: bool, depth: int, limit: int) -> list[tuple]:
+    """The walk's own rows, one per artifact expanded (columns of NODE_COLUMNS, then depth),
+    at most ``limit + 1``: the one query of the walk."""
+    if connection.vendor == "postgresql":
+        return _walk_postgresql(root_id, descendants, depth, limit)
+    return _walk_sqlite(root_id, descendants, depth, limit)
 
 
 # The columns of a node, then its depth; the walk's rows are converted like the ORM's.
