@@ -16,10 +16,19 @@ $(VENV)/.installed: requirements.txt
 
 install: $(VENV)/.installed
 
+# The service refuses to start without DJANGO_SECRET_KEY (DEBUG stays off), so `make run`
+# makes a development key once, inside the git-ignored venv, and reuses it: logins survive
+# restarts. A DJANGO_SECRET_KEY already in the environment wins.
+DEV_SECRET_KEY := $(VENV)/dev-secret-key
+
+$(DEV_SECRET_KEY): | $(VENV)/.installed
+	umask 077 && $(PY) -c 'import secrets; print(secrets.token_urlsafe(50))' > $@
+
 ## Migrate SQLite, load the demo story, print the admin login, serve on http://$(HOST):$(PORT)
-run: install
-	$(PY) manage.py migrate --noinput
-	$(PY) manage.py seed_demo
+run: install $(DEV_SECRET_KEY)
+	export DJANGO_SECRET_KEY="$${DJANGO_SECRET_KEY:-$$(cat $(DEV_SECRET_KEY))}" && \
+	$(PY) manage.py migrate --noinput && \
+	$(PY) manage.py seed_demo && \
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
 ## The whole suite (SQLite unless DATABASE_URL says otherwise)

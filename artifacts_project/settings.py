@@ -1,13 +1,16 @@
 """Settings, read from the environment with safe development defaults.
 
 SQLite (``db.sqlite3`` at the repo root) is the embedded default; ``DATABASE_URL``
-switches to PostgreSQL. DEBUG is off unless ``DJANGO_DEBUG=1``.
+switches to PostgreSQL. DEBUG is off unless ``DJANGO_DEBUG=1``. ``DJANGO_HTTPS=1`` turns
+on the HTTPS-only settings that ``manage.py check --deploy`` asks for.
 """
 
 import os
+import secrets
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -21,11 +24,35 @@ def env_list(name: str, default: str) -> list[str]:
 
 
 DEBUG = env_bool("DJANGO_DEBUG")
-# The development key is only acceptable where nothing real is at stake; set
-# DJANGO_SECRET_KEY in any deployment.
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "dev-only-insecure-key-change-me")
+# Without DJANGO_SECRET_KEY: the fixed development key when DEBUG is on, otherwise a
+# random key for this process only, so management commands and tests still run but
+# nothing signed outlives the process. The service itself refuses to start without the
+# variable when DEBUG is off (artifacts_project/startup.py).
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "").strip() or (
+    "django-insecure-development-only-key" if DEBUG else secrets.token_urlsafe(50)
+)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
+
+# HTTPS. Behind a TLS-terminating proxy, DJANGO_SECURE_PROXY_SSL_HEADER names the header
+# the proxy sets and the value that means "https" (e.g. "HTTP_X_FORWARDED_PROTO,https");
+# without it Django would see every proxied request as plain http and redirect forever.
+if os.environ.get("DJANGO_SECURE_PROXY_SSL_HEADER", "").strip():
+    _header = [part.strip() for part in os.environ["DJANGO_SECURE_PROXY_SSL_HEADER"].split(",")]
+    if len(_header) != 2 or not all(_header):
+        raise ImproperlyConfigured(
+            "DJANGO_SECURE_PROXY_SSL_HEADER must be 'HEADER,value', e.g. 'HTTP_X_FORWARDED_PROTO,https'"
+        )
+    SECURE_PROXY_SSL_HEADER = tuple(_header)
+if env_bool("DJANGO_HTTPS"):
+    SECURE_SSL_REDIRECT = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", str(365 * 24 * 3600)))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", True)
+# Load balancers probe /healthz over plain http; everything else is redirected to https.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 
 INSTALLED_APPS = [
     "django.contrib.admin",
