@@ -7,6 +7,8 @@ through ``artifacts_project.locks``, in its fixed order.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
@@ -51,6 +53,18 @@ def _position_taken(position) -> InvalidInput:
     return InvalidInput(f"story already has a scene at position {position}", field="position")
 
 
+@contextmanager
+def _position_constraint(position):
+    """The database's word is final, should a position write slip past the story lock."""
+    try:
+        with transaction.atomic():
+            yield
+    except IntegrityError as exc:
+        if POSITION_CONSTRAINT in str(exc) or "stories_scene.story_id, stories_scene.position" in str(exc):
+            raise _position_taken(position) from None
+        raise
+
+
 @atomic_write
 def story_create(*, title: str, description: str = "") -> Story:
     _check_texts(title=title, description=description)
@@ -82,7 +96,8 @@ def scene_create(*, story_id, title: str = "", source_text: str = "", position: 
         position = (Scene.objects.filter(story_id=story.pk).aggregate(p=Max("position"))["p"] or 0) + 1
     elif Scene.objects.filter(story_id=story.pk, position=position).exists():
         raise _position_taken(position)
-    return Scene.objects.create(story=story, position=position, title=title or "", source_text=source_text or "")
+    with _position_constraint(position):
+        return Scene.objects.create(story=story, position=position, title=title or "", source_text=source_text or "")
 
 
 @atomic_write
@@ -104,13 +119,8 @@ def scene_update(*, scene_id, **changes) -> Scene:
         raise _position_taken(changes["position"])
     for name, value in changes.items():
         setattr(scene, name, value)
-    try:
-        with transaction.atomic():
-            scene.save(update_fields=[*changes, "updated_at"])
-    except IntegrityError as exc:  # the database's word is final, should anything slip past the lock
-        if POSITION_CONSTRAINT in str(exc) or "stories_scene.position" in str(exc):
-            raise _position_taken(changes.get("position")) from None
-        raise
+    with _position_constraint(changes.get("position")):
+        scene.save(update_fields=[*changes, "updated_at"])
     return scene
 
 
@@ -176,24 +186,24 @@ def _check_link_target(*, story: Story, artifact: Artifact, role: str, scene_id)
 
 @atomic_write
 def link_create(*, story_id, artifact_id, role: str, scene_id=None, actor=None) -> StoryArtifactLink:
-    """Attach an artifact to a story role without making it primary."""
+    """Attach an artifact to a story role without making it primary.
+
+    The artifact's row lock orders this check-then-insert with set-primary's own (which
+    may create the same artifact's link): the second is told the link exists.
+    """
     story = get_or_not_found(Story.objects.only("id"), story_id, what="story")
-    artifact = get_or_not_found(Artifact, artifact_id, what="artifact")
+    artifact = locks.lock_artifact(artifact_id)
     scene = _check_link_target(story=story, artifact=artifact, role=role, scene_id=scene_id)
     if StoryArtifactLink.objects.filter(artifact_id=artifact.pk, role=role).exists():
         raise DuplicateLink(f"artifact {artifact.pk} is already linked as {role}")
-    try:
-        with transaction.atomic():
-            return StoryArtifactLink.objects.create(
-                story=story,
-                artifact=artifact,
-                role=role,
-                scene=scene,
-                is_primary=False,
-                created_by=acting_user(actor),
-            )
-    except IntegrityError:
-        raise DuplicateLink(f"artifact {artifact.pk} is already linked as {role}") from None
+    return StoryArtifactLink.objects.create(
+        story=story,
+        artifact=artifact,
+        role=role,
+        scene=scene,
+        is_primary=False,
+        created_by=acting_user(actor),
+    )
 
 
 @atomic_write

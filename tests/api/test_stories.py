@@ -5,6 +5,7 @@ import pytest
 from artifacts.models import AuditEvent
 from artifacts.services import ArtifactService
 from stories.models import Scene, Story, StoryArtifactLink
+from tests.conftest import make_image
 
 from .conftest import assert_error
 
@@ -104,3 +105,26 @@ def test_primary_is_set_demotes_the_old_and_updates_the_story(writer, story, pub
 def test_routes_outside_the_spec_are_404(writer, scene, path):
     assert_error(writer.get(path.format(story=scene.story_id, scene=scene.pk)), 404, "not_found")
     assert Scene.objects.count() == 1
+
+
+def test_a_primary_for_another_scene_than_the_artifacts_link_is_409_not_500(writer, story, scene):
+    other = Scene.objects.create(story=story, position=99, title="Y")
+    image = make_image(story, "story-level", state="published")
+    linked = writer.post(
+        f"/v1/stories/{story.pk}/links",
+        {"artifact_id": str(image.pk), "role": "scene_image", "scene_id": str(scene.pk)},
+    )
+    assert linked.status_code == 201
+    x_primary = make_image(scene, "x", state="published")
+    assert (
+        writer.post(
+            f"/v1/stories/{story.pk}/primary", {"role": "scene_image", "artifact_id": str(x_primary.pk)}
+        ).status_code
+        == 200
+    )
+    response = writer.post(
+        f"/v1/stories/{story.pk}/primary",
+        {"role": "scene_image", "artifact_id": str(image.pk), "scene_id": str(other.pk)},
+    )
+    assert_error(response, 409, "duplicate_link")
+    assert StoryArtifactLink.objects.get(artifact=image).scene_id == scene.pk

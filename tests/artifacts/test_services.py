@@ -3,6 +3,8 @@ import logging
 import pytest
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import IntegrityError, connection
+from django.utils import timezone
 
 from artifacts import selectors
 from artifacts.models import ALLOWED_TRANSITIONS, Artifact, AuditEvent, LifecycleState
@@ -21,6 +23,7 @@ from artifacts_project.errors import (
     InvalidTransition,
     NotFound,
     PlanningLocked,
+    Pruned,
     StillPrimary,
     UnknownType,
     VersionConflict,
@@ -274,6 +277,37 @@ class TestEdit:
         with pytest.raises(InvalidPayload):
             service.edit_artifact(v1.pk, {"mood": "only"})
         assert Artifact.objects.count() == 1
+
+    def test_an_edit_and_its_audit_event_commit_together_or_not_at_all(self, service, scene, is_postgres):
+        """The database refuses the audit event (a trigger added for this test): the new
+        version must not stay behind without the record of who made it."""
+        v1 = service.create_artifact(scene.pk, "scene_intent", intent(1))
+        with connection.cursor() as cursor:
+            if is_postgres:
+                cursor.execute(
+                    "CREATE FUNCTION refuse_audit() RETURNS trigger AS $$ BEGIN "
+                    "RAISE EXCEPTION 'audit refused' USING ERRCODE = 'check_violation'; END $$ LANGUAGE plpgsql"
+                )
+                cursor.execute(
+                    "CREATE TRIGGER refuse_audit BEFORE INSERT ON artifacts_auditevent "
+                    "FOR EACH ROW EXECUTE FUNCTION refuse_audit()"
+                )
+            else:
+                cursor.execute(
+                    "CREATE TRIGGER refuse_audit BEFORE INSERT ON artifacts_auditevent "
+                    "BEGIN SELECT RAISE(ABORT, 'audit refused'); END"
+                )
+        with pytest.raises(IntegrityError, match="audit refused"):
+            service.edit_artifact(v1.pk, intent("edited"))
+        assert list(Artifact.objects.values_list("version", flat=True)) == [1]
+        assert not AuditEvent.objects.exists()
+
+    def test_a_pruned_artifact_cannot_be_edited(self, service, story):
+        cover = make_image(story, "a")
+        Artifact.objects.filter(pk=cover.pk).update(payload=None, content="", pruned_at=timezone.now())
+        with pytest.raises(Pruned):
+            service.edit_artifact(cover.pk, {"alt": "new words for gone bytes"})
+        assert Artifact.objects.count() == 1 and not AuditEvent.objects.exists()
 
 
 class TestPlanningLock:

@@ -116,6 +116,28 @@ class TestPrimaryLinks:
                 story_id=story.pk, role="scene_image", artifact_id=first.pk, scene_id=other_scene.pk
             )
 
+    def test_a_primary_for_one_scene_never_moves_another_scenes_link(self, story, scene):
+        """A story-level image linked as scene X's image, made primary for scene Y: refused
+        (one artifact, one link per role), and scene X's link and primary stay as they were."""
+        scene_y = story_services.scene_create(story_id=story.pk, title="Y")
+        image = make_image(story, "story-level", state="published")
+        link = story_services.link_create(
+            story_id=story.pk, artifact_id=image.pk, role="scene_image", scene_id=scene.pk
+        )
+        x_primary = make_image(scene, "x", state="published")
+        story_services.story_set_primary(story_id=story.pk, role="scene_image", artifact_id=x_primary.pk)
+        with pytest.raises(DuplicateLink):
+            story_services.story_set_primary(
+                story_id=story.pk, role="scene_image", artifact_id=image.pk, scene_id=scene_y.pk
+            )
+        link.refresh_from_db()
+        assert (link.scene_id, link.is_primary) == (scene.pk, False)
+        assert StoryArtifactLink.objects.get(role="scene_image", is_primary=True).artifact_id == x_primary.pk
+        assert not StoryArtifactLink.objects.filter(scene=scene_y).exists()
+        # For its own scene it can still become primary.
+        story_services.story_set_primary(story_id=story.pk, role="scene_image", artifact_id=image.pk, scene_id=scene.pk)
+        assert StoryArtifactLink.objects.get(role="scene_image", is_primary=True).artifact_id == image.pk
+
     def test_plain_links_are_once_per_role(self, story, published_cover):
         link = story_services.link_create(story_id=story.pk, artifact_id=published_cover.pk, role="cover")
         assert link.is_primary is False
