@@ -11,12 +11,13 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.negotiation import BaseContentNegotiation
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
+from artifacts_project import input_limits
 from artifacts_project.api import LimitedBodyMixin, created
-from artifacts_project.api_defaults import CursorPagination
+from artifacts_project.api_defaults import BoundedJSONParser, CursorPagination
 from artifacts_project.errors import NotFound
 from stories.models import Scene, Story
 
@@ -80,9 +81,19 @@ class ArtifactSerializer(serializers.ModelSerializer):
         return request.build_absolute_uri(url) if request is not None else url
 
 
+class PayloadField(serializers.JSONField):
+    """A JSON object, or in a multipart request a JSON string, read through the same bounded
+    loader as a JSON body (DRF's own field re-encodes it, which deep nesting turns into a 500)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, str):
+            return input_limits.loads(data, field="payload")
+        return data
+
+
 class ArtifactCreateSerializer(serializers.Serializer):
     type = serializers.CharField(help_text="A registered artifact type (see /v1/artifact-types).")
-    payload = serializers.JSONField(help_text="A JSON object; in a multipart request, a JSON string.")
+    payload = PayloadField(help_text="A JSON object; in a multipart request, a JSON string.")
     parent_id = serializers.UUIDField(
         required=False, allow_null=True, help_text="An older version of the same stream to branch from."
     )
@@ -238,7 +249,7 @@ class ArtifactStreamViewSet(LimitedBodyMixin, mixins.ListModelMixin, viewsets.Ge
 
     serializer_class = ArtifactSerializer
     filterset_class = ArtifactFilter
-    parser_classes = [JSONParser, MultiPartParser]
+    parser_classes = [BoundedJSONParser, MultiPartParser]
     pagination_class = CursorPagination
     owner_model: type = Scene
     owner_kwarg = "scene_id"

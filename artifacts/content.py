@@ -17,13 +17,19 @@ import mimetypes
 import re
 from dataclasses import dataclass
 
+import filetype
 from django.core.files.base import ContentFile, File
 from django.core.files.storage import default_storage
+from django.db import transaction
 from django.http import FileResponse, HttpResponse, StreamingHttpResponse
 from django.utils.cache import get_conditional_response
 from django.utils.http import quote_etag
 
+from artifacts_project import locks
 from artifacts_project.errors import ContentMissing, ContentPruned, InvalidContent, NotFound
+from artifacts_project.transactions import on_rollback
+
+from .models import Artifact
 
 # Shown inline (SPEC §7): png, jpeg, gif, webp, mpeg/mp3, ogg, wav, mp4 and webm.
 INLINE_TYPES = frozenset(
@@ -47,6 +53,26 @@ INLINE_TYPES = frozenset(
 # not of this origin, whatever the file turns out to be.
 SANDBOX = "sandbox"
 _CHUNK = 64 * 1024
+# filetype reads the first 8 KiB at most; an SVG's root element comes early too.
+_SNIFF_BYTES = 8192
+# RFC 6838 restricted names, short enough for the mime_type column (100 characters).
+_MIME_TOKEN = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,48}/[a-z0-9][a-z0-9!#$&^_.+-]{0,48}")
+# filetype does not read text formats: an SVG is recognized by its root element, after an
+# optional byte-order mark, XML declaration, comments and doctype.
+_SVG_HEAD = re.compile(r"^\ufeff?\s*(<\?xml[^>]*\?>\s*)?((<!--.*?-->|<!DOCTYPE[^>]*>)\s*)*<svg[\s>]", re.DOTALL | re.I)
+_ALIASES = {
+    "image/jpg": "image/jpeg",
+    "image/pjpeg": "image/jpeg",
+    "image/x-png": "image/png",
+    "audio/mp3": "audio/mpeg",
+    "audio/x-mp3": "audio/mpeg",
+    "audio/x-mpeg": "audio/mpeg",
+    "audio/wav": "audio/x-wav",
+    "audio/wave": "audio/x-wav",
+    "audio/vnd.wave": "audio/x-wav",
+    "audio/flac": "audio/x-flac",
+}
+_CONTAINERS = frozenset({"webm", "ogg", "mp4"})
 _SINGLE_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
@@ -58,42 +84,115 @@ class StoredContent:
     mime_type: str
 
 
+@dataclass(frozen=True)
+class PreparedContent:
+    """Bytes read, hashed and recognized, not yet written anywhere."""
+
+    file: File
+    sha256: str
+    size: int
+    mime_type: str
+
+
 def storage_name(sha256: str) -> str:
     return f"content/{sha256[:2]}/{sha256}"
 
 
-def store_content(content, *, mime_type: str | None, kind: str) -> StoredContent:
-    """Save bytes once per sha256 through Django's storage API."""
-    if isinstance(content, (bytes, bytearray)):
+def prepare_content(content, *, mime_type: str | None, kind: str) -> PreparedContent:
+    """Hash the bytes and check they are what they claim (SPEC §12). Nothing is stored:
+    a create stores them only once every other check has passed (``store_content``)."""
+    if isinstance(content, bytes | bytearray):
         content = ContentFile(bytes(content))
     elif not isinstance(content, File):
         content = File(content)
     hasher = hashlib.sha256()
     size = 0
+    head = b""
     content.seek(0)
     for chunk in content.chunks():
         hasher.update(chunk)
         size += len(chunk)
+        if len(head) < _SNIFF_BYTES:
+            head += chunk[: _SNIFF_BYTES - len(head)]
     if size == 0:
         raise InvalidContent("content is empty", field="content")
-    mime = (mime_type or getattr(content, "content_type", None) or "").split(";")[0].strip().lower()
-    if not mime or mime == "application/octet-stream":
-        mime = mimetypes.guess_type(getattr(content, "name", "") or "")[0] or mime
-    if not mime.startswith(f"{kind}/"):
-        raise InvalidContent(f"a {kind} artifact needs a {kind}/* mime type, got {mime or 'none'!r}", field="content")
-    sha = hasher.hexdigest()
-    name = storage_name(sha)
+    declared = parse_mime_type(mime_type or getattr(content, "content_type", None))
+    return PreparedContent(content, hasher.hexdigest(), size, _recognized(head, declared=declared, kind=kind))
+
+
+def store_content(prepared: PreparedContent) -> StoredContent:
+    """Write the bytes once per digest, inside the create's transaction and under the
+    digest's lock (the sweep of unreferenced files takes the same lock). If that
+    transaction rolls back, the file is removed again, unless an artifact uses it."""
+    locks.lock_content(prepared.sha256)
+    name = storage_name(prepared.sha256)
     if not default_storage.exists(name):
-        content.seek(0)
-        saved = default_storage.save(name, content)
-        if saved != name:  # a concurrent writer stored the same bytes first
+        prepared.file.seek(0)
+        saved = default_storage.save(name, prepared.file)
+        if saved != name:  # storage renamed it: the digest's name was taken after all
             default_storage.delete(saved)
-    return StoredContent(name=name, sha256=sha, size=size, mime_type=mime)
+        on_rollback(lambda: remove_if_unreferenced(prepared.sha256))
+    return StoredContent(name, prepared.sha256, prepared.size, prepared.mime_type)
+
+
+def remove_if_unreferenced(sha256: str) -> bool:
+    """Delete the stored file of ``sha256`` unless an artifact row names it.
+
+    Under the digest's lock, in a transaction of its own: a create of the same bytes either
+    committed its row before (the file stays) or waits and then writes the file again.
+    """
+    with transaction.atomic():
+        locks.lock_content(sha256)
+        if Artifact.objects.filter(content_sha256=sha256).exists():
+            return False
+        default_storage.delete(storage_name(sha256))
+        return True
 
 
 def stored_content_of(artifact) -> StoredContent:
     """The content an artifact already has, to carry over to a new version (an edit)."""
     return StoredContent(artifact.content.name, artifact.content_sha256, artifact.content_size, artifact.mime_type)
+
+
+def parse_mime_type(value) -> str | None:
+    """One ``type/subtype`` token, lower case, parameters dropped; None when not given.
+    Anything else (a list of types, spaces, a 101-character name) is refused."""
+    if value is None:
+        return None
+    token = str(value).split(";", 1)[0].strip().lower()
+    if token in ("", "application/octet-stream"):
+        return None
+    if not _MIME_TOKEN.fullmatch(token):
+        raise InvalidContent(f"{str(value)[:120]!r} is not one media type (type/subtype)", field="content")
+    return token
+
+
+def _recognized(head: bytes, *, declared: str | None, kind: str) -> str:
+    """The media type the bytes are, which must agree with the declared one and the kind."""
+    sniffed = filetype.guess_mime(head)
+    if sniffed is None and _SVG_HEAD.match(head.decode("utf-8", "replace")):
+        sniffed = "image/svg+xml"
+    if sniffed is None:
+        raise InvalidContent(
+            f"the bytes are no {kind} format this service recognizes"
+            + (f" (declared {declared})" if declared else ""),
+            field="content",
+        )
+    sniffed = _ALIASES.get(sniffed, sniffed)
+    if declared is not None:
+        declared = _ALIASES.get(declared, declared)
+        same = declared == sniffed or (
+            # Containers that hold sound or pictures: the declared kind says which.
+            declared.split("/")[1] == sniffed.split("/")[1] and sniffed.split("/")[1] in _CONTAINERS
+        )
+        if not same:
+            raise InvalidContent(f"declared {declared}, but the bytes are {sniffed}", field="content")
+        sniffed = declared
+    elif sniffed.split("/")[1] in _CONTAINERS:
+        sniffed = f"{kind}/{sniffed.split('/')[1]}"
+    if sniffed.split("/")[0] != kind:
+        raise InvalidContent(f"a {kind} artifact needs {kind} bytes, got {sniffed}", field="content")
+    return sniffed
 
 
 def content_response(request, artifact) -> HttpResponse:

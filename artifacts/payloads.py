@@ -8,9 +8,9 @@ payload. Extra payload fields are always allowed.
 from dataclasses import dataclass, field
 
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import best_match
 
-from artifacts_project.errors import InvalidPayload, UnknownType
+from artifacts_project.errors import InvalidInput, InvalidPayload, UnknownType
+from artifacts_project.input_limits import check_json
 
 KIND_JSON = "json"
 KIND_TEXT = "text"
@@ -236,33 +236,19 @@ def _path(error) -> str:
     return "".join(parts)
 
 
-def nul_path(value, path: str) -> str | None:
-    """The path of the first string or key holding a NUL character, which PostgreSQL
-    cannot store in text or jsonb (SQLite can: refusing it keeps both backends alike)."""
-    if isinstance(value, str):
-        return path if "\x00" in value else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            found = nul_path(key, path) or nul_path(item, f"{path}.{key}")
-            if found:
-                return found
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found = nul_path(item, f"{path}[{index}]")
-            if found:
-                return found
-    return None
-
-
 def validate_payload(type_name: str, payload) -> None:
-    """Raise InvalidPayload naming the first offending field path, e.g. ``payload.panels[0].weight``."""
+    """Raise InvalidPayload naming the first offending field path, e.g. ``payload.panels[0].weight``.
+
+    Both checks stop at the first problem: refusing a payload costs no more than accepting it.
+    """
     artifact_type = get_type(type_name)
     if not isinstance(payload, dict):
         raise InvalidPayload("payload must be a JSON object", field="payload")
-    bad = nul_path(payload, "payload")
-    if bad:
-        raise InvalidPayload(f"{bad}: NUL characters (\\u0000) cannot be stored", field=bad)
-    error = best_match(artifact_type.validator.iter_errors(payload))
+    try:
+        check_json(payload, field="payload")
+    except InvalidInput as exc:
+        raise InvalidPayload(exc.message, field=exc.field) from None
+    error = next(artifact_type.validator.iter_errors(payload), None)
     if error is not None:
         path = _path(error)
         raise InvalidPayload(f"{path}: {error.message}", field=path)

@@ -41,7 +41,7 @@ from stories.models import Scene, Story, StoryArtifactLink
 
 from . import lineage as lineage_walk
 from . import selectors
-from .content import StoredContent, store_content, stored_content_of
+from .content import PreparedContent, StoredContent, prepare_content, store_content, stored_content_of
 from .models import ACYCLIC_RELATIONS, ALLOWED_TRANSITIONS, Artifact, ArtifactRelation, LifecycleState, RelationType
 from .payloads import MEDIA_KINDS, SCOPE_SCENE, SCOPE_STORY, get_type, validate_payload
 
@@ -69,6 +69,7 @@ class ArtifactService:
 
     # -- the seed's five methods -------------------------------------------------
 
+    @atomic_write
     def create_artifact(self, scene_id, type, payload, parent_id=None, **options) -> Artifact:
         """Create the next version of the scene's ``type`` stream."""
         scene = get_or_not_found(Scene.objects.only("id", "story_id"), scene_id, what="scene")
@@ -100,6 +101,7 @@ class ArtifactService:
 
     # -- more writes ---------------------------------------------------------------
 
+    @atomic_write
     def create_story_artifact(self, story_id, type, payload, parent_id=None, **options) -> Artifact:
         """Create the next version of a story-level stream (no scene)."""
         story = get_or_not_found(Story.objects.only("id"), story_id, what="story")
@@ -269,11 +271,12 @@ class ArtifactService:
         if lifecycle_state not in LifecycleState.values:
             raise InvalidInput(f"unknown lifecycle state {lifecycle_state!r}", field="lifecycle_state")
         validate_payload(type, payload)
+        prepared: PreparedContent | None = None
         if kind in MEDIA_KINDS:
             if stored is None:
                 if content is None:
                     raise InvalidContent(f"a {kind} artifact needs its bytes in 'content'", field="content")
-                stored = store_content(content, mime_type=mime_type, kind=kind)
+                prepared = prepare_content(content, mime_type=mime_type, kind=kind)
         elif content is not None:
             raise InvalidContent(f"a {kind} artifact carries no content; put it in the payload", field="content")
         try:
@@ -305,6 +308,9 @@ class ArtifactService:
                         created_by=self.user,
                         created_by_step=created_by_step,
                     )
+                    if prepared is not None:
+                        # Last, once every check has passed: a refused create stores nothing.
+                        stored = store_content(prepared)
                     if stored is not None:
                         artifact.content.name = stored.name
                         artifact.content_sha256 = stored.sha256

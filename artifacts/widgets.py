@@ -9,6 +9,9 @@ import json
 
 from django import forms
 
+from artifacts_project import input_limits
+from artifacts_project.errors import InvalidInput
+
 
 class JsonEditorWidget(forms.Textarea):
     template_name = "artifacts/widgets/json_editor.html"
@@ -37,6 +40,16 @@ class PrettyJSONField(forms.JSONField):
     """A JSONField shown indented, keys in their stored order, so edits diff cleanly."""
 
     widget = JsonEditorWidget
+
+    def to_python(self, value):
+        """Read through the API's bounded loader: NaN, Infinity, overflowing numbers and
+        runaway nesting are form errors, as they are 400s in the API."""
+        if self.disabled or not isinstance(value, str) or value in self.empty_values:
+            return super().to_python(value)
+        try:
+            return input_limits.loads(value, field="payload")
+        except InvalidInput as exc:
+            raise forms.ValidationError(exc.message, code="invalid") from None
 
     def prepare_value(self, value):
         if isinstance(value, forms.fields.InvalidJSONInput):

@@ -5,9 +5,12 @@ Errors are mapped to HTTP here and only here: the domain's ``ArtifactError`` fam
 500 and oversized-body 400) all answer ``{"code", "message", "field"?, "request_id"}``.
 """
 
+import logging
+
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.db import DataError, IntegrityError, OperationalError
 from django.http import Http404, JsonResponse
 from django.urls import reverse
 from django.views import defaults
@@ -20,6 +23,9 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from artifacts_project import errors
 from artifacts_project.request_id import get_request_id
+from artifacts_project.transactions import is_retryable
+
+logger = logging.getLogger(__name__)
 
 API_PREFIX = "/v1/"
 
@@ -80,7 +86,30 @@ def _first_error(detail, path: str = ""):
     return path, detail
 
 
+def database_refusal(exc) -> tuple[int, str, str] | None:
+    """A database error that input or a concurrent write caused, as (status, code, message):
+    a constraint (409 naming it), a value the column cannot hold (400), a deadlock that
+    outlived the retries (409). None for anything else: that is a real fault."""
+    cause = exc.__cause__
+    diag = getattr(cause, "diag", None)
+    if isinstance(exc, IntegrityError):
+        name = getattr(diag, "constraint_name", None) or str(exc).splitlines()[0]
+        return 409, "conflict", f"the database refused the write: {name}"
+    if isinstance(exc, DataError):
+        detail = getattr(diag, "message_primary", None) or str(exc).splitlines()[0]
+        return 400, "invalid", f"a value does not fit its column: {detail}"
+    if isinstance(exc, OperationalError) and is_retryable(exc):
+        return 409, "conflict", "the write collided with another one (deadlock or serialization failure); retry it"
+    return None
+
+
 def exception_handler(exc, context):
+    refusal = database_refusal(exc)
+    if refusal is not None:
+        set_rollback()
+        status, code, message = refusal
+        logger.warning("database refusal answered %s %s: %s", status, code, exc)
+        return Response(error_body(code, message), status=status)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound(str(exc) or None)
     elif isinstance(exc, DjangoPermissionDenied):

@@ -1,10 +1,35 @@
-"""The API's default permission and pagination classes.
+"""The API's default parser, permission and pagination classes.
 
 They live apart from ``artifacts_project.api`` because DRF imports its defaults while
 importing its own views: this module must not import those back.
 """
 
-from rest_framework import pagination, permissions
+import base64
+from urllib import parse
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from rest_framework import pagination, parsers, permissions
+
+from artifacts_project import input_limits
+from artifacts_project.errors import InvalidInput
+
+
+class InvalidCursor(InvalidInput):
+    code = "invalid_cursor"
+
+
+class BoundedJSONParser(parsers.JSONParser):
+    """DRF's JSON parser, reading through ``input_limits.loads``: NaN, Infinity, overflowing
+    numbers and nesting that would exhaust the parser are a 400 naming the body, not a 500."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
+        try:
+            text = stream.read().decode(encoding)
+        except UnicodeDecodeError as exc:
+            raise input_limits.InvalidJSON(f"body: not {encoding} text ({exc.reason})", field="body") from None
+        return input_limits.loads(text, field="body")
 
 
 class ModelPermissions(permissions.DjangoModelPermissions):
@@ -39,3 +64,28 @@ class CursorPagination(pagination.CursorPagination):
     def get_ordering(self, request, queryset, view):
         ordering = getattr(view, "cursor_ordering", None) or self.ordering
         return (ordering,) if isinstance(ordering, str) else tuple(ordering)
+
+    def paginate_queryset(self, queryset, request, view=None):
+        self.model = queryset.model  # decode_cursor checks the position against its field
+        return super().paginate_queryset(queryset, request, view)
+
+    def decode_cursor(self, request):
+        """DRF's decoding, and a position that must fit the ordering's first field: a cursor
+        edited by hand is a 400 ``invalid_cursor``, never a 404 nor a database error."""
+        encoded = request.query_params.get(self.cursor_query_param)
+        if encoded is None:
+            return None
+        try:
+            tokens = parse.parse_qs(base64.b64decode(encoded.encode("ascii")).decode("ascii"), keep_blank_values=True)
+            offset = int(tokens.get("o", ["0"])[0])
+            reverse = tokens.get("r", ["0"])[0]
+            position = tokens.get("p", [None])[0]
+            if offset < 0 or offset > self.offset_cutoff or reverse not in ("0", "1"):
+                raise ValueError("offset or direction out of range")
+            if position is not None:
+                value = self.model._meta.get_field(self.ordering[0].lstrip("-")).to_python(position)
+                if isinstance(value, int):
+                    input_limits.check_int(value, field="cursor")
+        except (TypeError, ValueError, ValidationError, InvalidInput) as exc:  # binascii and Unicode errors too
+            raise InvalidCursor(f"cursor {encoded!r} is not one this API made ({exc})", field="cursor") from None
+        return pagination.Cursor(offset=offset, reverse=bool(int(reverse)), position=position)

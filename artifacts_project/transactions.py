@@ -4,6 +4,10 @@ A deadlock or serialization failure aborts a transaction through no fault of its
 every service action is safe to run again from the start, so the outermost transaction
 is retried a few times before the caller is told ``conflict`` (SPEC §7). A nested call
 runs inside its caller's transaction and leaves retrying to the outermost one.
+
+Django runs callbacks on commit but not on rollback; ``on_rollback`` gives the outermost
+``atomic_write`` that second hook, for the one side effect a transaction cannot undo by
+itself: a stored file.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import functools
 import logging
 import random
+import threading
 import time
 
 from django.db import OperationalError, transaction
@@ -28,6 +33,28 @@ def is_retryable(exc: BaseException) -> bool:
     return getattr(exc.__cause__, "sqlstate", None) in RETRYABLE_SQLSTATES
 
 
+_outermost = threading.local()
+
+
+def on_rollback(callback) -> None:
+    """Call ``callback`` after the outermost ``atomic_write`` in force rolls back.
+
+    Outside one (a caller's own ``transaction.atomic``), nothing can tell a rollback from a
+    commit here, so nothing is called: ``prune_artifacts`` sweeps what is left behind.
+    """
+    hooks = getattr(_outermost, "rollback_hooks", None)
+    if hooks is not None:
+        hooks.append(callback)
+
+
+def _run_rollback_hooks(hooks) -> None:
+    for hook in hooks:
+        try:
+            hook()
+        except Exception:  # a failed cleanup must not hide the error that caused the rollback
+            logger.exception("rollback hook %r failed", hook)
+
+
 def atomic_write(func):
     """Run ``func`` in a transaction; when it is the outermost one, retry it on deadlock."""
 
@@ -37,11 +64,16 @@ def atomic_write(func):
             with transaction.atomic():
                 return func(*args, **kwargs)
         for attempt in range(1, MAX_ATTEMPTS + 1):
+            _outermost.rollback_hooks = []
             try:
                 with transaction.atomic():
-                    return func(*args, **kwargs)
-            except OperationalError as exc:
-                if not is_retryable(exc):
+                    result = func(*args, **kwargs)
+                _outermost.rollback_hooks = None
+                return result
+            except BaseException as exc:
+                hooks, _outermost.rollback_hooks = _outermost.rollback_hooks, None
+                _run_rollback_hooks(hooks)
+                if not (isinstance(exc, OperationalError) and is_retryable(exc)):
                     raise
                 logger.warning("%s: %s (attempt %d of %d)", func.__qualname__, exc, attempt, MAX_ATTEMPTS)
                 time.sleep(random.uniform(0.005, 0.02) * attempt)

@@ -8,6 +8,7 @@ from rest_framework.response import Response
 from artifacts_project.api import LimitedBodyMixin, created
 from artifacts_project.api_defaults import CursorPagination
 from artifacts_project.errors import NotFound
+from artifacts_project.input_limits import INT_MAX
 
 from . import services
 from .models import AgentStep, Direction, Run, RunArtifactLink, RunStatus, StepStatus
@@ -54,7 +55,7 @@ class StepSerializer(serializers.ModelSerializer):
     run_id = serializers.UUIDField(read_only=True)
     input_summary = serializers.DictField(required=False)
     output_summary = serializers.DictField(required=False)
-    attempt = serializers.IntegerField(min_value=1, required=False, default=1)
+    attempt = serializers.IntegerField(min_value=1, max_value=INT_MAX, required=False, default=1)
     status = serializers.ChoiceField(
         choices=[StepStatus.RUNNING, *FINISHED_STEP_STATUSES],
         required=False,

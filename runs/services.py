@@ -11,10 +11,10 @@ from django.db.models import Max
 from django.utils import timezone
 
 from artifacts.models import Artifact
-from artifacts.payloads import nul_path
 from artifacts_project import locks
 from artifacts_project.audit import acting_user
 from artifacts_project.errors import InvalidInput, InvalidTransition
+from artifacts_project.input_limits import check_columns, check_int, check_json, check_text
 from artifacts_project.lookups import get_or_not_found
 from artifacts_project.request_id import get_request_id
 from artifacts_project.transactions import atomic_write
@@ -40,14 +40,7 @@ def _check_json_object(value, *, field: str) -> None:
         return
     if not isinstance(value, dict):
         raise InvalidInput(f"{field} must be a JSON object", field=field)
-    bad = nul_path(value, field)
-    if bad:
-        raise InvalidInput(f"{bad}: NUL characters (\\u0000) cannot be stored", field=bad)
-
-
-def _check_text(value, *, field: str) -> None:
-    if value and "\x00" in value:
-        raise InvalidInput(f"{field}: NUL characters (\\u0000) cannot be stored", field=field)
+    check_json(value, field=field)
 
 
 @atomic_write
@@ -55,7 +48,7 @@ def run_create(*, story_id, workflow: str, scene_id=None, params=None, actor=Non
     """Record a run (pending, or running when ``start``); it becomes the story's current run."""
     if not isinstance(workflow, str) or not workflow.strip():
         raise InvalidInput("workflow must be a non-empty string", field="workflow")
-    _check_text(workflow, field="workflow")
+    check_columns(Run, workflow=workflow)
     _check_json_object(params, field="params")
     story = get_or_not_found(Story.objects.only("id"), story_id, what="story")
     scene = None
@@ -83,7 +76,7 @@ def run_set_status(*, run_id, status: str, error: str | None = None) -> Run:
     """Move a run along pending -> running -> succeeded | failed | cancelled (resume: back to running)."""
     if status not in RunStatus.values:
         raise InvalidInput(f"unknown run status {status!r}; one of {', '.join(RunStatus.values)}", field="status")
-    _check_text(error, field="error")
+    check_text(error, field="error")
     run = locks.lock_run(run_id)
     if status == run.status:
         return run
@@ -112,8 +105,8 @@ def step_start(*, run_id, node: str, agent: str = "", input_summary=None, attemp
     """Append a running step to the run; sequence numbers are gapless per run."""
     if not isinstance(node, str) or not node.strip():
         raise InvalidInput("node must be a non-empty string", field="node")
-    _check_text(node, field="node")
-    _check_text(agent, field="agent")
+    check_columns(AgentStep, node=node, agent=agent or "")
+    check_int(attempt, field="attempt", minimum=1)
     _check_json_object(input_summary, field="input_summary")
     run = locks.lock_run(run_id)  # the run row lock serializes sequence numbers
     sequence = (AgentStep.objects.filter(run_id=run.pk).aggregate(s=Max("sequence"))["s"] or 0) + 1
@@ -159,7 +152,7 @@ def step_finish(*, step_id, status: str, output_summary=None, error: str = "") -
     if status not in FINISHED_STEP_STATUSES:
         raise InvalidInput(f"a step finishes as one of {', '.join(FINISHED_STEP_STATUSES)}", field="status")
     _check_json_object(output_summary, field="output_summary")
-    _check_text(error, field="error")
+    check_text(error, field="error")
     step = locks.lock_step(step_id)
     if step.status not in (StepStatus.PENDING, StepStatus.RUNNING):
         raise InvalidTransition(f"step {step.pk} already finished as {step.status}")
@@ -181,6 +174,7 @@ def run_link_artifact(*, run_id, artifact_id, stage: str, direction: str, step_i
         raise InvalidInput(f"direction must be one of {', '.join(Direction.values)}", field="direction")
     if not isinstance(stage, str) or not stage.strip():
         raise InvalidInput("stage must be a non-empty string", field="stage")
+    check_columns(RunArtifactLink, stage=stage)
     run = get_or_not_found(Run.objects.only("id"), run_id, what="run")
     artifact = get_or_not_found(Artifact.objects.only("id"), artifact_id, what="artifact")
     step = None

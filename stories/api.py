@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from artifacts_project.api import LimitedBodyMixin, created
 from artifacts_project.api_defaults import CursorPagination
 from artifacts_project.errors import NotFound
+from artifacts_project.input_limits import INT_MAX
 
 from . import services
 from .models import Role, Scene, Story, StoryArtifactLink
@@ -41,7 +42,7 @@ class SceneSerializer(serializers.ModelSerializer):
     scene_id = serializers.UUIDField(source="id", read_only=True)
     story_id = serializers.UUIDField(read_only=True)
     position = serializers.IntegerField(
-        min_value=1, required=False, help_text="Defaults to after the story's last scene."
+        min_value=1, max_value=INT_MAX, required=False, help_text="Defaults to after the story's last scene."
     )
     planning_locked_by_id = serializers.IntegerField(read_only=True, allow_null=True)
 

@@ -25,6 +25,7 @@ from artifacts_project.errors import (
     NotPublished,
     Pruned,
 )
+from artifacts_project.input_limits import INT_MAX, check_columns, check_int
 from artifacts_project.lookups import get_or_not_found, parse_uuid
 from artifacts_project.transactions import atomic_write
 
@@ -34,13 +35,6 @@ from .models import KIND_FOR_ROLE, ROLE_SCENE_IMAGE, STORY_REFERENCE_FOR_ROLE, R
 STORY_EDITABLE_FIELDS = frozenset({"title", "description"})
 SCENE_EDITABLE_FIELDS = frozenset({"title", "source_text", "position"})
 POSITION_CONSTRAINT = "scene_unique_position_per_story"
-
-
-def _check_texts(**values) -> None:
-    """PostgreSQL cannot store NUL characters in text; refuse them on both backends."""
-    for field, value in values.items():
-        if isinstance(value, str) and "\x00" in value:
-            raise InvalidInput(f"{field}: NUL characters (\\u0000) cannot be stored", field=field)
 
 
 def _require_title(title) -> str:
@@ -67,7 +61,7 @@ def _position_constraint(position):
 
 @atomic_write
 def story_create(*, title: str, description: str = "") -> Story:
-    _check_texts(title=title, description=description)
+    check_columns(Story, title=title, description=description)
     return Story.objects.create(title=_require_title(title), description=description or "")
 
 
@@ -76,7 +70,7 @@ def story_update(*, story_id, **changes) -> Story:
     unknown = set(changes) - STORY_EDITABLE_FIELDS
     if unknown:
         raise InvalidInput(f"cannot change {', '.join(sorted(unknown))} of a story", field=sorted(unknown)[0])
-    _check_texts(**changes)
+    check_columns(Story, **changes)
     story = locks.lock_story(story_id)
     if "title" in changes:
         changes["title"] = _require_title(changes["title"])
@@ -88,12 +82,16 @@ def story_update(*, story_id, **changes) -> Story:
 
 @atomic_write
 def scene_create(*, story_id, title: str = "", source_text: str = "", position: int | None = None) -> Scene:
-    _check_texts(title=title, source_text=source_text)
+    check_columns(Scene, title=title, source_text=source_text)
+    if position is not None:
+        check_int(position, field="position", minimum=1)
     # The story row lock orders the story's position changes: "next position" and
     # "is this position free" hold until the scene is inserted.
     story = locks.lock_story(story_id)
     if position is None:
         position = (Scene.objects.filter(story_id=story.pk).aggregate(p=Max("position"))["p"] or 0) + 1
+        if position > INT_MAX:
+            raise InvalidInput(f"no position left after {INT_MAX:,}: give the scene a free one", field="position")
     elif Scene.objects.filter(story_id=story.pk, position=position).exists():
         raise _position_taken(position)
     with _position_constraint(position):
@@ -105,8 +103,9 @@ def scene_update(*, scene_id, **changes) -> Scene:
     unknown = set(changes) - SCENE_EDITABLE_FIELDS
     if unknown:
         raise InvalidInput(f"cannot change {', '.join(sorted(unknown))} of a scene", field=sorted(unknown)[0])
-    _check_texts(**{k: v for k, v in changes.items() if k != "position"})
+    check_columns(Scene, **changes)
     if "position" in changes:
+        check_int(changes["position"], field="position", minimum=1)
         # A position is the story's to hand out: lock the story first (the lock order),
         # so two scenes cannot both move to one free position.
         story_id = get_or_not_found(Scene.objects.only("id", "story_id"), scene_id, what="scene").story_id

@@ -13,7 +13,7 @@ from artifacts.models import Artifact, AuditEvent
 from artifacts.services import ArtifactService
 from artifacts_project.errors import PlanningLocked
 from stories import services as story_services
-from tests.conftest import PNG_BYTES, SCENE_INTENT
+from tests.conftest import PNG_BYTES, SCENE_INTENT, WAV_BYTES, WEBM_BYTES
 
 from .conftest import admin_view_url, change_url, changelist_url, messages_of
 
@@ -64,7 +64,7 @@ def test_schema_error_is_shown_on_the_form_and_nothing_is_written(editor_client,
 @pytest.mark.parametrize(
     "body, message",
     [
-        ('{"mood": ', "Enter a valid JSON."),
+        ('{"mood": ', "payload: not valid JSON (Expecting value: line 1 column 10 (char 9))"),
         ("[1, 2]", "The payload must be a JSON object."),
         ("", "This field is required."),
     ],
@@ -177,11 +177,12 @@ def test_image_preview_and_content_are_served_with_the_mime_type(editor_client, 
 
 
 @pytest.mark.parametrize(
-    "type_name, mime, tag", [("audio_track", "audio/wav", "<audio"), ("video_render", "video/webm", "<video")]
+    "type_name, mime, data, tag",
+    [("audio_track", "audio/x-wav", WAV_BYTES, "<audio"), ("video_render", "video/webm", WEBM_BYTES, "<video")],
 )
-def test_audio_and_video_previews(editor_client, story, type_name, mime, tag):
+def test_audio_and_video_previews(editor_client, story, type_name, mime, data, tag):
     artifact = ArtifactService().create_story_artifact(
-        story.pk, type_name, {"alt": "media"}, content=b"RIFF-or-webm-bytes", mime_type=mime
+        story.pk, type_name, {"alt": "media"}, content=data, mime_type=mime
     )
     response = editor_client.get(change_url(artifact))
     assert tag in response.content.decode()

@@ -115,7 +115,7 @@ def test_list_is_cursor_paginated_newest_first(writer, scene, service):
         seen += [a["version"] for a in page.json()["results"]]
         url = page.json()["next"]
     assert seen == [a.version for a in reversed(made)]
-    assert_error(writer.get(scene_url(scene), {"cursor": "bogus"}), 404, "not_found")
+    assert_error(writer.get(scene_url(scene), {"cursor": "bogus"}), 400, "invalid_cursor", "cursor")
 
 
 def test_story_level_artifacts_are_listed_and_created_as_multipart(writer, story, scene, intent, png):
@@ -199,7 +199,7 @@ def test_media_kind_without_content_or_with_wrong_mime_is_400(writer, story, png
     assert_error(
         writer.post(url, {"type": "cover_image", "payload": "{not json", "content": _upload(png)}, format="multipart"),
         400,
-        "invalid",
+        "parse_error",
         "payload",
     )
     assert not Artifact.objects.exists()

@@ -30,7 +30,7 @@ from artifacts_project.errors import (
 )
 from artifacts_project.request_id import request_id_scope
 from stories import services as story_services
-from tests.conftest import PNG_BYTES, SCENE_INTENT, make_image
+from tests.conftest import MP3_BYTES, PNG_BYTES, SCENE_INTENT, make_image
 
 PANEL_PLAN = ARTIFACT_TYPES["panel_plan"].example
 RENDER_SPEC = ARTIFACT_TYPES["render_spec"].example
@@ -166,8 +166,8 @@ class TestContent:
         with default_storage.open(a.content.name) as handle:
             assert handle.read() == PNG_BYTES
 
-    def test_mime_type_is_guessed_from_the_file_name(self, service, story):
-        upload = SimpleUploadedFile("theme.mp3", b"ID3fake-audio", content_type="application/octet-stream")
+    def test_an_undeclared_mime_type_is_read_from_the_bytes(self, service, story):
+        upload = SimpleUploadedFile("theme.bin", MP3_BYTES, content_type="application/octet-stream")
         track = service.create_story_artifact(story.pk, "audio_track", {"alt": "theme"}, content=upload)
         assert (track.kind, track.mime_type) == ("audio", "audio/mpeg")
 
