@@ -187,3 +187,29 @@ def test_healthz_never_echoes_the_database_error(tmp_path):
     assert "healthz: the database is unavailable" in out.stderr
     assert "OperationalError" in out.stderr  # the driver's error is logged, with its traceback
 
+
+def test_database_owner_url_adds_a_mirrored_owner_alias_and_migrate_defaults_to_it(tmp_path):
+    code = (
+        "import json, django; from django.conf import settings; django.setup();"
+        "from django.core.management import get_commands, load_command_class;"
+        "app = get_commands()['migrate'];"  # the app whose migrate manage.py runs
+        "parser = load_command_class(app, 'migrate').create_parser('manage.py', 'migrate');"
+        "owner = settings.DATABASES.get('owner');"
+        "print(json.dumps([app, parser.parse_args([]).database, owner and owner['USER'],"
+        " owner and owner['TEST']['MIRROR']]))"
+    )
+    env = {
+        "DATABASE_URL": "postgres://artifacts_service@db.example:5432/artifacts",
+        "DATABASE_OWNER_URL": "postgres://artifacts_owner@db.example:5432/artifacts",
+    }
+    out = run(["-c", code], env, tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == ["artifacts", "owner", "artifacts_owner", "default"]
+    plain = run(["-c", code], {}, tmp_path)
+    assert json.loads(plain.stdout) == ["artifacts", "default", None, None]
+
+
+def test_create_db_roles_refuses_sqlite(tmp_path):
+    out = run(["manage.py", "create_db_roles", "--owner", "o", "--service", "s"], {}, tmp_path)
+    assert out.returncode != 0
+    assert "create_db_roles is for PostgreSQL" in out.stderr
