@@ -107,6 +107,13 @@ DATABASES = {
         conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "0")),
     )
 }
+# SPEC §12: on PostgreSQL the service connects (DATABASE_URL) as a role that owns nothing,
+# and migrations run as the owner of the tables. DATABASE_OWNER_URL names the owner's
+# connection to the same database; `migrate` then uses it by default. In tests it mirrors
+# the default database instead of creating a second test database.
+if os.environ.get("DATABASE_OWNER_URL", "").strip():
+    DATABASES["owner"] = dj_database_url.parse(os.environ["DATABASE_OWNER_URL"].strip())
+    DATABASES["owner"]["TEST"] = {"MIRROR": "default"}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # IMMEDIATE takes SQLite's write lock at BEGIN, so two writers never both read
     # a stream's max version and then collide; the wait is bounded by `timeout`.
