@@ -162,7 +162,7 @@ def parse_mime_type(value) -> str | None:
     token = str(value).split(";", 1)[0].strip().lower()
     if token in ("", "application/octet-stream"):
         return None
-    if not _MIME_TOKEN.fullmatch(token):
+    if not _MIME_TOKEN.fullmatch(token) or "," in str(value):
         raise InvalidContent(f"{str(value)[:120]!r} is not one media type (type/subtype)", field="content")
     return token
 
@@ -174,8 +174,7 @@ def _recognized(head: bytes, *, declared: str | None, kind: str) -> str:
         sniffed = "image/svg+xml"
     if sniffed is None:
         raise InvalidContent(
-            f"the bytes are no {kind} format this service recognizes"
-            + (f" (declared {declared})" if declared else ""),
+            f"the bytes are no {kind} format this service recognizes" + (f" (declared {declared})" if declared else ""),
             field="content",
         )
     sniffed = _ALIASES.get(sniffed, sniffed)

@@ -51,6 +51,13 @@ class PrettyJSONField(forms.JSONField):
         except InvalidInput as exc:
             raise forms.ValidationError(exc.message, code="invalid") from None
 
+    def bound_data(self, data, initial):
+        # A form shown again (with its errors) shows exactly what was typed: parsing it once
+        # more could only fail the same way (runaway nesting) or lose what it said.
+        if self.disabled or not isinstance(data, str):
+            return super().bound_data(data, initial)
+        return forms.fields.InvalidJSONInput(data)
+
     def prepare_value(self, value):
         if isinstance(value, forms.fields.InvalidJSONInput):
             return value

@@ -36,10 +36,16 @@ class PayloadTooLarge(exceptions.APIException):
     default_detail = "request body is over the limit"
 
 
+def _printable(text: str) -> str:
+    """Messages may quote the input; a lone surrogate in it would make the answer itself
+    unencodable (a 500 about a 400), so it is shown escaped."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def error_body(code: str, message: str, field: str | None = None) -> dict:
-    body = {"code": code, "message": message}
+    body = {"code": code, "message": _printable(str(message))}
     if field:
-        body["field"] = field
+        body["field"] = _printable(str(field))
     body["request_id"] = get_request_id()
     return body
 

@@ -76,7 +76,9 @@ class CursorPagination(pagination.CursorPagination):
         if encoded is None:
             return None
         try:
-            tokens = parse.parse_qs(base64.b64decode(encoded.encode("ascii")).decode("ascii"), keep_blank_values=True)
+            tokens = parse.parse_qs(
+                base64.b64decode(encoded.encode("ascii"), validate=True).decode("ascii"), keep_blank_values=True
+            )
             offset = int(tokens.get("o", ["0"])[0])
             reverse = tokens.get("r", ["0"])[0]
             position = tokens.get("p", [None])[0]

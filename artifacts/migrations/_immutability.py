@@ -9,6 +9,14 @@ PostgreSQL keeps its triggers through ALTER TABLE, and its guard compares whole 
 
 PRUNED_COLUMNS = ("payload", "content", "pruned_at")
 
+# Tables whose rows are never deleted, and the trigger that says so on each.
+SQLITE_NO_DELETE = {
+    "artifacts_artifact": """CREATE TRIGGER artifacts_artifact_no_delete BEFORE DELETE ON artifacts_artifact
+           BEGIN SELECT RAISE(ABORT, 'artifact rows are never deleted'); END""",
+    "artifacts_auditevent": """CREATE TRIGGER artifacts_auditevent_no_delete BEFORE DELETE ON artifacts_auditevent
+           BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END""",
+}
+
 
 def sqlite_artifact_triggers(columns: list[str]) -> list[str]:
     def unchanged(except_columns):
@@ -17,8 +25,7 @@ def sqlite_artifact_triggers(columns: list[str]) -> list[str]:
     return [
         "DROP TRIGGER IF EXISTS artifacts_artifact_no_delete",
         "DROP TRIGGER IF EXISTS artifacts_artifact_immutable",
-        """CREATE TRIGGER artifacts_artifact_no_delete BEFORE DELETE ON artifacts_artifact
-           BEGIN SELECT RAISE(ABORT, 'artifact rows are never deleted'); END""",
+        SQLITE_NO_DELETE["artifacts_artifact"],
         f"""CREATE TRIGGER artifacts_artifact_immutable BEFORE UPDATE ON artifacts_artifact
            WHEN NOT (
              ({unchanged(["lifecycle_state"])})

@@ -77,6 +77,25 @@ def test_malformed_payload_is_refused_on_the_form(editor_client, intent, body, m
     assert Artifact.objects.count() == 1
 
 
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ('{"mood": NaN, "pacing": "p", "key_beats": ["b"]}', "NaN is not a JSON number"),
+        ('{"mood": "m", "pacing": "p", "key_beats": ["b"], "x": 1e400}', "1e400 is beyond the range"),
+        ('{"mood": "m", "pacing": "p", "key_beats": ["b"], "x": ' + "[" * 5000 + "]" * 5000 + "}", "nested deeper"),
+        ('{"mood": "m", "pacing": "p", "key_beats": ["b"], "x": ' + "[" * 70 + "]" * 70 + "}", "nested deeper"),
+        ('{"mood": "\\ud800", "pacing": "p", "key_beats": ["b"]}', "lone surrogates"),
+    ],
+    ids=["NaN", "1e400", "5000 deep", "70 deep", "lone surrogate"],
+)
+def test_hostile_json_in_the_editor_is_a_form_error_not_a_500(editor_client, intent, body, message):
+    response = save(editor_client, intent, body)
+    assert response.status_code == 200
+    [error] = response.context["adminform"].form.errors["payload"]
+    assert message in error, error
+    assert Artifact.objects.count() == 1 and not AuditEvent.objects.exists()
+
+
 def test_unchanged_save_creates_nothing(editor_client, intent):
     response = save(editor_client, intent, json.dumps(SCENE_INTENT, indent=4))
 
