@@ -16,9 +16,9 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from artifacts_project import input_limits
-from artifacts_project.api import LimitedBodyMixin, created
+from artifacts_project.api import LimitedBodyMixin, created, validated
 from artifacts_project.api_defaults import BoundedJSONParser, CursorPagination
-from artifacts_project.errors import NotFound
+from artifacts_project.lookups import ensure_exists
 from stories.models import Scene, Story
 
 from . import lineage as lineage_walk
@@ -263,19 +263,14 @@ class ArtifactStreamViewSet(LimitedBodyMixin, mixins.ListModelMixin, viewsets.Ge
         raise NotImplementedError
 
     def ensure_owner(self):
-        owner_id = self.kwargs[self.owner_kwarg]
-        if not self.owner_model.objects.filter(pk=owner_id).exists():
-            name = self.owner_model._meta.model_name
-            raise NotFound(f"{name} {owner_id} does not exist", field=self.owner_kwarg)
+        ensure_exists(self.owner_model, self.kwargs[self.owner_kwarg], what=self.owner_model._meta.model_name)
 
     def list(self, request, *args, **kwargs):
         self.ensure_owner()
         return super().list(request, *args, **kwargs)
 
     def create(self, request, *args, **kwargs):
-        incoming = ArtifactCreateSerializer(data=request.data)
-        incoming.is_valid(raise_exception=True)
-        data = incoming.validated_data
+        data = validated(ArtifactCreateSerializer, request.data)
         artifact = self.create_in_stream(
             ArtifactService(user=request.user),
             self.kwargs[self.owner_kwarg],
@@ -370,9 +365,8 @@ class ArtifactViewSet(LimitedBodyMixin, mixins.RetrieveModelMixin, viewsets.Gene
     )
     @action(detail=True, methods=["get"], pagination_class=None)
     def lineage(self, request, artifact_id):
-        query = LineageQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        return Response(lineage_body(lineage_walk.walk(artifact_id, **query.validated_data)))
+        query = validated(LineageQuerySerializer, request.query_params)
+        return Response(lineage_body(lineage_walk.walk(artifact_id, **query)))
 
     @extend_schema(
         summary="The artifact's bytes",
@@ -391,9 +385,7 @@ class ArtifactViewSet(LimitedBodyMixin, mixins.RetrieveModelMixin, viewsets.Gene
     @extend_schema(summary="Move the artifact along its lifecycle", request=TransitionSerializer)
     @action(detail=True, methods=["post"], required_permissions=["artifacts.change_artifact"])
     def transition(self, request, artifact_id):
-        incoming = TransitionSerializer(data=request.data)
-        incoming.is_valid(raise_exception=True)
-        artifact = self.service().transition(artifact_id, incoming.validated_data["to"])
+        artifact = self.service().transition(artifact_id, validated(TransitionSerializer, request.data)["to"])
         return Response(self.get_serializer(artifact).data)
 
     @extend_schema(
@@ -417,11 +409,8 @@ class ArtifactViewSet(LimitedBodyMixin, mixins.RetrieveModelMixin, viewsets.Gene
     def relations(self, request, artifact_id):
         artifact = selectors.artifact_get(artifact_id)
         if request.method == "POST":
-            incoming = RelationSerializer(data=request.data)
-            incoming.is_valid(raise_exception=True)
-            relation = self.service().relate(
-                artifact.pk, incoming.validated_data["to_artifact_id"], incoming.validated_data["relation_type"]
-            )
+            incoming = validated(RelationSerializer, request.data)
+            relation = self.service().relate(artifact.pk, incoming["to_artifact_id"], incoming["relation_type"])
             return Response(RelationSerializer(relation).data, status=201)
         relations = selectors.artifact_relations(artifact.pk)
         page = self.paginate_queryset(relations)

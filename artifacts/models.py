@@ -163,8 +163,9 @@ class ArtifactRelation(models.Model):
     """``from_artifact`` <relation_type> ``to_artifact``: A derived_from B means A was made from B."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    from_artifact = models.ForeignKey(Artifact, on_delete=models.PROTECT, related_name="relations_out")
-    to_artifact = models.ForeignKey(Artifact, on_delete=models.PROTECT, related_name="relations_in")
+    # Served by relation_unique_edge (from, to, type) and relation_to_idx (to, type).
+    from_artifact = models.ForeignKey(Artifact, on_delete=models.PROTECT, related_name="relations_out", db_index=False)
+    to_artifact = models.ForeignKey(Artifact, on_delete=models.PROTECT, related_name="relations_in", db_index=False)
     relation_type = models.CharField(max_length=20, choices=RelationType.choices)
     created_by_step = models.ForeignKey(
         "runs.AgentStep", null=True, blank=True, on_delete=models.PROTECT, related_name="created_relations"

@@ -158,6 +158,13 @@ class LimitedBodyMixin:
         super().initial(request, *args, **kwargs)
 
 
+def validated(serializer_class, data, **kwargs) -> dict:
+    """The serializer's validated data, or the one error shape (ValidationError -> 400)."""
+    serializer = serializer_class(data=data, **kwargs)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
 def created(request, data, *, viewname: str, kwargs: dict) -> Response:
     """201 with the new resource's address in Location."""
     location = request.build_absolute_uri(reverse(viewname, kwargs=kwargs))

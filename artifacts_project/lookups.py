@@ -28,3 +28,9 @@ def get_or_not_found(model_or_queryset, pk, *, what: str):
     if obj is None:
         raise NotFound(f"{what} {pk} does not exist", field=f"{what}_id")
     return obj
+
+
+def ensure_exists(model, pk, *, what: str) -> None:
+    """NotFound naming ``<what>_id`` unless a row of ``model`` has the primary key ``pk``."""
+    if not model.objects.filter(pk=parse_uuid(pk, what=what)).exists():
+        raise NotFound(f"{what} {pk} does not exist", field=f"{what}_id")

@@ -5,10 +5,10 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.response import Response
 
-from artifacts_project.api import LimitedBodyMixin, created
+from artifacts_project.api import LimitedBodyMixin, created, validated
 from artifacts_project.api_defaults import CursorPagination
-from artifacts_project.errors import NotFound
 from artifacts_project.input_limits import INT_MAX
+from artifacts_project.lookups import ensure_exists
 
 from . import services
 from .models import AgentStep, Direction, Run, RunArtifactLink, RunStatus, StepStatus
@@ -124,17 +124,6 @@ class RunArtifactFilter(filters.FilterSet):
         fields = ["direction", "stage"]
 
 
-def _validated(serializer_class, data, **kwargs) -> dict:
-    serializer = serializer_class(data=data, **kwargs)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
-
-
-def _ensure_run(run_id) -> None:
-    if not Run.objects.filter(pk=run_id).exists():
-        raise NotFound(f"run {run_id} does not exist", field="run_id")
-
-
 @extend_schema(tags=["runs"])
 class RunViewSet(
     LimitedBodyMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet
@@ -148,13 +137,13 @@ class RunViewSet(
     cursor_ordering = ("-created_at", "-id")
 
     def create(self, request, *args, **kwargs):
-        data = _validated(RunSerializer, request.data)
+        data = validated(RunSerializer, request.data)
         run = services.run_create(actor=request.user, **data)
         return created(request, self.get_serializer(run).data, viewname="run-detail", kwargs={"run_id": run.pk})
 
     @extend_schema(summary="Change the run's status", request=RunStatusSerializer)
     def partial_update(self, request, run_id):
-        data = _validated(RunStatusSerializer, request.data)
+        data = validated(RunStatusSerializer, request.data)
         return Response(self.get_serializer(services.run_set_status(run_id=run_id, **data)).data)
 
 
@@ -174,17 +163,17 @@ class RunStepViewSet(LimitedBodyMixin, mixins.ListModelMixin, mixins.RetrieveMod
         return AgentStep.objects.filter(run_id=self.kwargs["run_id"])
 
     def list(self, request, *args, **kwargs):
-        _ensure_run(self.kwargs["run_id"])
+        ensure_exists(Run, self.kwargs["run_id"], what="run")
         return super().list(request, *args, **kwargs)
 
     def create(self, request, run_id):
-        step = services.step_record(run_id=run_id, **_validated(StepSerializer, request.data))
+        step = services.step_record(run_id=run_id, **validated(StepSerializer, request.data))
         return Response(self.get_serializer(step).data, status=201)
 
     @extend_schema(summary="Finish a running step", request=StepFinishSerializer)
     def partial_update(self, request, run_id, step_id):
         step = self.get_object()  # 404 unless the step belongs to this run
-        data = _validated(StepFinishSerializer, request.data)
+        data = validated(StepFinishSerializer, request.data)
         return Response(self.get_serializer(services.step_finish(step_id=step.pk, **data)).data)
 
 
@@ -204,10 +193,10 @@ class RunArtifactViewSet(LimitedBodyMixin, mixins.ListModelMixin, viewsets.Gener
         return RunArtifactLink.objects.filter(run_id=self.kwargs["run_id"])
 
     def list(self, request, *args, **kwargs):
-        _ensure_run(self.kwargs["run_id"])
+        ensure_exists(Run, self.kwargs["run_id"], what="run")
         return super().list(request, *args, **kwargs)
 
     @extend_schema(responses={201: RunArtifactSerializer, 200: RunArtifactSerializer})
     def create(self, request, run_id):
-        link, was_created = services.run_link_artifact(run_id=run_id, **_validated(RunArtifactSerializer, request.data))
+        link, was_created = services.run_link_artifact(run_id=run_id, **validated(RunArtifactSerializer, request.data))
         return Response(self.get_serializer(link).data, status=201 if was_created else 200)

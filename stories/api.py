@@ -6,10 +6,10 @@ from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from artifacts_project.api import LimitedBodyMixin, created
+from artifacts_project.api import LimitedBodyMixin, created, validated
 from artifacts_project.api_defaults import CursorPagination
-from artifacts_project.errors import NotFound
 from artifacts_project.input_limits import INT_MAX
+from artifacts_project.lookups import ensure_exists
 
 from . import services
 from .models import Role, Scene, Story, StoryArtifactLink
@@ -95,17 +95,6 @@ class LinkFilter(filters.FilterSet):
         fields = ["role", "scene_id", "is_primary"]
 
 
-def _validated(serializer_class, data, **kwargs) -> dict:
-    serializer = serializer_class(data=data, **kwargs)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
-
-
-def _ensure_story(story_id) -> None:
-    if not Story.objects.filter(pk=story_id).exists():
-        raise NotFound(f"story {story_id} does not exist", field="story_id")
-
-
 @extend_schema(tags=["stories"])
 class StoryViewSet(
     LimitedBodyMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet
@@ -119,11 +108,11 @@ class StoryViewSet(
     required_permissions = None
 
     def create(self, request, *args, **kwargs):
-        story = services.story_create(**_validated(StorySerializer, request.data))
+        story = services.story_create(**validated(StorySerializer, request.data))
         return created(request, self.get_serializer(story).data, viewname="story-detail", kwargs={"story_id": story.pk})
 
     def partial_update(self, request, story_id):
-        changes = _validated(StorySerializer, request.data, partial=True)
+        changes = validated(StorySerializer, request.data, partial=True)
         return Response(self.get_serializer(services.story_update(story_id=story_id, **changes)).data)
 
     @extend_schema(
@@ -137,7 +126,7 @@ class StoryViewSet(
         required_permissions=["stories.change_storyartifactlink"],
     )
     def primary(self, request, story_id):
-        data = _validated(PrimarySerializer, request.data)
+        data = validated(PrimarySerializer, request.data)
         link = services.story_set_primary(story_id=story_id, actor=request.user, **data)
         return Response(LinkSerializer(link).data)
 
@@ -159,11 +148,11 @@ class StorySceneViewSet(LimitedBodyMixin, mixins.ListModelMixin, viewsets.Generi
         return Scene.objects.filter(story_id=self.kwargs["story_id"])
 
     def list(self, request, *args, **kwargs):
-        _ensure_story(self.kwargs["story_id"])
+        ensure_exists(Story, self.kwargs["story_id"], what="story")
         return super().list(request, *args, **kwargs)
 
     def create(self, request, story_id):
-        scene = services.scene_create(story_id=story_id, **_validated(SceneSerializer, request.data))
+        scene = services.scene_create(story_id=story_id, **validated(SceneSerializer, request.data))
         return created(request, self.get_serializer(scene).data, viewname="scene-detail", kwargs={"scene_id": scene.pk})
 
 
@@ -176,7 +165,7 @@ class SceneViewSet(LimitedBodyMixin, mixins.RetrieveModelMixin, viewsets.Generic
     required_permissions = None
 
     def partial_update(self, request, scene_id):
-        changes = _validated(SceneSerializer, request.data, partial=True)
+        changes = validated(SceneSerializer, request.data, partial=True)
         return Response(self.get_serializer(services.scene_update(scene_id=scene_id, **changes)).data)
 
     @extend_schema(summary="Lock planning: planning artifacts are frozen", request=None)
@@ -205,9 +194,9 @@ class StoryLinkViewSet(LimitedBodyMixin, mixins.ListModelMixin, viewsets.Generic
         return StoryArtifactLink.objects.filter(story_id=self.kwargs["story_id"])
 
     def list(self, request, *args, **kwargs):
-        _ensure_story(self.kwargs["story_id"])
+        ensure_exists(Story, self.kwargs["story_id"], what="story")
         return super().list(request, *args, **kwargs)
 
     def create(self, request, story_id):
-        link = services.link_create(story_id=story_id, actor=request.user, **_validated(LinkSerializer, request.data))
+        link = services.link_create(story_id=story_id, actor=request.user, **validated(LinkSerializer, request.data))
         return Response(self.get_serializer(link).data, status=201)
