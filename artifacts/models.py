@@ -79,6 +79,10 @@ class Artifact(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     pruned_at = models.DateTimeField(null=True, blank=True)
+    # What the version was made from (SPEC §10): the sha256 a pipeline node computed over
+    # its name, generator, inputs, scene text and params. An edit or a client's POST
+    # carries its parent's: it counts as made from the same inputs. Empty when unknown.
+    fingerprint = models.CharField(max_length=64, blank=True, default="")
 
     objects = ArtifactQuerySet.as_manager()
 
@@ -125,6 +129,10 @@ class Artifact(models.Model):
             ),
             models.Index(
                 fields=["story", "-created_at", "-id"], condition=~Q(content_sha256=""), name="artifact_story_media_idx"
+            ),
+            # The pipeline: the version of a stream a fingerprint made (resume, explain).
+            models.Index(
+                fields=["scene", "type", "fingerprint"], condition=~Q(fingerprint=""), name="artifact_fingerprint_idx"
             ),
         ]
 

@@ -255,7 +255,12 @@ class ArtifactService:
         lifecycle_state: str = LifecycleState.INTERMEDIATE,
         created_by_step=None,
         stored: StoredContent | None = None,
+        fingerprint: str | None = None,
+        artifact_id=None,
     ) -> Artifact:
+        """``fingerprint``: what a pipeline node made this from; None inherits the parent's
+        (an edit or a client's new version counts as made from its parent's inputs, SPEC §10).
+        ``artifact_id``: a pre-assigned id, for content that names its own URL."""
         # Everything that needs no lock is checked first, so the stream lock is held briefly.
         artifact_type = get_type(type)
         scope = SCOPE_SCENE if scene_id is not None else SCOPE_STORY
@@ -291,16 +296,18 @@ class ArtifactService:
                         self._check_planning_lock(scene_id, type)
                     locks.lock_stream(story_id=story_id, scene_id=scene_id, type=type)
                     latest = selectors.stream_latest(
-                        story_id=story_id, scene_id=scene_id, type=type, fields=("id", "version")
+                        story_id=story_id, scene_id=scene_id, type=type, fields=("id", "version", "fingerprint")
+                    )
+                    parent_pk, parent_fingerprint = self._resolve_parent(
+                        parent_uuid, story_id=story_id, scene_id=scene_id, type=type, latest=latest
                     )
                     artifact = Artifact(
                         story_id=story_id,
                         scene_id=scene_id,
                         type=type,
                         version=self._next_version(latest),
-                        parent_id=self._resolve_parent(
-                            parent_uuid, story_id=story_id, scene_id=scene_id, type=type, latest=latest
-                        ),
+                        parent_id=parent_pk,
+                        fingerprint=parent_fingerprint if fingerprint is None else fingerprint,
                         kind=kind,
                         payload=payload,
                         lifecycle_state=lifecycle_state,
@@ -308,6 +315,8 @@ class ArtifactService:
                         created_by=self.user,
                         created_by_step=created_by_step,
                     )
+                    if artifact_id is not None:
+                        artifact.pk = parse_uuid(artifact_id, what="artifact")
                     if prepared is not None:
                         # Last, once every check has passed: a refused create stores nothing.
                         stored = store_content(prepared)
@@ -345,13 +354,19 @@ class ArtifactService:
         if self.planning_blocks(type=type, scene=scene):
             raise PlanningLocked(f"planning is locked on scene {scene_id}")
 
-    def _resolve_parent(self, parent_uuid, *, story_id, scene_id, type, latest) -> object:
-        """A new version's parent is the stream's latest unless an editor branches from
-        an older version of the same stream."""
+    def _resolve_parent(self, parent_uuid, *, story_id, scene_id, type, latest) -> tuple[object, str]:
+        """The new version's parent and its fingerprint: the stream's latest unless an editor
+        branches from an older version of the same stream."""
         if parent_uuid is None:
-            return latest.pk if latest is not None else None
+            return (latest.pk, latest.fingerprint) if latest is not None else (None, "")
         if latest is not None and latest.pk == parent_uuid:
-            return parent_uuid
-        if not selectors.stream(story_id=story_id, scene_id=scene_id, type=type).filter(pk=parent_uuid).exists():
+            return parent_uuid, latest.fingerprint
+        found = (
+            selectors.stream(story_id=story_id, scene_id=scene_id, type=type)
+            .filter(pk=parent_uuid)
+            .values_list("fingerprint", flat=True)
+            .first()
+        )
+        if found is None:
             raise InvalidParent(f"parent {parent_uuid} is not a version of this {type} stream", field="parent_id")
-        return parent_uuid
+        return parent_uuid, found

@@ -7,17 +7,14 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from artifacts.models import Artifact, AuditEvent
-from artifacts.services import audit_record
+from artifacts_project.audit import audit_record
 from artifacts_project.errors import ImmutableRow
 from stories import services as story_services
 from stories.models import StoryArtifactLink
 from tests.conftest import PNG_BYTES, SCENE_INTENT, make_image
 
-COLUMNS = [
-    "id", "story_id", "scene_id", "type", "version", "parent_id", "kind", "payload", "content",
-    "content_sha256", "content_size", "mime_type", "lifecycle_state", "request_id",
-    "created_by_step_id", "created_by_id", "created_at", "pruned_at",
-]  # fmt: skip
+# Every column of the table, read from the model: a column added later is covered here too.
+COLUMNS = [field.column for field in Artifact._meta.concrete_fields]
 
 
 def db_id(value: uuid.UUID):
@@ -69,11 +66,26 @@ class TestArtifactImmutability:
             ("request_id", "forged"),
             ("content_sha256", "0" * 64),
             ("pruned_at", "2020-01-01 00:00:00"),
+            ("fingerprint", "f" * 64),
         ],
     )
     def test_update_of_any_column_but_lifecycle_is_refused(self, artifact, column, value):
         assert refused(f"UPDATE artifacts_artifact SET {column} = %s WHERE id = %s", [value, db_id(artifact.pk)])
         assert Artifact.objects.get(pk=artifact.pk).payload == SCENE_INTENT
+
+    def test_the_sqlite_guard_names_every_column(self, artifact):
+        """SQLite's UPDATE guard lists the columns it compares (PostgreSQL's compares whole
+        rows): a migration that adds a column must re-create it with the new list."""
+        if connection.vendor != "sqlite":
+            pytest.skip("PostgreSQL's guard compares whole rows")
+        [sql] = [
+            row[0]
+            for row in connection.cursor().execute(
+                "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'artifacts_artifact_immutable'"
+            )
+        ]
+        missing = [c for c in COLUMNS if c != "lifecycle_state" and f"NEW.{c} IS OLD.{c}" not in sql]
+        assert missing == []
 
     def test_lifecycle_change_alone_is_allowed(self, artifact):
         assert (

@@ -302,6 +302,16 @@ class TestEdit:
         assert list(Artifact.objects.values_list("version", flat=True)) == [1]
         assert not AuditEvent.objects.exists()
 
+    def test_a_version_made_outside_the_pipeline_carries_its_parents_fingerprint(self, service, scene):
+        made = service._create(
+            story_id=scene.story_id, scene_id=scene.pk, type="scene_intent", payload=intent(1), fingerprint="a" * 64
+        )
+        edited = service.edit_artifact(made.pk, intent("edited"))
+        posted = service.create_artifact(scene.pk, "scene_intent", intent("posted"))  # parent: the latest
+        branched = service.create_artifact(scene.pk, "scene_intent", intent("branch"), parent_id=made.pk)
+        assert [a.fingerprint for a in (made, edited, posted, branched)] == ["a" * 64] * 4
+        assert service.create_artifact(scene.pk, "panel_plan", PANEL_PLAN).fingerprint == ""  # nothing to inherit
+
     def test_a_pruned_artifact_cannot_be_edited(self, service, story):
         cover = make_image(story, "a")
         Artifact.objects.filter(pk=cover.pk).update(payload=None, content="", pruned_at=timezone.now())
