@@ -18,6 +18,7 @@ from rest_framework.response import Response
 from artifacts_project import input_limits
 from artifacts_project.api import LimitedBodyMixin, created, validated
 from artifacts_project.api_defaults import BoundedJSONParser, CursorPagination
+from artifacts_project.errors import InvalidInput
 from artifacts_project.lookups import ensure_exists
 from stories.models import Scene, Story
 
@@ -101,6 +102,16 @@ class ArtifactCreateSerializer(serializers.Serializer):
     content = serializers.FileField(
         required=False, help_text="The bytes of an image, audio or video artifact (multipart only)."
     )
+
+
+class BatchItemSerializer(serializers.Serializer):
+    type = serializers.CharField(help_text="A registered scene type of kind json.")
+    payload = serializers.JSONField()
+    parent_id = serializers.UUIDField(required=False, allow_null=True)
+
+
+class BatchSerializer(serializers.Serializer):
+    artifacts = BatchItemSerializer(many=True, help_text="Up to 1,000; versions are assigned in this order.")
 
 
 class LineageQuerySerializer(serializers.Serializer):
@@ -305,6 +316,21 @@ class SceneArtifactViewSet(ArtifactStreamViewSet):
         self.ensure_owner()
         latest = selectors.scene_latest_per_type(scene_id, type=request.query_params.get("type"))
         return Response(ArtifactSerializer(latest, many=True, context=self.get_serializer_context()).data)
+
+
+    @extend_schema(
+        summary="Create many versions at once: all or nothing, versions in list order",
+        request=BatchSerializer,
+        responses={201: ArtifactSerializer(many=True)},
+    )
+    @action(detail=False, methods=["post"], url_path="batch", pagination_class=None, filter_backends=[])
+    def batch(self, request, scene_id):
+        # Shape only: the service checks every item (types, payloads, parents) and names it.
+        body = request.data if isinstance(request.data, dict) else {}
+        if not isinstance(body.get("artifacts"), list):
+            raise InvalidInput("artifacts must be a list of {type, payload, parent_id?}", field="artifacts")
+        created = ArtifactService(user=request.user).create_artifacts(scene_id, body["artifacts"])
+        return Response(ArtifactSerializer(created, many=True, context=self.get_serializer_context()).data, status=201)
 
 
 @extend_schema(tags=["artifacts"])

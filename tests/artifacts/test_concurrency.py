@@ -115,3 +115,21 @@ def test_concurrent_primary_changes_leave_exactly_one_primary_matching_the_story
     assert len(primaries) == 1
     story.refresh_from_db()
     assert story.cover_artifact_id == primaries[0].artifact_id
+
+
+def test_batches_beside_single_creates_on_one_stream_stay_gapless(scene):
+    spec = ARTIFACT_TYPES["render_spec"].example
+    items = [{"type": "render_spec", "payload": spec} for _ in range(5)]
+
+    def batch():
+        return ArtifactService().create_artifacts(scene.pk, items)
+
+    def single():
+        return ArtifactService().create_artifact(scene.pk, "render_spec", spec)
+
+    results, errors = in_threads([batch, single] * 8, workers=16)
+    assert errors == [] and len(results) == 16
+    assert_gapless_chain(list(Artifact.objects.filter(scene=scene, type="render_spec")))
+    for made in (r for r in results if isinstance(r, list)):  # each batch's versions are consecutive
+        versions = [a.version for a in made]
+        assert versions == list(range(versions[0], versions[0] + 5))
