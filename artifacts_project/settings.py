@@ -5,6 +5,7 @@ switches to PostgreSQL. DEBUG is off unless ``DJANGO_DEBUG=1``. ``DJANGO_HTTPS=1
 on the HTTPS-only settings that ``manage.py check --deploy`` asks for.
 """
 
+import json
 import os
 import secrets
 from pathlib import Path
@@ -230,3 +231,24 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": os.environ.get("DJANGO_LOG_LEVEL", "INFO")},
 }
+
+
+def env_json_object(name: str) -> dict:
+    """A JSON object from the environment; anything else stops the service at start."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ImproperlyConfigured(f"{name} must be a JSON object, e.g. {{\"render_result\": \"pkg.module.func\"}}")
+    return value
+
+
+# The pipeline (SPEC §10). PIPELINE_GENERATORS: type -> dotted path of a generator that
+# replaces the shipped one. PIPELINE_PARAMS: type -> params merged over the node's defaults
+# (they enter the fingerprint, so changing them remakes that node and what follows).
+PIPELINE_GENERATORS = env_json_object("PIPELINE_GENERATORS")
+PIPELINE_PARAMS = env_json_object("PIPELINE_PARAMS")
