@@ -7,7 +7,7 @@ rows. Lineage has a module of its own (``lineage.py``).
 
 from __future__ import annotations
 
-from django.db.models import Q, QuerySet, Subquery
+from django.db.models import Max, Q, QuerySet, Subquery
 
 from artifacts_project.errors import NotFound
 from artifacts_project.lookups import parse_uuid
@@ -91,4 +91,60 @@ def story_media(story_id) -> QuerySet:
         Artifact.objects.filter(story_id=story_id, pruned_at__isnull=True)
         .exclude(content_sha256="")
         .order_by("-created_at", "-id")
+    )
+
+
+# -- reads of the batch commands (SPEC §9) -------------------------------------------------
+
+
+def stream_heads(*, scene_streams, story_streams) -> dict[tuple, int]:
+    """The latest version of many streams at once, keyed ``("scene", scene_id, type)`` or
+    ``("story", story_id, type)``; streams with no version are absent.
+
+    Two grouped queries whatever the number of streams, each an index-only range over
+    artifact_unique_scene_stream_version (or the story one) for the scenes (stories) named.
+    """
+    heads: dict[tuple, int] = {}
+    if scene_streams:
+        rows = (
+            Artifact.objects.filter(
+                scene_id__in={scene for scene, _ in scene_streams}, type__in={type for _, type in scene_streams}
+            )
+            .order_by()
+            .values_list("scene_id", "type")
+            .annotate(top=Max("version"))
+        )
+        heads.update({("scene", scene, type): top for scene, type, top in rows})
+    if story_streams:
+        rows = (
+            Artifact.objects.filter(
+                scene__isnull=True,
+                story_id__in={story for story, _ in story_streams},
+                type__in={type for _, type in story_streams},
+            )
+            .order_by()
+            .values_list("story_id", "type")
+            .annotate(top=Max("version"))
+        )
+        heads.update({("story", story, type): top for story, type, top in rows})
+    return heads
+
+
+def artifact_streams(artifact_ids) -> dict:
+    """id -> (story_id, scene_id, type) of the artifacts that exist among ``artifact_ids``."""
+    rows = (
+        Artifact.objects.filter(pk__in=list(artifact_ids)).order_by().values_list("id", "story_id", "scene_id", "type")
+    )
+    return {pk: (story, scene, type) for pk, story, scene, type in rows}
+
+
+def live_digests(digests) -> set[str]:
+    """The digests among ``digests`` that an artifact still names with its content (a pruned
+    tombstone keeps ``content_sha256`` but not the file: it names nothing). Served by
+    artifact_content_sha256_idx, which holds media rows only."""
+    return set(
+        Artifact.objects.filter(content_sha256__in=list(digests), pruned_at__isnull=True)
+        .order_by()
+        .values_list("content_sha256", flat=True)
+        .distinct()
     )

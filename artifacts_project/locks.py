@@ -3,14 +3,18 @@
 A transaction that needs several locks takes them in this order, skipping those it does
 not need, so two transactions can never wait on each other in a circle:
 
-    1. story row            lock_story
+    1. story row            lock_story, lock_stories (several: by primary key)
     2. scene row            lock_scene, share_scene
     3. content digest       lock_content          (advisory)
-    4. version stream       lock_stream           (advisory)
+    4. version stream       lock_stream, lock_streams (several: by stream key)  (advisory)
     5. relation graph       lock_relation_graph   (advisory)
-    6. artifact row         lock_artifact
+    6. artifact row         lock_artifact, lock_artifacts (several: by primary key)
     7. run row              lock_run
     8. step row             lock_step
+
+Before all of them, and outside any transaction, ``prune_artifacts`` holds
+``lock_prune_run`` (a session-level advisory lock) for the whole run: one prune at a time,
+while each of its batches is an ordinary short transaction taking the locks above.
 
 Row locks are ``FOR NO KEY UPDATE`` of the row alone (``of=("self",)``):
 - Inserting a row that references a story, scene, artifact or run makes PostgreSQL take
@@ -29,7 +33,9 @@ settings), so one writer at a time holds the database, and ``select_for_update``
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+from collections.abc import Iterable
 
 from django.db import connection
 
@@ -42,6 +48,7 @@ from stories.models import Scene, Story
 _NAMESPACE_STREAM = 0x5354  # "ST"
 _NAMESPACE_RELATIONS = 0x5245  # "RE"
 _NAMESPACE_CONTENT = 0x4354  # "CT"
+_NAMESPACE_PRUNE = 0x5052  # "PR"
 
 
 def _lock_row(model, pk, *, what: str):
@@ -59,6 +66,12 @@ def _lock_row(model, pk, *, what: str):
 def lock_story(story_id) -> Story:
     """One curation of a story at a time: primaries, scene positions."""
     return _lock_row(Story, story_id, what="story")
+
+
+def lock_stories(story_ids: Iterable) -> list:
+    """Several story rows, in primary-key order (so two holders never wait in a circle);
+    returns the primary keys locked (those that exist)."""
+    return _lock_rows(Story, story_ids)
 
 
 def lock_scene(scene_id) -> Scene:
@@ -84,6 +97,20 @@ def lock_artifact(artifact_id) -> Artifact:
     return _lock_row(Artifact, artifact_id, what="artifact")
 
 
+def lock_artifacts(artifact_ids: Iterable) -> list:
+    """Several artifact rows, in primary-key order; returns the primary keys locked."""
+    return _lock_rows(Artifact, artifact_ids)
+
+
+def _lock_rows(model, pks: Iterable) -> list:
+    return list(
+        model.objects.filter(pk__in=list(pks))
+        .order_by("pk")
+        .select_for_update(of=("self",), no_key=True)
+        .values_list("pk", flat=True)
+    )
+
+
 def lock_run(run_id) -> Run:
     return _lock_row(Run, run_id, what="run")
 
@@ -100,9 +127,29 @@ def _advisory(namespace: int, key: str) -> None:
         cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [namespace, digest])
 
 
+def _advisory_many(namespace: int, keys: list[str]) -> None:
+    """Take the locks of ``keys`` in the order given, in one round trip (a batch may write
+    a thousand streams): unnest yields an array's elements in order, so the locks are taken
+    one after the other in that order, each hashed as ``_advisory`` hashes it."""
+    if connection.vendor != "postgresql" or not keys:
+        return
+    digests = [int.from_bytes(hashlib.blake2b(k.encode(), digest_size=4).digest(), "big", signed=True) for k in keys]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_advisory_xact_lock(%s, k)) FROM unnest(%s::integer[]) AS k", [namespace, digests]
+        )
+
+
 def lock_stream(*, story_id, scene_id, type: str) -> None:
     """Serialize the writers of one version stream until the transaction ends."""
     _advisory(_NAMESPACE_STREAM, f"{scene_id or story_id}:{type}")
+
+
+def lock_streams(streams: Iterable[tuple]) -> None:
+    """Several streams, each ``(story_id, scene_id, type)``, in the order of their keys: the
+    order ``create_artifacts`` takes one scene's streams in (by type), extended to many scenes."""
+    keys = {f"{scene_id or story_id}:{type}" for story_id, scene_id, type in streams}
+    _advisory_many(_NAMESPACE_STREAM, sorted(keys))
 
 
 def lock_content(sha256: str) -> None:
@@ -114,3 +161,24 @@ def lock_relation_graph() -> None:
     """One writer at a time checks-and-inserts an acyclic relation, or two edges could close
     a cycle together."""
     _advisory(_NAMESPACE_RELATIONS, "acyclic")
+
+
+@contextlib.contextmanager
+def lock_prune_run():
+    """Hold the prune lock for a whole ``prune_artifacts`` run; yields False at once (without
+    waiting) when another run holds it. Session-level, so it outlives the run's batch
+    transactions, and PostgreSQL drops it if the process dies. On SQLite there is nothing
+    to hold: two runs would only repeat each other's checks, since every batch re-reads
+    its rows under the database's single write lock."""
+    if connection.vendor != "postgresql":
+        yield True
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [_NAMESPACE_PRUNE, 0])
+        acquired = cursor.fetchone()[0]
+    try:
+        yield acquired
+    finally:
+        if acquired:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_NAMESPACE_PRUNE, 0])
