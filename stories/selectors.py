@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.db.models import QuerySet
 
-from .models import Scene, StoryArtifactLink
+from .models import STORY_REFERENCE_FOR_ROLE, Scene, Story, StoryArtifactLink
 
 
 def story_primaries(story_id) -> QuerySet:
@@ -35,3 +37,45 @@ def primary_link(*, story_id, role: str, scene_id) -> StoryArtifactLink | None:
 def story_scenes(story_id) -> QuerySet:
     """A story's scenes by position (scene_unique_position_per_story)."""
     return Scene.objects.filter(story_id=story_id).order_by("position")
+
+
+@dataclass(frozen=True)
+class ReferenceDrift:
+    """A story's derived reference (``field``) that differs from the primary link of ``role``."""
+
+    story_id: object
+    role: str
+    field: str
+    stored: object  # the artifact id the story holds, or None
+    primary: object  # the artifact id of the role's primary link, or None
+
+    def __str__(self):
+        return (
+            f"story {self.story_id}: {self.field} is {self.stored or 'empty'}, "
+            f"the primary {self.role} is {self.primary or 'none'}"
+        )
+
+
+def story_reference_drifts(story_ids) -> list[ReferenceDrift]:
+    """Every derived reference of these stories (cover_artifact, canonical_audio,
+    canonical_video) that is not the primary link of its role (SPEC §3). Two queries: the
+    stories' references by primary key, their story-wide primaries (link_story_role_idx)."""
+    ids = list(story_ids)
+    fields = list(STORY_REFERENCE_FOR_ROLE.values())
+    stored = {
+        row[0]: dict(zip(fields, row[1:], strict=True))
+        for row in Story.objects.filter(pk__in=ids).values_list("pk", *(f"{f}_id" for f in fields))
+    }
+    primaries = {
+        (story_id, role): artifact_id
+        for story_id, role, artifact_id in StoryArtifactLink.objects.filter(
+            story_id__in=ids, role__in=list(STORY_REFERENCE_FOR_ROLE), is_primary=True, scene__isnull=True
+        ).values_list("story_id", "role", "artifact_id")
+    }
+    drifts = []
+    for story_id in sorted(stored):
+        for role, field in STORY_REFERENCE_FOR_ROLE.items():
+            primary = primaries.get((story_id, role))
+            if stored[story_id][field] != primary:
+                drifts.append(ReferenceDrift(story_id, role, field, stored[story_id][field], primary))
+    return drifts

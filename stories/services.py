@@ -262,3 +262,31 @@ def story_set_primary(*, story_id, role: str, artifact_id, scene_id=None, actor=
         to_value={"role": role, "scene_id": str(scene_pk) if scene_pk else None, "artifact_id": str(artifact.pk)},
     )
     return link
+
+
+@atomic_write
+def story_sync_references(*, story_ids, actor=None) -> list[selectors.ReferenceDrift]:
+    """Recompute the derived references of these stories from their primary links (the Story
+    Field Policy: cover_artifact, canonical_audio, canonical_video always equal the primary
+    of cover, final_audio, final_video), returning each drift found and repaired.
+
+    One transaction for all of them: the story rows are locked first, in primary-key order,
+    so a concurrent ``story_set_primary`` (which locks its story too) cannot slip between
+    the read and the repair. Each repair is an audit event.
+    """
+    ids = sorted({parse_uuid(story_id, what="story") for story_id in story_ids})
+    locks.lock_stories(ids)
+    drifts = selectors.story_reference_drifts(ids)
+    user = acting_user(actor)
+    now = timezone.now()
+    for drift in drifts:
+        Story.objects.filter(pk=drift.story_id).update(**{f"{drift.field}_id": drift.primary, "updated_at": now})
+        audit_record(
+            action="sync_reference",
+            target=Story(pk=drift.story_id),
+            actor=user,
+            story_id=drift.story_id,
+            from_value={"field": drift.field, "artifact_id": str(drift.stored) if drift.stored else None},
+            to_value={"field": drift.field, "artifact_id": str(drift.primary) if drift.primary else None},
+        )
+    return drifts

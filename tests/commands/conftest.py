@@ -17,6 +17,7 @@ from django.utils import timezone
 from artifacts.content import prepare_content, store_content
 from artifacts.importing import insert_keeping_times
 from artifacts.models import Artifact
+from artifacts.payloads import ARTIFACT_TYPES
 from tests.conftest import PNG_BYTES, SCENE_INTENT
 
 LONG_AGO = timezone.now() - datetime.timedelta(days=400)
@@ -106,6 +107,7 @@ class Rows:
         state="intermediate",
         created_at=LONG_AGO,
         content: bytes | None = None,
+        payload: dict | None = None,
     ) -> Artifact:
         row = Artifact(
             id=uuid.uuid4(),
@@ -114,7 +116,7 @@ class Rows:
             type=type,
             version=version,
             parent_id=parent.pk if parent is not None else None,
-            payload=SCENE_INTENT if type == "scene_intent" else {"alt": f"{type} v{version}"},
+            payload=payload if payload is not None else ARTIFACT_TYPES[type].example,
             lifecycle_state=state,
             created_at=created_at,
             request_id="test",
