@@ -12,7 +12,9 @@ is an attachment, so no upload ever runs script in the service's origin.
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import logging
 import mimetypes
 import re
 from dataclasses import dataclass
@@ -26,10 +28,12 @@ from django.utils.cache import get_conditional_response
 from django.utils.http import quote_etag
 
 from artifacts_project import locks
-from artifacts_project.errors import ContentMissing, ContentPruned, InvalidContent, NotFound
+from artifacts_project.errors import ContentMissing, ContentPruned, InvalidContent, NotFound, StorageFull
 from artifacts_project.transactions import on_rollback
 
 from .models import Artifact
+
+logger = logging.getLogger(__name__)
 
 # Shown inline (SPEC §7): png, jpeg, gif, webp, mpeg/mp3, ogg, wav, mp4 and webm.
 INLINE_TYPES = frozenset(
@@ -74,6 +78,8 @@ _ALIASES = {
 }
 _CONTAINERS = frozenset({"webm", "ogg", "mp4"})
 _SINGLE_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# A write refused for want of space (SPEC §7's 507 storage_full): a full disk or a quota.
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 @dataclass(frozen=True)
@@ -128,11 +134,30 @@ def store_content(prepared: PreparedContent) -> StoredContent:
     name = storage_name(prepared.sha256)
     if not default_storage.exists(name):
         prepared.file.seek(0)
-        saved = default_storage.save(name, prepared.file)
+        try:
+            saved = default_storage.save(name, prepared.file)
+        except Exception as exc:
+            _discard_partial(name)
+            if isinstance(exc, OSError) and exc.errno in _NO_SPACE:
+                raise StorageFull(
+                    f"storage has no room for {prepared.size} bytes ({exc.strerror or exc}); nothing was stored"
+                ) from exc
+            raise
         if saved != name:  # storage renamed it: the digest's name was taken after all
             default_storage.delete(saved)
         on_rollback(lambda: remove_if_unreferenced(prepared.sha256))
     return StoredContent(name, prepared.sha256, prepared.size, prepared.mime_type)
+
+
+def _discard_partial(name: str) -> None:
+    """Remove what a failed write left under ``name``. FileSystemStorage writes in-memory
+    content straight to the final name, so a full disk leaves the first bytes there, and a
+    later upload of the same bytes would find the name taken and keep the truncated file.
+    The name did not exist before this write and the digest's lock is held: it is ours."""
+    try:
+        default_storage.delete(name)
+    except Exception:  # the error that made the write fail is the one to report
+        logger.exception("could not remove the partial file %s after a failed write", name)
 
 
 def remove_if_unreferenced(sha256: str) -> bool:

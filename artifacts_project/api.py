@@ -3,15 +3,20 @@
 Errors are mapped to HTTP here and only here: the domain's ``ArtifactError`` families
 (400 / 404 / 409), DRF's own exceptions, and what Django raises outside DRF (its 404,
 500 and oversized-body 400) all answer ``{"code", "message", "field"?, "request_id"}``.
+A database that cannot be reached answers 503 ``database_unavailable`` with ``Retry-After``
+wherever it is noticed: in a DRF view (``exception_handler``), in any other view
+(``artifacts_project.outages``) or in a middleware (``handler500``).
 """
 
 import logging
+import sys
 
+import psycopg
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
-from django.db import DataError, IntegrityError, OperationalError
-from django.http import Http404, JsonResponse
+from django.db import DataError, IntegrityError, InterfaceError, OperationalError
+from django.http import Http404, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.views import defaults
 from drf_spectacular.utils import extend_schema
@@ -109,7 +114,65 @@ def database_refusal(exc) -> tuple[int, str, str] | None:
     return None
 
 
+# SQLSTATEs that say the server cannot serve now, not that the request is wrong: connection
+# exceptions (class 08), insufficient resources (class 53: too many connections, disk full,
+# out of memory), an administrator's or a crash's shutdown and a server still starting
+# (57P01, 57P02, 57P03), and a statement cancelled by ``statement_timeout`` (57014).
+_UNAVAILABLE_CLASSES = frozenset({"08", "53"})
+_UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "57014"})
+# SQLite: the lock was not granted within its timeout, or the file cannot be opened (the
+# extended codes, e.g. SQLITE_BUSY_TIMEOUT, start with these).
+_SQLITE_UNAVAILABLE = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_CANTOPEN")
+# How long a client should wait before retrying: a PostgreSQL restart or failover takes seconds.
+RETRY_AFTER_SECONDS = 5
+UNAVAILABLE_MESSAGE = "the database is unavailable (unreachable, restarting or too slow); retry after Retry-After"
+
+
+def database_unavailable(exc) -> bool:
+    """True when ``exc`` says the database is down, unreachable, restarting, out of connections
+    or too slow (SPEC §7: 503, not 500): the request may succeed unchanged a little later.
+
+    psycopg reports a refused, lost or closed connection and a connect timeout as an
+    OperationalError without SQLSTATE (the server never answered); anything the server
+    answered carries one and counts only when it is one of the codes above."""
+    if not isinstance(exc, OperationalError | InterfaceError):
+        return False
+    cause = exc.__cause__
+    if (getattr(cause, "sqlite_errorname", None) or "").startswith(_SQLITE_UNAVAILABLE):
+        return True
+    if not isinstance(cause, psycopg.Error):
+        return False
+    sqlstate = getattr(cause, "sqlstate", None)
+    if sqlstate is None:
+        return True
+    return sqlstate[:2] in _UNAVAILABLE_CLASSES or sqlstate in _UNAVAILABLE_SQLSTATES
+
+
+def database_unavailable_response(request) -> HttpResponse:
+    """The 503 of an outage: the JSON error under /v1 and for /healthz, a short page elsewhere
+    (the admin); ``Retry-After`` on both."""
+    if _is_api(request) or request.path == "/healthz":
+        response = JsonResponse(error_body("database_unavailable", UNAVAILABLE_MESSAGE), status=503)
+    else:
+        response = HttpResponse(
+            "<!doctype html><title>Service unavailable</title><h1>Service unavailable</h1>"
+            f"<p>The database cannot be reached. Try again in {RETRY_AFTER_SECONDS} seconds.</p>",
+            status=503,
+            content_type="text/html; charset=utf-8",
+        )
+    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
 def exception_handler(exc, context):
+    if database_unavailable(exc):
+        set_rollback()
+        logger.warning("database unavailable, answered 503: %s", exc)
+        return Response(
+            error_body("database_unavailable", UNAVAILABLE_MESSAGE),
+            status=503,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
     refusal = database_refusal(exc)
     if refusal is not None:
         set_rollback()
@@ -209,6 +272,10 @@ def handler404(request, exception=None):
 
 
 def handler500(request):
+    # Django calls this inside its ``except`` block: the exception is the one being handled.
+    # A middleware that lost the database (sessions, auth) ends here, not in a view.
+    if database_unavailable(sys.exc_info()[1]):
+        return database_unavailable_response(request)
     if _is_api(request):
         return JsonResponse(error_body("server_error", "internal error; quote the request_id"), status=500)
     return defaults.server_error(request)
@@ -223,8 +290,8 @@ def schema_preprocessing_hook(endpoints):
     ]
 
 
-_ERROR_STATUSES_READ = ("400", "401", "404")
-_ERROR_STATUSES_WRITE = ("400", "401", "403", "404", "409", "413", "415")
+_ERROR_STATUSES_READ = ("400", "401", "404", "503")
+_ERROR_STATUSES_WRITE = ("400", "401", "403", "404", "409", "413", "415", "503")
 
 
 def schema_postprocessing_hook(result, generator, request, public):

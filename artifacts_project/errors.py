@@ -134,3 +134,11 @@ class ContentMissing(ServerFault):
     """A row names a stored file that storage no longer has."""
 
     code = "content_missing"
+
+
+class StorageFull(ServerFault):
+    """Storage refused the bytes for want of space (ENOSPC, or a quota): nothing was stored,
+    and the request may succeed once an operator frees space."""
+
+    code = "storage_full"
+    status = 507

@@ -74,6 +74,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "artifacts_project.request_id.RequestIdMiddleware",
+    # Inside the request id's scope, so a 503 names the request; it only acts on view errors.
+    "artifacts_project.outages.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -115,6 +117,33 @@ DATABASES = {
 if os.environ.get("DATABASE_OWNER_URL", "").strip():
     DATABASES["owner"] = dj_database_url.parse(os.environ["DATABASE_OWNER_URL"].strip())
     DATABASES["owner"]["TEST"] = {"MIRROR": "default"}
+
+
+def survive_outages(config: dict, *, statement_timeout: bool) -> None:
+    """PostgreSQL settings for outages (SPEC §7: a 503 within the request timeout, and
+    recovery by itself when the database is back).
+
+    CONN_HEALTH_CHECKS: a persistent connection (DATABASE_CONN_MAX_AGE > 0) that the server
+    dropped, in a restart or by pg_terminate_backend, is noticed and replaced at the start of
+    the next request instead of failing it. DATABASE_CONNECT_TIMEOUT (seconds, default 5)
+    bounds the wait for a server that does not answer. DATABASE_STATEMENT_TIMEOUT (seconds,
+    default 30, 0 for none) bounds each statement, so a request stuck behind a lock answers
+    503 before the worker timeout kills it; the owner's connection (migrations) has none.
+    """
+    if config["ENGINE"] != "django.db.backends.postgresql":
+        return
+    config["CONN_HEALTH_CHECKS"] = True
+    options = config.setdefault("OPTIONS", {})
+    options.setdefault("connect_timeout", int(os.environ.get("DATABASE_CONNECT_TIMEOUT", "5")))
+    seconds = int(os.environ.get("DATABASE_STATEMENT_TIMEOUT", "30"))
+    if statement_timeout and seconds > 0:
+        # libpq's "options" sets it at connect time: no extra round trip per connection.
+        options["options"] = f"{options.get('options', '')} -c statement_timeout={seconds}s".strip()
+
+
+survive_outages(DATABASES["default"], statement_timeout=True)
+if "owner" in DATABASES:
+    survive_outages(DATABASES["owner"], statement_timeout=False)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # IMMEDIATE takes SQLite's write lock at BEGIN, so two writers never both read
     # a stream's max version and then collide; the wait is bounded by `timeout`.
