@@ -9,7 +9,7 @@ from rest_framework.routers import SimpleRouter
 
 from artifacts.api import ArtifactTypeViewSet, ArtifactViewSet, SceneArtifactViewSet, StoryArtifactViewSet
 from artifacts_project.api import UnknownEndpoint
-from runs.api import RunArtifactViewSet, RunStepViewSet, RunViewSet
+from runs.api import RunArtifactViewSet, RunStepViewSet, RunViewSet, ScenePipelineView, StoryPipelineView
 from stories.api import SceneViewSet, StoryLinkViewSet, StorySceneViewSet, StoryViewSet
 
 logger = logging.getLogger(__name__)
@@ -54,6 +54,10 @@ v1_patterns = [
     path("schema/", SpectacularAPIView.as_view()),
     path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema")),
+    path("scenes/<uuid:scene_id>/pipeline/", ScenePipelineView.as_view()),
+    path("scenes/<uuid:scene_id>/pipeline", ScenePipelineView.as_view(), name="scene-pipeline"),
+    path("stories/<uuid:story_id>/pipeline/", StoryPipelineView.as_view()),
+    path("stories/<uuid:story_id>/pipeline", StoryPipelineView.as_view(), name="story-pipeline"),
     *_v1_router(trailing_slash=True).urls,
     *_v1_router(trailing_slash=False).urls,
     re_path(r"", UnknownEndpoint.as_view()),

@@ -1,9 +1,11 @@
 """/v1 endpoints of runs, their steps and their consumed/produced artifacts; writes call runs.services."""
 
+from django.urls import reverse
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from artifacts_project.api import LimitedBodyMixin, created, validated
 from artifacts_project.api_defaults import CursorPagination
@@ -12,6 +14,8 @@ from artifacts_project.lookups import ensure_exists
 
 from . import services
 from .models import AgentStep, Direction, Run, RunArtifactLink, RunStatus, StepStatus
+from .pipeline import engine
+from .pipeline.nodes import NODES
 from .services import FINISHED_STEP_STATUSES
 
 
@@ -200,3 +204,46 @@ class RunArtifactViewSet(LimitedBodyMixin, mixins.ListModelMixin, viewsets.Gener
     def create(self, request, run_id):
         link, was_created = services.run_link_artifact(run_id=run_id, **validated(RunArtifactSerializer, request.data))
         return Response(self.get_serializer(link).data, status=201 if was_created else 200)
+
+
+class PipelineRequestSerializer(serializers.Serializer):
+    force = serializers.BooleanField(
+        required=False, default=False, help_text="Remake every node but locked planning types."
+    )
+    only = serializers.ListField(
+        child=serializers.ChoiceField(choices=[node.name for node in NODES]),
+        required=False,
+        allow_empty=False,
+        help_text="Run only these nodes.",
+    )
+
+
+class PipelineView(LimitedBodyMixin, APIView):
+    """Run the pipeline (SPEC §10) on a scene, or on every scene of a story: 202 with the run
+    (or the runs, one per scene, in position order) and a Location. Without a broker the
+    work runs in this process before the answer, so the runs come back finished."""
+
+    required_permissions = ["runs.add_run"]
+    queryset = Run.objects.all()  # the model whose permissions apply (OPTIONS and the like)
+
+    def start(self, request, scene_ids, **options) -> list[Run]:
+        return [engine.run_scene(scene_id, actor=request.user, **options).run for scene_id in scene_ids]
+
+
+@extend_schema(tags=["runs"], request=PipelineRequestSerializer, responses={202: RunSerializer})
+class ScenePipelineView(PipelineView):
+    def post(self, request, scene_id):
+        options = validated(PipelineRequestSerializer, request.data)
+        ensure_exists(engine.Scene, scene_id, what="scene")
+        [run] = self.start(request, [scene_id], **options)
+        location = request.build_absolute_uri(reverse("run-detail", kwargs={"run_id": run.pk}))
+        return Response(RunSerializer(run).data, status=202, headers={"Location": location})
+
+
+@extend_schema(tags=["runs"], request=PipelineRequestSerializer, responses={202: RunSerializer(many=True)})
+class StoryPipelineView(PipelineView):
+    def post(self, request, story_id):
+        options = validated(PipelineRequestSerializer, request.data)
+        runs = self.start(request, [scene.pk for scene in engine.story_scenes(story_id)], **options)
+        location = request.build_absolute_uri(f"{reverse('run-list')}?story_id={story_id}")
+        return Response(RunSerializer(runs, many=True).data, status=202, headers={"Location": location})

@@ -1,0 +1,106 @@
+"""run_pipeline: run a scene (or every scene of a story) through the resumable pipeline.
+
+    python manage.py run_pipeline --scene ID | --story ID [--only TYPE ...] [--force]
+                                  [--resume RUN_ID] [--explain]
+
+Progress per node on a terminal; a summary at the end (made and reused per type); exit 1
+when a node failed (its run is failed and can be resumed), 2 for a usage error.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from django.core.management.base import CommandError
+from tqdm import tqdm
+
+from artifacts_project.commands import RequestIdCommand
+from artifacts_project.errors import ArtifactError
+from runs.pipeline import engine
+from runs.pipeline.nodes import NODES, selected
+
+
+class Command(RequestIdCommand):
+    help = "Run the resumable pipeline on a scene or on every scene of a story (SPEC §10)."
+
+    def add_arguments(self, parser):
+        target = parser.add_mutually_exclusive_group()
+        target.add_argument("--scene", help="the scene to run")
+        target.add_argument("--story", help="run every scene of the story, in position order, one run each")
+        target.add_argument("--resume", metavar="RUN_ID", help="continue a failed run where it stopped")
+        parser.add_argument(
+            "--only", nargs="+", metavar="TYPE", choices=[n.name for n in NODES], help="run only these nodes"
+        )
+        parser.add_argument("--force", action="store_true", help="remake every node but locked planning types")
+        parser.add_argument(
+            "--explain", action="store_true", help="write nothing; say per node reuse or remake, and why"
+        )
+
+    def handle(self, *args, scene=None, story=None, resume=None, only=None, force=False, explain=False, **options):
+        if not (scene or story or resume):
+            raise CommandError("give --scene ID, --story ID or --resume RUN_ID", returncode=2)
+        if resume and (only or force or explain):
+            raise CommandError(
+                "--resume continues a run as it was started: no --only, --force or --explain", returncode=2
+            )
+        self.verbosity = options["verbosity"]
+        self.interactive = self.stdout.isatty() and self.verbosity > 0
+        try:
+            if resume:
+                results = [self._run(lambda on_node: engine.resume(resume, on_node=on_node), label=f"run {resume}")]
+            else:
+                scenes = [scene] if scene else [s.pk for s in engine.story_scenes(story)]
+                if explain:
+                    for scene_id in scenes:
+                        self._explain(scene_id, force=force, only=only)
+                    return
+                results = [
+                    self._run(
+                        lambda on_node, s=scene_id: engine.run_scene(s, force=force, only=only, on_node=on_node),
+                        label=f"scene {scene_id}",
+                        total=len(selected(only)),
+                    )
+                    for scene_id in scenes
+                ]
+        except ArtifactError as exc:
+            raise CommandError(f"{exc.code}: {exc.message}", returncode=2) from None
+        self._summary(results)
+        if any(result.failed for result in results):
+            raise CommandError("a node failed: its run is failed; fix the cause and run with --resume RUN_ID")
+
+    def _run(self, start, *, label: str, total: int = len(NODES)):
+        bar = tqdm(total=total, desc=label, unit="node", disable=not self.interactive, file=self.stdout)
+
+        def on_node(outcome):
+            bar.update(1)
+            bar.set_postfix_str(outcome.node.name)
+            if self.interactive:
+                bar.write(
+                    f"  {outcome.node.name:<22} {outcome.result:<7} {outcome.error or '; '.join(outcome.reasons)}"
+                )
+
+        try:
+            return start(on_node)
+        finally:
+            bar.close()
+
+    def _explain(self, scene_id, *, force: bool, only):
+        decisions = engine.explain(scene_id, force=force, only=only)
+        scene = engine._scene(scene_id)
+        self.stdout.write(f"scene #{scene.position} {scene.title!r} ({scene.pk}): nothing is written")
+        for decision in decisions:
+            action = {"make": "remake", "reuse": "reuse", "refuse": "refuse"}[decision.action]
+            self.stdout.write(f"  {decision.node.name:<22} {action:<7} {'; '.join(decision.reasons)}")
+
+    def _summary(self, results):
+        for result in results:
+            made = Counter(o.node.name for o in result.outcomes if o.result == "made")
+            reused = Counter(o.node.name for o in result.outcomes if o.result in ("reused", "done"))
+            self.stdout.write(
+                f"scene #{result.scene.position} {result.scene.title!r}: run {result.run.pk} {result.run.status}; "
+                f"made {sum(made.values())} ({', '.join(made) or 'none'}), "
+                f"reused {sum(reused.values())} ({', '.join(reused) or 'none'})"
+            )
+            for outcome in result.outcomes:
+                if outcome.result == "failed":
+                    self.stderr.write(f"  {outcome.node.name} failed: {outcome.error}")

@@ -1,0 +1,68 @@
+"""POST /v1/scenes/{id}/pipeline and /v1/stories/{id}/pipeline (SPEC §7, §10): 202 with the
+run (or runs) and a Location; runs.add_run is needed; without a broker the work is done
+in-process before the answer."""
+
+import uuid
+
+import pytest
+
+from artifacts.models import Artifact
+from runs.models import Run
+from stories import services as story_services
+
+from .conftest import assert_error, client_for
+
+TEXT = 'Mara lights the lamp. "Hold fast," Mara says to Tomas. The storm passes.'
+
+
+@pytest.fixture
+def scene(story):
+    return story_services.scene_create(story_id=story.pk, title="Storm", source_text=TEXT)
+
+
+def test_a_scene_pipeline_answers_202_with_its_run_and_location(writer, scene):
+    response = writer.post(f"/v1/scenes/{scene.pk}/pipeline", {}, format="json")
+    assert response.status_code == 202, response.content
+    body = response.json()
+    run = Run.objects.get(pk=body["run_id"])
+    assert response["Location"] == f"http://testserver/v1/runs/{run.pk}"
+    assert body["status"] == "succeeded" and body["scene_id"] == str(scene.pk)
+    assert Artifact.objects.filter(scene=scene).count() == 11
+    assert writer.get(response["Location"]).json()["status"] == "succeeded"
+
+    again = writer.post(f"/v1/scenes/{scene.pk}/pipeline/", {"only": ["render_spec"], "force": True}, format="json")
+    assert again.status_code == 202
+    assert Artifact.objects.filter(scene=scene, type="render_spec").count() == 2
+    assert Artifact.objects.filter(scene=scene).count() == 12
+
+
+def test_a_story_pipeline_runs_each_scene_in_position_order(writer, story):
+    second = story_services.scene_create(story_id=story.pk, title="b", source_text="Tomas sleeps.", position=2)
+    first = story_services.scene_create(story_id=story.pk, title="a", source_text=TEXT, position=1)
+    response = writer.post(f"/v1/stories/{story.pk}/pipeline", {"only": ["scene_intent"]}, format="json")
+    assert response.status_code == 202
+    assert [run["scene_id"] for run in response.json()] == [str(first.pk), str(second.pk)]
+    assert response["Location"] == f"http://testserver/v1/runs?story_id={story.pk}"
+    assert len(writer.get(response["Location"]).json()["results"]) == 2
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [({"only": ["bogus"]}, "only[0]"), ({"only": []}, "only"), ({"force": "maybe"}, "force"), ({"only": "x"}, "only")],
+)
+def test_bad_options_are_400_and_run_nothing(writer, scene, body, field):
+    response = writer.post(f"/v1/scenes/{scene.pk}/pipeline", body, format="json")
+    assert response.status_code == 400 and response.json()["field"].startswith(field.split("[")[0])
+    assert not Run.objects.exists()
+
+
+def test_unknown_owners_are_404(writer):
+    assert_error(writer.post(f"/v1/scenes/{uuid.uuid4()}/pipeline", {}, format="json"), 404, "not_found")
+    assert_error(writer.post(f"/v1/stories/{uuid.uuid4()}/pipeline", {}, format="json"), 404, "not_found")
+
+
+def test_running_the_pipeline_needs_runs_add_run(clients, scene, make_user):
+    assert clients["anonymous"].post(f"/v1/scenes/{scene.pk}/pipeline", {}, format="json").status_code == 401
+    assert clients["reader"].post(f"/v1/scenes/{scene.pk}/pipeline", {}, format="json").status_code == 403
+    runner = client_for(make_user("runner", "runs.add_run"))
+    assert runner.post(f"/v1/scenes/{scene.pk}/pipeline", {}, format="json").status_code == 202
