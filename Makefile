@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-postgres install lint clean
+.PHONY: run test test-postgres drills install lint clean
 
 $(VENV)/.installed: requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -34,6 +34,16 @@ run: install $(DEV_SECRET_KEY)
 ## The whole suite (SQLite unless DATABASE_URL says otherwise)
 test: install
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+## Fault drills (tests/drills): writers under gunicorn while the database, a worker and the
+## media storage fail; PostgreSQL only (DATABASE_URL), a few minutes. See the README's Production.
+drills:
+	@case "$${DATABASE_URL:-}" in \
+	  postgres://*|postgresql://*) ;; \
+	  *) echo "make drills needs PostgreSQL: set DATABASE_URL=postgres://... (SQLite has no connections or server to break)" >&2; exit 2;; \
+	esac
+	@$(MAKE) --no-print-directory install
+	$(PY) -m pytest -q -s -rs -m drill tests/drills $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .
