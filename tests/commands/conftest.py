@@ -91,6 +91,13 @@ def snapshot() -> list[tuple]:
     return sorted(Artifact.objects.order_by().values_list(*columns), key=lambda row: str(row[0]))
 
 
+def insert(artifact: Artifact) -> None:
+    """Insert an unsaved artifact exactly as it is, its created_at included."""
+    values = {field.attname: getattr(artifact, field.attname) for field in Artifact._meta.local_concrete_fields}
+    values["content"] = artifact.content.name or ""
+    insert_keeping_times(Artifact, [values])
+
+
 class Rows:
     """Artifacts inserted as given (times included): a graph built for a test."""
 
@@ -129,7 +136,7 @@ class Rows:
             row.content_sha256 = stored.sha256
             row.content_size = stored.size
             row.mime_type = stored.mime_type
-        insert_keeping_times([row])
+        insert(row)
         return Artifact.objects.get(pk=row.pk)
 
     def stream(self, *, scene, count, type="scene_intent", **options) -> list[Artifact]:

@@ -12,7 +12,6 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
 from artifacts.content import storage_name
-from artifacts.importing import insert_keeping_times
 from artifacts.models import Artifact, ArtifactRelation
 from artifacts.services import ArtifactService
 from artifacts.verification import strongly_connected
@@ -20,7 +19,7 @@ from runs import services as run_services
 from runs.models import RunArtifactLink
 from stories import services as story_services
 from stories.models import Story, StoryArtifactLink
-from tests.commands.conftest import Rows, run, summary
+from tests.commands.conftest import Rows, insert, run, summary
 from tests.conftest import SCENE_INTENT, make_image
 
 
@@ -64,7 +63,7 @@ def scene_of_another_story(store, story, scene):
     other = story_services.story_create(title="Other")
     row = Artifact(id=uuid.uuid4(), story=other, scene=scene, type="visual_plan", version=1, payload={"characters": []})
     row.created_at = datetime.datetime.now(datetime.UTC)
-    insert_keeping_times([row])
+    insert(row)
     return "scene_story", [row.pk, scene.pk], f"is on scene {scene.pk}"
 
 
@@ -82,7 +81,7 @@ def never_pruned_without_payload(store, story, scene):
     )
     empty = Artifact(id=uuid.uuid4(), story=story, scene=scene, type="visual_plan", version=1, payload=None)
     empty.created_at = datetime.datetime.now(datetime.UTC)
-    insert_keeping_times([empty])  # a tombstone is fine; a NULL payload on a live row is not
+    insert(empty)  # a tombstone is fine; a NULL payload on a live row is not
     return "tombstones", [empty.pk], "no payload but were never pruned"
 
 
