@@ -13,8 +13,9 @@ seed's three retries on IntegrityError remain only as a safety net, logged when 
 from __future__ import annotations
 
 import logging
+import uuid
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from artifacts_project import locks
 from artifacts_project.audit import acting_user, audit_record
@@ -371,45 +372,47 @@ class ArtifactService:
             parent_uuid = parse_uuid(parent_id, what="parent") if parent_id is not None else None
         except NotFound:  # a malformed parent names no version of this stream: bad input, not a missing resource
             raise InvalidParent(f"parent_id {parent_id!r} is not a valid id", field="parent_id") from None
+        parent_fingerprint = None
+        if parent_uuid is not None:
+            # A version never changes stream: the explicit parent is checked before any lock.
+            parent_fingerprint = self._stream_version_fingerprint(
+                parent_uuid, story_id=story_id, scene_id=scene_id, type=type
+            )
+        artifact = Artifact(
+            story_id=story_id,
+            scene_id=scene_id,
+            type=type,
+            parent_id=parent_uuid,
+            fingerprint=fingerprint if fingerprint is not None else (parent_fingerprint or ""),
+            kind=kind,
+            payload=payload,
+            lifecycle_state=lifecycle_state,
+            request_id=self.request_id,
+            created_by=self.user,
+            created_by_step=created_by_step,
+        )
+        if artifact_id is not None:
+            artifact.pk = parse_uuid(artifact_id, what="artifact")
 
         for attempt in range(1, MAX_CREATE_ATTEMPTS + 1):
             try:
                 with transaction.atomic():
                     if artifact_type.planning and scene_id is not None:
                         self._check_planning_lock(scene_id, type)
-                    locks.lock_stream(story_id=story_id, scene_id=scene_id, type=type)
-                    latest = selectors.stream_latest(
-                        story_id=story_id, scene_id=scene_id, type=type, fields=("id", "version", "fingerprint")
-                    )
-                    parent_pk, parent_fingerprint = self._resolve_parent(
-                        parent_uuid, story_id=story_id, scene_id=scene_id, type=type, latest=latest
-                    )
-                    artifact = Artifact(
-                        story_id=story_id,
-                        scene_id=scene_id,
-                        type=type,
-                        version=self._next_version(latest),
-                        parent_id=parent_pk,
-                        fingerprint=parent_fingerprint if fingerprint is None else fingerprint,
-                        kind=kind,
-                        payload=payload,
-                        lifecycle_state=lifecycle_state,
-                        request_id=self.request_id,
-                        created_by=self.user,
-                        created_by_step=created_by_step,
-                    )
-                    if artifact_id is not None:
-                        artifact.pk = parse_uuid(artifact_id, what="artifact")
                     if prepared is not None:
-                        # Last, once every check has passed: a refused create stores nothing.
+                        # Once every check has passed (a refused create stores nothing), and
+                        # before the stream's lock, which the write would only hold longer.
                         stored = store_content(prepared)
                     if stored is not None:
                         artifact.content.name = stored.name
                         artifact.content_sha256 = stored.sha256
                         artifact.content_size = stored.size
                         artifact.mime_type = stored.mime_type
-                    artifact.save()
-                    return artifact
+                    # The critical section: the stream's lock, one INSERT, the COMMIT.
+                    locks.lock_stream(story_id=story_id, scene_id=scene_id, type=type)
+                    return self._insert_next_version(
+                        artifact, inherit_parent=parent_uuid is None, inherit_fingerprint=fingerprint is None
+                    )
             except IntegrityError as exc:
                 if not _is_version_conflict(exc):
                     raise
@@ -425,10 +428,68 @@ class ArtifactService:
         )
         raise VersionConflict(f"could not assign a version on {type} after {MAX_CREATE_ATTEMPTS} attempts")
 
-    def _next_version(self, latest: Artifact | None) -> int:
-        """The stream's latest version + 1; only meaningful while the stream lock is held.
-        The safety-net retry in ``_create`` re-enters here after a unique-version conflict."""
-        return latest.version + 1 if latest is not None else 1
+    def _insert_next_version(self, artifact: Artifact, *, inherit_parent: bool, inherit_fingerprint: bool) -> Artifact:
+        """Insert ``artifact`` as its stream's next version in one statement, which reads the
+        stream's latest version (one index probe each) for the version number and, unless
+        given, the parent and the fingerprint it inherits. Only meaningful under the stream's
+        lock; the unique index is the last word should anything slip past it."""
+        table = Artifact._meta.db_table
+        key = Artifact._meta.pk
+        if artifact.scene_id is not None:
+            stream = "scene_id = %s AND type = %s"
+            stream_params = [key.get_db_prep_value(artifact.scene_id, connection), artifact.type]
+        else:
+            stream = "story_id = %s AND scene_id IS NULL AND type = %s"
+            stream_params = [key.get_db_prep_value(artifact.story_id, connection), artifact.type]
+
+        def latest(column: str) -> str:
+            return f"(SELECT {column} FROM {table} WHERE {stream} ORDER BY version DESC LIMIT 1)"
+
+        computed = {"version": (self._next_version_sql(latest("version")), stream_params)}
+        if inherit_parent:
+            computed["parent_id"] = (latest("id"), stream_params)
+        if inherit_fingerprint and inherit_parent:
+            computed["fingerprint"] = (f"COALESCE({latest('fingerprint')}, '')", stream_params)
+        columns, values, params = [], [], []
+        for field in Artifact._meta.concrete_fields:
+            columns.append(connection.ops.quote_name(field.column))
+            if field.attname in computed:
+                sql, extra = computed[field.attname]
+                values.append(sql)
+                params.extend(extra)
+            else:
+                values.append("%s")
+                params.append(field.get_db_prep_save(field.pre_save(artifact, True), connection))
+        sql = (
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(values)}) "
+            "RETURNING version, parent_id, fingerprint"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            version, parent_id, fingerprint = cursor.fetchone()
+        artifact.version = version
+        artifact.parent_id = Artifact._meta.pk.to_python(parent_id) if parent_id is not None else None
+        artifact.fingerprint = fingerprint
+        artifact._state.adding = False
+        artifact._state.db = connection.alias
+        return artifact
+
+    def _next_version_sql(self, latest_version: str) -> str:
+        """The version the INSERT assigns: the stream's latest + 1. The safety-net retry in
+        ``_create`` re-enters here after a unique-version conflict."""
+        return f"COALESCE({latest_version}, 0) + 1"
+
+    def _stream_version_fingerprint(self, parent_uuid, *, story_id, scene_id, type) -> str:
+        """The fingerprint of ``parent_uuid``, which must be a version of this stream."""
+        found = (
+            selectors.stream(story_id=story_id, scene_id=scene_id, type=type)
+            .filter(pk=parent_uuid)
+            .values_list("fingerprint", flat=True)
+            .first()
+        )
+        if found is None:
+            raise InvalidParent(f"parent {parent_uuid} is not a version of this {type} stream", field="parent_id")
+        return found
 
     def _check_planning_lock(self, scene_id, type: str) -> None:
         # A shared lock on the scene row: a concurrent "lock planning" waits for this create

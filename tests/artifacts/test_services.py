@@ -98,11 +98,11 @@ class TestVersioning:
 
             stale = 1
 
-            def _next_version(self, latest):
+            def _next_version_sql(self, latest_version):
                 if self.stale:
                     self.stale -= 1
-                    return latest.version
-                return super()._next_version(latest)
+                    return latest_version  # the latest version itself: taken
+                return super()._next_version_sql(latest_version)
 
         with caplog.at_level(logging.WARNING, logger="artifacts.services"):
             made = StaleOnce().create_artifact(scene.pk, "scene_intent", intent(2))
@@ -113,8 +113,8 @@ class TestVersioning:
         ArtifactService().create_artifact(scene.pk, "scene_intent", intent(1))
 
         class AlwaysStale(ArtifactService):
-            def _next_version(self, latest):
-                return latest.version
+            def _next_version_sql(self, latest_version):
+                return latest_version
 
         with caplog.at_level(logging.ERROR, logger="artifacts.services"), pytest.raises(VersionConflict):
             AlwaysStale().create_artifact(scene.pk, "scene_intent", intent(2))
