@@ -312,23 +312,33 @@ def differences(line: Line, stored: dict) -> list[str]:
 # -- a whole file ------------------------------------------------------------------------
 
 
-def read_lines(stream) -> Iterator[tuple[int, int, Line | Refused]]:
-    """(line number, bytes read, the parsed line or why it is refused), blank lines skipped."""
-    for number, raw in enumerate(stream, start=1):
+def parse_lines(numbered: list[tuple[int, bytes | str]]) -> list[tuple[int, int, Line | Refused | None]]:
+    """(line number, bytes read, the parsed line or why it is refused) for a chunk of
+    numbered raw lines; None for a blank line. Pure Python, no database: it runs in the
+    parsing thread."""
+    parsed = []
+    for number, raw in numbered:
         if isinstance(raw, str):
             raw = raw.encode("utf-8", "surrogatepass")
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            yield number, len(raw), Refused(f"not UTF-8 ({exc.reason} at byte {exc.start})")
+            parsed.append((number, len(raw), Refused(f"not UTF-8 ({exc.reason} at byte {exc.start})")))
             continue
         if not text.strip():
-            yield number, len(raw), None
+            parsed.append((number, len(raw), None))
             continue
         try:
-            yield number, len(raw), parse_line(number, text)
+            parsed.append((number, len(raw), parse_line(number, text)))
         except Refused as refused:
-            yield number, len(raw), refused
+            parsed.append((number, len(raw), refused))
+    return parsed
+
+
+def read_lines(stream) -> Iterator[tuple[int, int, Line | Refused | None]]:
+    """Every line of ``stream`` parsed, in order (``parse_lines`` one line at a time)."""
+    for numbered in enumerate(stream, start=1):
+        yield from parse_lines([numbered])
 
 
 class Importer:
@@ -351,17 +361,15 @@ class Importer:
 
     def import_stream(self, stream, *, batch_size: int) -> Iterator[BatchResult]:
         """Import batch after batch. The next batch is read and parsed in a thread while this
-        one is written: parsing is pure Python, and the database round trips release the GIL."""
-        entries = read_lines(stream)
-
-        def next_chunk() -> list:
-            return list(itertools.islice(entries, batch_size))
-
+        one is written: parsing is pure Python, and the database's work releases the GIL."""
+        numbered = enumerate(stream, start=1)
+        chunks = iter(lambda: list(itertools.islice(numbered, batch_size)), [])
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-parse") as parser:
-            ahead = parser.submit(next_chunk)
-            while chunk := ahead.result():
-                ahead = parser.submit(next_chunk)
-                yield self.import_batch(chunk)
+            ahead = [parser.submit(parse_lines, chunk) for chunk in itertools.islice(chunks, 1)]
+            while ahead:
+                parsed = ahead.pop().result()
+                ahead.extend(parser.submit(parse_lines, chunk) for chunk in itertools.islice(chunks, 1))
+                yield self.import_batch(parsed)
 
     def import_batch(self, chunk: Iterable[tuple[int, int, Line | Refused | None]]) -> BatchResult:
         result = BatchResult()

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Iterable, Iterator
 
 from django.core.management.base import BaseCommand, CommandError, OutputWrapper
+from django.db import connection
 from tqdm import tqdm
 
 from .request_id import request_id_scope
@@ -86,6 +87,7 @@ class BatchCommand(RequestIdCommand):
 
     def execute(self, *args, **options):
         self.verbosity = options.get("verbosity", 1)
+        without_statement_timeout()
         try:
             return super().execute(*args, **options)
         except KeyboardInterrupt:
@@ -148,6 +150,15 @@ class BatchCommand(RequestIdCommand):
 
     def usage_error(self, message: str):
         raise CommandError(message, returncode=EXIT_USAGE)
+
+
+def without_statement_timeout() -> None:
+    """Lift the service's per-statement timeout (DATABASE_STATEMENT_TIMEOUT, meant to turn a
+    request stuck behind a lock into a 503) for this connection: a maintenance command reads
+    whole tables in statements that rightly take longer, and holds its locks per batch only."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET statement_timeout = 0")
 
 
 def human_bytes(size: int) -> str:

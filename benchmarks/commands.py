@@ -13,7 +13,7 @@
   Against it, pruning 2,000 rows one transaction each.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/artifacts_bench_commands .venv/bin/python benchmarks/commands.py
-        [--lines 100000] [--prunable 1000000]
+        [--lines 100000] [--prunable 1000000] [--only import|prune]
 
 The database (its name must contain "bench") is dropped, created and migrated afresh on every
 run. Data for the prune is loaded with INSERT ... SELECT generate_series, not the ORM. Drop
@@ -54,6 +54,7 @@ from artifacts.models import Artifact  # noqa: E402
 from artifacts.payloads import ARTIFACT_TYPES  # noqa: E402
 from artifacts.services import ArtifactService  # noqa: E402
 from artifacts_project import locks  # noqa: E402
+from artifacts_project.commands import without_statement_timeout  # noqa: E402
 
 IMPORT_TYPES = ("scene_intent", "panel_plan", "render_spec", "qc_report")
 BASELINE_LINES = 2_000
@@ -263,18 +264,29 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lines", type=int, default=100_000)
     parser.add_argument("--prunable", type=int, default=1_000_000)
+    parser.add_argument("--only", choices=["import", "prune"], help="run one of the two")
     options = parser.parse_args()
     prepare_database()
+    without_statement_timeout()  # as the commands do: the bulk load and the plan read whole tables
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
-    result = bench_import(options.lines)
+    if options.only != "prune":
+        report_import(bench_import(options.lines))
+    if options.only != "import":
+        report_prune(bench_prune(options.prunable))
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+def report_import(result: dict) -> None:
     print(
         f"import_artifacts: {result['lines']:,} lines at {result['rate']:,.0f} artifacts/s"
         f" (rerun, all skipped: {result['rerun']:,.0f} lines/s);"
         f" one by one through ArtifactService: {result['baseline']:,.0f}/s;"
         f" ratio {result['rate'] / result['baseline']:.1f}x"
     )
-    result = bench_prune(options.prunable)
+
+
+def report_prune(result: dict) -> None:
     print(
         f"prune_artifacts: {result['loaded']:,} rows loaded, {result['planned']:,} planned in"
         f" {result['plan_seconds']:.1f} s ({result['kept_by_closure']:,} kept by the closure);"
