@@ -56,7 +56,14 @@ class Site:
         return self.service.base
 
     def check(self, writes, **kwargs) -> Report:
-        return check(writes, database_url=self.database_url, media_root=self.media_root, env=self.env, **kwargs)
+        return check(
+            writes,
+            database_url=self.database_url,
+            media_root=self.media_root,
+            env=self.env,
+            api=(self.base, self.token),
+            **kwargs,
+        )
 
     def assert_clean(self, report: Report) -> None:
         print(report.line())

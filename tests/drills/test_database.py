@@ -16,13 +16,12 @@ import urllib.parse
 
 import pytest
 
-from .harness import WRITERS, DrillFailure, Load, server_up, terminate_connections, wait_until
+from .harness import DATABASE_BLIP, WRITERS, DrillFailure, Load, server_up, terminate_connections, wait_until
 
 pytestmark = pytest.mark.drill
 
 WARMUP = 2.0  # seconds of load before the fault
 STORM = 1.5  # seconds during which the service's connections are terminated every 50 ms
-REFUSALS = {503: "database_unavailable"}
 
 
 def test_terminated_connections_answer_503_and_the_service_recovers(site):
@@ -42,7 +41,7 @@ def test_terminated_connections_answer_503_and_the_service_recovers(site):
             load=load,
         )
         recovered = time.monotonic() - calm
-    report = site.check(load.writes, drill="terminate", refusals=REFUSALS)
+    report = site.check(load.writes, drill="terminate", refusals=DATABASE_BLIP)
     report.counts.update(terminated=terminated, recovered_in=f"{recovered:.1f}s")
     site.assert_clean(report)
     assert report.counts["503s"] > 0, "no request was in flight when its connection was terminated"
@@ -75,7 +74,7 @@ def test_a_postgres_restart_answers_503_and_the_service_recovers(site):
             load=load,
         )
         recovered = time.monotonic() - calm
-    report = site.check(load.writes, drill="restart", refusals=REFUSALS)
+    report = site.check(load.writes, drill="restart", refusals=DATABASE_BLIP)
     report.counts.update(restart=f"{restarted:.1f}s", recovered_in=f"{recovered:.1f}s")
     site.assert_clean(report)
     assert report.counts["503s"] > 0, "no request met the restart"

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from .harness import WORKERS, WRITERS, Load, wait_until
+from .harness import DATABASE_BLIP, WORKERS, WRITERS, Load, wait_until
 
 pytestmark = pytest.mark.drill
 
@@ -42,7 +42,9 @@ def test_a_worker_killed_mid_request_loses_nothing_acknowledged(site):
             what="writes acknowledged after the kill",
             load=load,
         )
-    report = site.check(load.writes, drill="sigkill", refusals={}, unanswered_allowed=True)
+    # No 503 is expected here, but one is the right answer to a database blip (another drill
+    # on this server restarting it): what must never happen is a loss or a 500.
+    report = site.check(load.writes, drill="sigkill", refusals=DATABASE_BLIP, unanswered_allowed=True)
     report.counts["killed"] = len(killed)
     site.assert_clean(report)
     assert report.counts["unanswered"] > 0, "no request was in flight on a killed worker"
