@@ -15,12 +15,12 @@ same content) is skipped, so running an import again, or after it was killed, fi
 job without doubling anything. A file is read in order: a parent must come before its
 children, and a stream's versions in ascending order.
 
-Speed: lines are parsed and validated in Python, then each batch is one transaction that
-reads what it needs in a handful of queries (the ids already there, the streams' latest
-versions, the parents, the scenes), and inserts its rows with one multi-row INSERT per
-few hundred rows. The batch locks the streams it writes (``locks.lock_streams``) before
-reading them, so it cannot race a concurrent create on PostgreSQL; SQLite's IMMEDIATE
-transactions serialize it anyway.
+Speed: lines are parsed and validated in Python (the next batch in a thread while this
+one is written), then each batch is one transaction that reads what it needs in a handful
+of queries (the ids already there, the streams' latest versions, the parents, the scenes)
+and inserts its rows in one COPY on PostgreSQL (multi-row INSERTs on SQLite). The batch
+locks the streams it writes (``locks.lock_streams``) before reading them, so it cannot
+race a concurrent create on PostgreSQL; SQLite's IMMEDIATE transactions serialize it anyway.
 """
 
 from __future__ import annotations
@@ -335,12 +335,6 @@ def parse_lines(numbered: list[tuple[int, bytes | str]]) -> list[tuple[int, int,
     return parsed
 
 
-def read_lines(stream) -> Iterator[tuple[int, int, Line | Refused | None]]:
-    """Every line of ``stream`` parsed, in order (``parse_lines`` one line at a time)."""
-    for numbered in enumerate(stream, start=1):
-        yield from parse_lines([numbered])
-
-
 class Importer:
     """Imports batches of lines; keeps, across batches, only what a dry run did not write.
 
@@ -365,10 +359,9 @@ class Importer:
         numbered = enumerate(stream, start=1)
         chunks = iter(lambda: list(itertools.islice(numbered, batch_size)), [])
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-parse") as parser:
-            ahead = [parser.submit(parse_lines, chunk) for chunk in itertools.islice(chunks, 1)]
-            while ahead:
-                parsed = ahead.pop().result()
-                ahead.extend(parser.submit(parse_lines, chunk) for chunk in itertools.islice(chunks, 1))
+            ahead = parser.submit(parse_lines, next(chunks, []))
+            while parsed := ahead.result():
+                ahead = parser.submit(parse_lines, next(chunks, []))
                 yield self.import_batch(parsed)
 
     def import_batch(self, chunk: Iterable[tuple[int, int, Line | Refused | None]]) -> BatchResult:
@@ -404,7 +397,9 @@ class Importer:
             # positions handed out below cannot collide with a concurrent scene_create.
             scene_ids = {line.scene_id for line in lines if line.scene_id}
             known = set(Scene.objects.filter(pk__in=scene_ids).values_list("pk", flat=True))
-            locks.lock_stories({line.story_id for line in lines if line.scene_id not in known and line.story_id})
+            locks.lock_stories(
+                {line.story_id for line in lines if line.scene_id and line.scene_id not in known and line.story_id}
+            )
         locks.lock_streams((line.story_id, line.scene_id, line.type) for line in lines)
         plan = self._plan(lines)
         self._insert(plan)
@@ -481,9 +476,13 @@ class _Plan:
     def _read(self, lines: list[Line]) -> None:
         importer = self.importer
         ids = {line.id for line in lines}
-        self._stored = {
-            row["id"]: row for row in Artifact.objects.filter(pk__in=ids).order_by().values("id", *COMPARED_FIELDS)
-        }
+        # Usually none are there yet: probe first, read the rows to compare only if some are.
+        found = selectors.existing_artifacts(ids)
+        self._stored = (
+            {row["id"]: row for row in Artifact.objects.filter(pk__in=found).order_by().values("id", *COMPARED_FIELDS)}
+            if found
+            else {}
+        )
         parents = {line.parent_id for line in lines if line.parent_id} - ids - set(importer._pending)
         self._parents = selectors.artifact_streams(parents) if parents else {}
         scene_ids = {line.scene_id for line in lines if line.scene_id}

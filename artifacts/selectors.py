@@ -7,7 +7,10 @@ rows. Lineage has a module of its own (``lineage.py``).
 
 from __future__ import annotations
 
-from django.db.models import Max, Q, QuerySet, Subquery
+import uuid
+
+from django.db import connection
+from django.db.models import Q, QuerySet, Subquery
 
 from artifacts_project.errors import NotFound
 from artifacts_project.lookups import parse_uuid
@@ -101,41 +104,66 @@ def stream_heads(*, scene_streams, story_streams) -> dict[tuple, int]:
     """The latest version of many streams at once, keyed ``("scene", scene_id, type)`` or
     ``("story", story_id, type)``; streams with no version are absent.
 
-    Two grouped queries whatever the number of streams, each an index-only range over
-    artifact_unique_scene_stream_version (or the story one) for the scenes (stories) named.
+    One query per stream shape, whatever the number of streams: a row per stream (a VALUES
+    list), each answered by one backward probe of artifact_unique_scene_stream_version (or
+    the story one) for its MAX, so a stream's length never matters. (Grouping the scenes'
+    rows instead would read every version of every stream of those scenes.)
     """
     heads: dict[tuple, int] = {}
-    if scene_streams:
-        rows = (
-            Artifact.objects.filter(
-                scene_id__in={scene for scene, _ in scene_streams}, type__in={type for _, type in scene_streams}
-            )
-            .order_by()
-            .values_list("scene_id", "type")
-            .annotate(top=Max("version"))
+    table = Artifact._meta.db_table
+    for shape, streams, match in (
+        ("scene", scene_streams, "a.scene_id = v.column1"),
+        ("story", story_streams, "a.scene_id IS NULL AND a.story_id = v.column1"),
+    ):
+        streams = sorted(streams, key=str)
+        if not streams:
+            continue
+        sql = (
+            f"SELECT v.column1, v.column2, (SELECT MAX(a.version) FROM {table} a WHERE {match}"
+            f" AND a.type = v.column2) FROM (VALUES {', '.join(['(%s, %s)'] * len(streams))}) AS v"
         )
-        heads.update({("scene", scene, type): top for scene, type, top in rows})
-    if story_streams:
-        rows = (
-            Artifact.objects.filter(
-                scene__isnull=True,
-                story_id__in={story for story, _ in story_streams},
-                type__in={type for _, type in story_streams},
-            )
-            .order_by()
-            .values_list("story_id", "type")
-            .annotate(top=Max("version"))
-        )
-        heads.update({("story", story, type): top for story, type, top in rows})
+        params = [value for owner, type in streams for value in (_db_id(owner), type)]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        heads.update({(shape, _as_uuid(owner), type): top for owner, type, top in rows if top is not None})
     return heads
+
+
+def _db_id(value):
+    return Artifact._meta.pk.get_db_prep_value(value, connection)
+
+
+def _as_uuid(value) -> uuid.UUID:
+    """An id as raw SQL returns it: a UUID on PostgreSQL, 32 hex digits on SQLite."""
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(value)
+
+
+def existing_artifacts(artifact_ids) -> set[uuid.UUID]:
+    """Which of ``artifact_ids`` exist (primary key probes)."""
+    table = Artifact._meta.db_table
+    return {_as_uuid(pk) for (pk,) in _by_ids(f"SELECT id FROM {table} WHERE id", artifact_ids)}
 
 
 def artifact_streams(artifact_ids) -> dict:
     """id -> (story_id, scene_id, type) of the artifacts that exist among ``artifact_ids``."""
-    rows = (
-        Artifact.objects.filter(pk__in=list(artifact_ids)).order_by().values_list("id", "story_id", "scene_id", "type")
-    )
-    return {pk: (story, scene, type) for pk, story, scene, type in rows}
+    table = Artifact._meta.db_table
+    rows = _by_ids(f"SELECT id, story_id, scene_id, type FROM {table} WHERE id", artifact_ids)
+    return {_as_uuid(pk): (_as_uuid(story), scene and _as_uuid(scene), type) for pk, story, scene, type in rows}
+
+
+def _by_ids(select: str, ids) -> list[tuple]:
+    """``select`` (ending in ``WHERE id``) for many ids at once: one array parameter on
+    PostgreSQL, where a thousand-item IN list costs more to send and to plan than the probes."""
+    ids = list(ids)
+    if not ids:
+        return []
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(f"{select} = ANY(%s)", [ids])
+        else:
+            cursor.execute(f"{select} IN ({', '.join(['%s'] * len(ids))})", [_db_id(pk) for pk in ids])
+        return cursor.fetchall()
 
 
 def live_digests(digests) -> set[str]:
