@@ -13,7 +13,6 @@ seed's three retries on IntegrityError remain only as a safety net, logged when 
 from __future__ import annotations
 
 import logging
-import uuid
 
 from django.db import IntegrityError, connection, transaction
 

@@ -142,3 +142,10 @@ class StorageFull(ServerFault):
 
     code = "storage_full"
     status = 507
+
+
+class BrokerUnavailable(ServerFault):
+    """The pipeline's broker cannot be reached to hand work to the workers."""
+
+    code = "broker_unavailable"
+    status = 503

@@ -281,3 +281,37 @@ def env_json_object(name: str) -> dict:
 # (they enter the fingerprint, so changing them remakes that node and what follows).
 PIPELINE_GENERATORS = env_json_object("PIPELINE_GENERATORS")
 PIPELINE_PARAMS = env_json_object("PIPELINE_PARAMS")
+
+
+def env_number(name: str, default, kind=int):
+    raw = os.environ.get(name, "").strip()
+    try:
+        return kind(raw) if raw else default
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, got {raw!r}") from None
+
+
+# Pipeline workers (SPEC §10). With CELERY_BROKER_URL (redis://... or amqp://...) pipeline work
+# runs as Celery tasks on `celery -A artifacts_project worker`; without it, in-process.
+# Delivery is at least once: a task is acknowledged when it ends, and a task whose worker
+# died is delivered again (on Redis once the visibility timeout has passed; keep it above
+# the longest node, or a node still running is delivered a second time). The pipeline's
+# fingerprints make a second delivery reuse what the first committed.
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "").strip()
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1  # a worker holds one node at a time, not a backlog
+CELERY_TASK_IGNORE_RESULT = True  # the database keeps the outcome: runs and steps
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_VISIBILITY_TIMEOUT = env_number("CELERY_VISIBILITY_TIMEOUT", 60)
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+    # Look for messages whose worker died every quarter of the timeout (kombu's defaults
+    # look every ~100 s, which would add that much to every redelivery).
+    "unacked_restore_interval": max(1, min(10, CELERY_VISIBILITY_TIMEOUT // 4)),
+    "unacked_restore_throttle": 1,
+}
+# A generator that raises is tried again with backoff (seconds, doubled each time) until
+# PIPELINE_TASK_ATTEMPTS attempts have failed; then the run fails (and can be resumed).
+PIPELINE_TASK_ATTEMPTS = env_number("PIPELINE_TASK_ATTEMPTS", 3)
+PIPELINE_RETRY_BACKOFF = env_number("PIPELINE_RETRY_BACKOFF", 2.0, float)

@@ -14,7 +14,7 @@ from artifacts_project.lookups import ensure_exists
 
 from . import services
 from .models import AgentStep, Direction, Run, RunArtifactLink, RunStatus, StepStatus
-from .pipeline import engine
+from .pipeline import engine, scheduling
 from .pipeline.nodes import NODES
 from .services import FINISHED_STEP_STATUSES
 
@@ -220,14 +220,15 @@ class PipelineRequestSerializer(serializers.Serializer):
 
 class PipelineView(LimitedBodyMixin, APIView):
     """Run the pipeline (SPEC §10) on a scene, or on every scene of a story: 202 with the run
-    (or the runs, one per scene, in position order) and a Location. Without a broker the
-    work runs in this process before the answer, so the runs come back finished."""
+    (or the runs, one per scene, in position order) and a Location. With a broker the runs
+    come back pending and the workers take them; without one the work runs in this
+    process before the answer, so the runs come back finished."""
 
     required_permissions = ["runs.add_run"]
     queryset = Run.objects.all()  # the model whose permissions apply (OPTIONS and the like)
 
     def start(self, request, scene_ids, **options) -> list[Run]:
-        return [engine.run_scene(scene_id, actor=request.user, **options).run for scene_id in scene_ids]
+        return scheduling.start(scene_ids, actor=request.user, **options)
 
 
 @extend_schema(tags=["runs"], request=PipelineRequestSerializer, responses={202: RunSerializer})

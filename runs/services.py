@@ -22,9 +22,10 @@ from stories.models import Scene, Story
 
 from .models import FINISHED_STATUSES, AgentStep, Direction, Run, RunArtifactLink, RunStatus, StepStatus
 
-# A failed or cancelled run may be resumed (back to running); a succeeded one is final.
+# A failed or cancelled run may be resumed (back to running); a succeeded one is final. A
+# pending run fails when it cannot be handed to the workers (the broker is down).
 RUN_TRANSITIONS = {
-    RunStatus.PENDING: {RunStatus.RUNNING, RunStatus.CANCELLED},
+    RunStatus.PENDING: {RunStatus.RUNNING, RunStatus.FAILED, RunStatus.CANCELLED},  # failed: never handed over
     RunStatus.RUNNING: {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED},
     RunStatus.FAILED: {RunStatus.RUNNING},
     RunStatus.CANCELLED: {RunStatus.RUNNING},
@@ -103,6 +104,16 @@ def run_set_status(*, run_id, status: str, error: str | None = None) -> Run:
 @atomic_write
 def step_start(*, run_id, node: str, agent: str = "", input_summary=None, attempt: int = 1) -> AgentStep:
     """Append a running step to the run; sequence numbers are gapless per run."""
+    return _append_step(run_id, node, agent, input_summary, attempt, status=StepStatus.RUNNING)
+
+
+@atomic_write
+def step_pending(*, run_id, node: str, agent: str = "", attempt: int = 1) -> AgentStep:
+    """Append a step that waits for a worker to take it (``step_begin``)."""
+    return _append_step(run_id, node, agent, None, attempt, status=StepStatus.PENDING)
+
+
+def _append_step(run_id, node, agent, input_summary, attempt, *, status) -> AgentStep:
     if not isinstance(node, str) or not node.strip():
         raise InvalidInput("node must be a non-empty string", field="node")
     check_columns(AgentStep, node=node, agent=agent or "")
@@ -116,10 +127,26 @@ def step_start(*, run_id, node: str, agent: str = "", input_summary=None, attemp
         node=node.strip(),
         agent=agent or "",
         attempt=attempt,
-        status=StepStatus.RUNNING,
+        status=status,
         input_summary=input_summary or {},
-        started_at=timezone.now(),
+        started_at=timezone.now() if status == StepStatus.RUNNING else None,
     )
+
+
+@atomic_write
+def step_begin(*, step_id, input_summary=None, agent: str | None = None) -> AgentStep:
+    """A pending step starts running. Of two deliveries of one task, one begins it and the
+    other is told (InvalidTransition): the conditional UPDATE decides."""
+    _check_json_object(input_summary, field="input_summary")
+    if agent is not None:
+        check_columns(AgentStep, agent=agent)
+    changes = {"status": StepStatus.RUNNING, "started_at": timezone.now(), "input_summary": input_summary or {}}
+    if agent is not None:
+        changes["agent"] = agent
+    if not AgentStep.objects.filter(pk=step_id, status=StepStatus.PENDING).update(**changes):
+        step = get_or_not_found(AgentStep.objects.only("id", "status"), step_id, what="step")
+        raise InvalidTransition(f"step {step.pk} is {step.status}, not pending")
+    return AgentStep.objects.get(pk=step_id)
 
 
 @atomic_write

@@ -79,10 +79,13 @@ class Decision:
 @dataclass
 class Outcome:
     node: Node
-    result: str  # "made", "reused", "failed", or "done" (finished earlier in a resumed run)
+    # "made", "reused", "failed", "done" (finished earlier in a resumed run), or "superseded"
+    # (a second delivery of the same node took its step over; that one carries on).
+    result: str
     reasons: list[str]
     artifact: Artifact | None = None
     error: str = ""
+    retryable: bool = False  # the generator raised: another attempt may succeed
 
 
 @dataclass
@@ -98,6 +101,10 @@ class SceneRun:
 
 class NodeRefused(ArtifactError):
     code = "node_refused"
+
+
+class GeneratorFailed(Exception):
+    """What a generator raised: plugged-in code, perhaps a model that is down for a while."""
 
 
 def _scene(scene_id) -> Scene:
@@ -269,20 +276,32 @@ def _execute(scene: Scene, run: Run, nodes: list[Node], *, force: bool, on_node)
 
 
 def _run_node(scene: Scene, run: Run, node: Node, *, force: bool, attempt: int) -> Outcome:
+    """In-process: the node gets a new running step."""
+
+    def begin(summary, agent):
+        return run_services.step_start(
+            run_id=run.pk, node=node.name, agent=agent, attempt=attempt, input_summary=summary
+        )
+
+    return run_node(scene, run, node, force=force, begin=begin)
+
+
+def run_node(scene: Scene, run: Run, node: Node, *, force: bool, begin) -> Outcome:
+    """Decide, then reuse or make, on the step that ``begin(input_summary, agent)`` returns
+    running (None: another delivery of this node holds it)."""
     decision = decide(scene, node, force=force)
-    step = run_services.step_start(
-        run_id=run.pk,
-        node=node.name,
-        agent=node.generator_path[:100],
-        attempt=attempt,
-        input_summary={
+    step = begin(
+        {
             "decision": decision.action,
             "reasons": decision.reasons,
             "inputs": {t: {"artifact_id": str(a.pk), "version": a.version} for t, a in decision.inputs.items()},
             "fingerprint": decision.fingerprint,
             "basis": decision.basis,
         },
+        node.generator_path[:100],
     )
+    if step is None:
+        return Outcome(node, "superseded", ["another delivery of this node runs it"])
     try:
         if decision.action == REFUSE:
             raise NodeRefused("; ".join(decision.reasons))
@@ -290,14 +309,11 @@ def _run_node(scene: Scene, run: Run, node: Node, *, force: bool, attempt: int) 
             artifact = _record_reuse(run, step, decision, decision.latest)
             return Outcome(node, "reused", decision.reasons, artifact)
         artifact, made = _make(scene, run, step, decision, force=force)
-        return Outcome(
-            node,
-            "made" if made else "reused",
-            decision.reasons if made else ["made meanwhile by another run"],
-            artifact,
-        )
+        reasons = decision.reasons if made else ["made meanwhile by another run"]
+        return Outcome(node, "made" if made else "reused", reasons, artifact)
     except Exception as exc:  # a generator is plugged-in code: whatever it raises fails the node, not the process
-        error = f"{type(exc).__name__}: {exc}"
+        cause = exc.__cause__ if isinstance(exc, GeneratorFailed) else exc
+        error = f"{type(cause).__name__}: {cause}"
         logger.warning(
             "pipeline node %s of scene %s failed: %s",
             node.name,
@@ -305,8 +321,11 @@ def _run_node(scene: Scene, run: Run, node: Node, *, force: bool, attempt: int) 
             error,
             exc_info=not isinstance(exc, ArtifactError),
         )
-        run_services.step_finish(step_id=step.pk, status=StepStatus.FAILED, error=error)
-        return Outcome(node, "failed", decision.reasons, error=error)
+        try:
+            run_services.step_finish(step_id=step.pk, status=StepStatus.FAILED, error=error)
+        except InvalidTransition:  # finished meanwhile by a second delivery that took the step over
+            return Outcome(node, "superseded", decision.reasons, error=error)
+        return Outcome(node, "failed", decision.reasons, error=error, retryable=isinstance(exc, GeneratorFailed))
 
 
 def _make(scene: Scene, run: Run, step: AgentStep, decision: Decision, *, force: bool) -> tuple[Artifact, bool]:
@@ -319,7 +338,10 @@ def _make(scene: Scene, run: Run, step: AgentStep, decision: Decision, *, force:
         params=decision.basis["params"],
         content_url=reverse("artifact-content", kwargs={"artifact_id": artifact_id}),
     )
-    result = generator(context)  # no transaction and no lock are held while it runs
+    try:
+        result = generator(context)  # no transaction and no lock are held while it runs
+    except Exception as exc:
+        raise GeneratorFailed(str(exc)) from exc
     content = mime_type = None
     if isinstance(result, tuple):
         payload, content, mime_type = result

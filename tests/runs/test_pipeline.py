@@ -304,6 +304,22 @@ def test_a_story_runs_each_scene_in_position_order_one_run_each(story):
     assert out.index("'Storm'") < out.index("'Dawn'")
 
 
+def test_queue_without_a_broker_runs_the_work_here(scene, settings):
+    settings.CELERY_BROKER_URL = ""
+    code, out, _ = run_pipeline("--scene", scene.pk, "--queue")
+    run = Run.objects.get(scene=scene)
+    assert code == 0 and f"run {run.pk} succeeded" in out
+    assert Artifact.objects.filter(scene=scene).count() == 11
+
+
+def test_an_unreachable_broker_fails_the_run_and_says_so(scene, settings):
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    code, _, err = run_pipeline("--scene", scene.pk, "--queue")
+    assert code == 1 and "broker_unavailable" in err
+    run = Run.objects.get(scene=scene)
+    assert run.status == "failed" and "broker unavailable" in run.error
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

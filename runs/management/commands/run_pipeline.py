@@ -1,10 +1,12 @@
 """run_pipeline: run a scene (or every scene of a story) through the resumable pipeline.
 
     python manage.py run_pipeline --scene ID | --story ID [--only TYPE ...] [--force]
-                                  [--resume RUN_ID] [--explain]
+                                  [--resume RUN_ID] [--explain] [--queue]
 
 Progress per node on a terminal; a summary at the end (made and reused per type); exit 1
 when a node failed (its run is failed and can be resumed), 2 for a usage error.
+``--queue`` hands the runs to the workers (CELERY_BROKER_URL), prints their ids and returns
+at once; without a broker it runs them here.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from django.core.management.base import CommandError
 from tqdm import tqdm
 
 from artifacts_project.commands import RequestIdCommand
-from artifacts_project.errors import ArtifactError
-from runs.pipeline import engine
+from artifacts_project.errors import ArtifactError, ServerFault
+from runs.pipeline import engine, scheduling
 from runs.pipeline.nodes import NODES, selected
 
 
@@ -35,14 +37,21 @@ class Command(RequestIdCommand):
         parser.add_argument(
             "--explain", action="store_true", help="write nothing; say per node reuse or remake, and why"
         )
+        parser.add_argument(
+            "--queue", action="store_true", help="hand the runs to the workers and return (in-process without a broker)"
+        )
 
-    def handle(self, *args, scene=None, story=None, resume=None, only=None, force=False, explain=False, **options):
+    def handle(
+        self, *args, scene=None, story=None, resume=None, only=None, force=False, explain=False, queue=False, **options
+    ):
         if not (scene or story or resume):
             raise CommandError("give --scene ID, --story ID or --resume RUN_ID", returncode=2)
-        if resume and (only or force or explain):
+        if resume and (only or force or explain or queue):
             raise CommandError(
-                "--resume continues a run as it was started: no --only, --force or --explain", returncode=2
+                "--resume continues a run as it was started: no --only, --force, --explain or --queue", returncode=2
             )
+        if explain and queue:
+            raise CommandError("--explain writes nothing: there is nothing to queue", returncode=2)
         self.verbosity = options["verbosity"]
         self.interactive = self.stdout.isatty() and self.verbosity > 0
         try:
@@ -54,6 +63,9 @@ class Command(RequestIdCommand):
                     for scene_id in scenes:
                         self._explain(scene_id, force=force, only=only)
                     return
+                if queue:
+                    self._queue(scenes, force=force, only=only)
+                    return
                 results = [
                     self._run(
                         lambda on_node, s=scene_id: engine.run_scene(s, force=force, only=only, on_node=on_node),
@@ -62,8 +74,10 @@ class Command(RequestIdCommand):
                     )
                     for scene_id in scenes
                 ]
-        except ArtifactError as exc:
-            raise CommandError(f"{exc.code}: {exc.message}", returncode=2) from None
+        except ArtifactError as exc:  # a usage error (2), or the service's own fault (1: a broker down)
+            raise CommandError(
+                f"{exc.code}: {exc.message}", returncode=1 if isinstance(exc, ServerFault) else 2
+            ) from None
         self._summary(results)
         if any(result.failed for result in results):
             raise CommandError("a node failed: its run is failed; fix the cause and run with --resume RUN_ID")
@@ -83,6 +97,13 @@ class Command(RequestIdCommand):
             return start(on_node)
         finally:
             bar.close()
+
+    def _queue(self, scenes, *, force: bool, only):
+        runs = scheduling.start(scenes, force=force, only=only)
+        for run in runs:
+            self.stdout.write(f"run {run.pk} {run.status} (scene {run.scene_id})")
+        if any(run.status == "failed" for run in runs):
+            raise CommandError("a node failed: its run is failed; fix the cause and run with --resume RUN_ID")
 
     def _explain(self, scene_id, *, force: bool, only):
         decisions = engine.explain(scene_id, force=force, only=only)
