@@ -11,6 +11,7 @@ from artifacts_project.api import LimitedBodyMixin, created, validated
 from artifacts_project.api_defaults import CursorPagination
 from artifacts_project.input_limits import INT_MAX
 from artifacts_project.lookups import ensure_exists
+from stories.models import Scene
 
 from . import services
 from .models import AgentStep, Direction, Run, RunArtifactLink, RunStatus, StepStatus
@@ -235,7 +236,7 @@ class PipelineView(LimitedBodyMixin, APIView):
 class ScenePipelineView(PipelineView):
     def post(self, request, scene_id):
         options = validated(PipelineRequestSerializer, request.data)
-        ensure_exists(engine.Scene, scene_id, what="scene")
+        ensure_exists(Scene, scene_id, what="scene")
         [run] = self.start(request, [scene_id], **options)
         location = request.build_absolute_uri(reverse("run-detail", kwargs={"run_id": run.pk}))
         return Response(RunSerializer(run).data, status=202, headers={"Location": location})

@@ -107,7 +107,7 @@ class GeneratorFailed(Exception):
     """What a generator raised: plugged-in code, perhaps a model that is down for a while."""
 
 
-def _scene(scene_id) -> Scene:
+def load_scene(scene_id) -> Scene:
     return get_or_not_found(
         Scene.objects.only("id", "story_id", "position", "title", "source_text", "planning_locked"),
         scene_id,
@@ -195,7 +195,7 @@ def decide(scene: Scene, node: Node, *, force: bool = False, pending: frozenset[
 
 def explain(scene_id, *, force: bool = False, only: list[str] | None = None) -> list[Decision]:
     """Every node's decision, in stage order, writing nothing."""
-    scene = _scene(scene_id)
+    scene = load_scene(scene_id)
     decisions, pending = [], set()
     for node in selected(only):
         decision = decide(scene, node, force=force, pending=frozenset(pending))
@@ -216,7 +216,7 @@ def run_scene(
     actor=None,
     on_node: Callable[[Outcome], None] | None = None,
 ) -> SceneRun:
-    scene = _scene(scene_id)
+    scene = load_scene(scene_id)
     nodes = selected(only)
     run = run_services.run_create(
         story_id=scene.story_id,
@@ -239,7 +239,7 @@ def resume(run_id, *, on_node: Callable[[Outcome], None] | None = None) -> Scene
     run = run_services.run_set_status(run_id=run.pk, status=RunStatus.RUNNING)
     params = run.params or {}
     return _execute(
-        _scene(run.scene_id),
+        load_scene(run.scene_id),
         run,
         selected(params.get("only") or None),
         force=bool(params.get("force")),
@@ -261,7 +261,7 @@ def _execute(scene: Scene, run: Run, nodes: list[Node], *, force: bool, on_node)
         if node.name in finished:
             outcome = Outcome(node, "done", [f"finished earlier in this run ({finished[node.name]})"])
         else:
-            scene = _scene(scene.pk)  # the planning lock or the text may have changed meanwhile
+            scene = load_scene(scene.pk)  # the planning lock or the text may have changed meanwhile
             outcome = _run_node(scene, run, node, force=force, attempt=attempts.get(node.name, 0) + 1)
         outcomes.append(outcome)
         if on_node is not None:

@@ -65,7 +65,7 @@ def start(scene_ids, *, force: bool = False, only: list[str] | None = None, acto
 
 @atomic_write
 def _enqueue(scene_id, *, force: bool, only, actor) -> tuple[Run, list[str]]:
-    scene = engine._scene(scene_id)
+    scene = engine.load_scene(scene_id)
     nodes = selected(only)
     run = run_services.run_create(
         story_id=scene.story_id,
@@ -151,7 +151,9 @@ def execute(run_id, node_name: str) -> float | None:
         except InvalidTransition:
             return None  # another delivery began it
 
-    outcome = engine.run_node(engine._scene(run.scene_id), run, node, force=bool(run.params.get("force")), begin=begin)
+    outcome = engine.run_node(
+        engine.load_scene(run.scene_id), run, node, force=bool(run.params.get("force")), begin=begin
+    )
     if outcome.result == "superseded":
         return None
     if outcome.result == "failed":

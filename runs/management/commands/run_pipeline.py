@@ -107,7 +107,7 @@ class Command(RequestIdCommand):
 
     def _explain(self, scene_id, *, force: bool, only):
         decisions = engine.explain(scene_id, force=force, only=only)
-        scene = engine._scene(scene_id)
+        scene = engine.load_scene(scene_id)
         self.stdout.write(f"scene #{scene.position} {scene.title!r} ({scene.pk}): nothing is written")
         for decision in decisions:
             action = {"make": "remake", "reuse": "reuse", "refuse": "refuse"}[decision.action]
