@@ -504,12 +504,6 @@ class ArtifactService:
             return (latest.pk, latest.fingerprint) if latest is not None else (None, "")
         if latest is not None and latest.pk == parent_uuid:
             return parent_uuid, latest.fingerprint
-        found = (
-            selectors.stream(story_id=story_id, scene_id=scene_id, type=type)
-            .filter(pk=parent_uuid)
-            .values_list("fingerprint", flat=True)
-            .first()
+        return parent_uuid, self._stream_version_fingerprint(
+            parent_uuid, story_id=story_id, scene_id=scene_id, type=type
         )
-        if found is None:
-            raise InvalidParent(f"parent {parent_uuid} is not a version of this {type} stream", field="parent_id")
-        return parent_uuid, found
