@@ -8,7 +8,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
 from artifacts.api import ArtifactTypeViewSet, ArtifactViewSet, SceneArtifactViewSet, StoryArtifactViewSet
-from artifacts_project.api import UnknownEndpoint
+from artifacts_project.api import RETRY_AFTER_SECONDS, UnknownEndpoint
 from runs.api import RunArtifactViewSet, RunStepViewSet, RunViewSet, ScenePipelineView, StoryPipelineView
 from stories.api import SceneViewSet, StoryLinkViewSet, StorySceneViewSet, StoryViewSet
 
@@ -25,7 +25,9 @@ def healthz(request):
             cursor.execute("SELECT 1")
     except Exception:  # any driver error means the database is unusable
         logger.exception("healthz: the database is unavailable")
-        return JsonResponse({"status": "error", "database": "unavailable"}, status=503)
+        response = JsonResponse({"status": "error", "database": "unavailable"}, status=503)
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
     return JsonResponse({"status": "ok", "database": connection.vendor})
 
 

@@ -175,13 +175,13 @@ def test_healthz_never_echoes_the_database_error(tmp_path):
     only "unavailable"; host, database and user names go to the log."""
     code = (
         "import django; django.setup(); from django.test import Client;"
-        "r = Client().get('/healthz'); print(r.status_code); print(r.content.decode())"
+        "r = Client().get('/healthz'); print(r.status_code); print(r.content.decode()); print(r['Retry-After'])"
     )
     env = {"DATABASE_URL": "postgres://secret_user:secret_pw@127.0.0.1:1/secret_db"}
     out = run(["-c", code], env, tmp_path)
     assert out.returncode == 0, out.stderr
-    status, body = out.stdout.strip().splitlines()
-    assert status == "503"
+    status, body, retry_after = out.stdout.strip().splitlines()
+    assert status == "503" and int(retry_after) > 0
     assert json.loads(body) == {"status": "error", "database": "unavailable"}
     assert "secret" not in body and "127.0.0.1" not in body
     assert "healthz: the database is unavailable" in out.stderr
