@@ -190,6 +190,7 @@ class Retention:
         plan = Plan(cutoff=self.cutoff)
         unkept_sql, params = not_kept_by_itself(self.cutoff).values("pk").query.sql_with_params()
         self._execute(f"INSERT INTO {_UNKEPT} (id) {unkept_sql}", params)
+        self._analyze(_UNKEPT)
         # Level 0: what an artifact kept by itself (not in unkept) reaches in one edge.
         kept_by_itself = f"NOT EXISTS (SELECT 1 FROM {_UNKEPT} x WHERE x.id = {{src}})"
         seeds = " UNION ".join(_edges(targets=_UNKEPT, source_filter=kept_by_itself))
@@ -206,10 +207,12 @@ class Retention:
             self._execute(f"INSERT INTO {_REACHED} (id) SELECT id FROM {_NEXT}")
             self._execute(f"DELETE FROM {_FRONTIER}")
             self._execute(f"INSERT INTO {_FRONTIER} (id) SELECT id FROM {_NEXT}")
+        self._analyze(_REACHED)
         self._execute(
             f"INSERT INTO {_TARGETS} (id) SELECT u.id FROM {_UNKEPT} u JOIN {_ART} a ON a.id = u.id"
             f" WHERE a.pruned_at IS NULL AND NOT EXISTS (SELECT 1 FROM {_REACHED} y WHERE y.id = u.id)"
         )
+        self._analyze(_TARGETS)
         plan.kept_by_closure = self._scalar(
             f"SELECT COUNT(*) FROM {_REACHED} y JOIN {_ART} a ON a.id = y.id WHERE a.pruned_at IS NULL"
         )
@@ -234,11 +237,13 @@ class Retention:
         """The targets, a batch at a time by primary key: (id, type, version, scene_id, story_id)."""
         last = None
         while True:
-            after = "" if last is None else "WHERE t.id > %s"
+            # Both sides bounded: PostgreSQL does not carry "t.id > x" over to a.id, and a
+            # merge join would walk the artifacts' key from the start for every batch.
+            after = "" if last is None else "WHERE t.id > %s AND a.id > %s"
             rows = self._rows(
                 f"SELECT a.id, a.type, a.version, a.scene_id, a.story_id FROM {_TARGETS} t"
                 f" JOIN {_ART} a ON a.id = t.id {after} ORDER BY t.id LIMIT %s",
-                ([] if last is None else [last]) + [batch_size],
+                ([] if last is None else [last, last]) + [batch_size],
             )
             if not rows:
                 return
@@ -316,6 +321,12 @@ class Retention:
 
     # -- SQL helpers ----------------------------------------------------------------------
 
+    def _analyze(self, table: str) -> None:
+        """Autovacuum never analyzes temporary tables: without statistics PostgreSQL plans
+        a million-row table as a small one (a hash join where a probe was meant)."""
+        if connection.vendor == "postgresql":
+            self._execute(f"ANALYZE {table}")
+
     @staticmethod
     def _execute(sql: str, params=()) -> int:
         with connection.cursor() as cursor:
@@ -337,10 +348,7 @@ def _db_id(value: uuid.UUID):
 
 
 def _uuid(value) -> uuid.UUID | None:
-    """An id as raw SQL returns it: a UUID on PostgreSQL, 32 hex digits on SQLite."""
-    if value is None or isinstance(value, uuid.UUID):
-        return value
-    return uuid.UUID(value)
+    return None if value is None else selectors.as_uuid(value)
 
 
 # -- files ----------------------------------------------------------------------------------

@@ -126,7 +126,7 @@ def stream_heads(*, scene_streams, story_streams) -> dict[tuple, int]:
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             rows = cursor.fetchall()
-        heads.update({(shape, _as_uuid(owner), type): top for owner, type, top in rows if top is not None})
+        heads.update({(shape, as_uuid(owner), type): top for owner, type, top in rows if top is not None})
     return heads
 
 
@@ -134,7 +134,7 @@ def _db_id(value):
     return Artifact._meta.pk.get_db_prep_value(value, connection)
 
 
-def _as_uuid(value) -> uuid.UUID:
+def as_uuid(value) -> uuid.UUID:
     """An id as raw SQL returns it: a UUID on PostgreSQL, 32 hex digits on SQLite."""
     return value if isinstance(value, uuid.UUID) else uuid.UUID(value)
 
@@ -142,14 +142,14 @@ def _as_uuid(value) -> uuid.UUID:
 def existing_artifacts(artifact_ids) -> set[uuid.UUID]:
     """Which of ``artifact_ids`` exist (primary key probes)."""
     table = Artifact._meta.db_table
-    return {_as_uuid(pk) for (pk,) in _by_ids(f"SELECT id FROM {table} WHERE id", artifact_ids)}
+    return {as_uuid(pk) for (pk,) in _by_ids(f"SELECT id FROM {table} WHERE id", artifact_ids)}
 
 
 def artifact_streams(artifact_ids) -> dict:
     """id -> (story_id, scene_id, type) of the artifacts that exist among ``artifact_ids``."""
     table = Artifact._meta.db_table
     rows = _by_ids(f"SELECT id, story_id, scene_id, type FROM {table} WHERE id", artifact_ids)
-    return {_as_uuid(pk): (_as_uuid(story), scene and _as_uuid(scene), type) for pk, story, scene, type in rows}
+    return {as_uuid(pk): (as_uuid(story), scene and as_uuid(scene), type) for pk, story, scene, type in rows}
 
 
 def _by_ids(select: str, ids) -> list[tuple]:

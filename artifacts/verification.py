@@ -115,7 +115,7 @@ def check_parents(options: Options) -> Iterator[Problem]:
         yield Problem(
             "parents",
             f"{type_name} v{version} has parent {parent_type} v{parent_version}, not an earlier version of its stream",
-            (retention._uuid(artifact_id), retention._uuid(parent_id)),
+            (selectors.as_uuid(artifact_id), selectors.as_uuid(parent_id)),
         )
 
 
@@ -288,7 +288,7 @@ def check_relation_cycles(options: Options) -> Iterator[Problem]:
                 if removed + cursor.rowcount == 0:
                     break
             cursor.execute(f"SELECT src, dst FROM {table}")
-            edges = [(retention._uuid(a), retention._uuid(b)) for a, b in cursor.fetchall()]
+            edges = [(selectors.as_uuid(a), selectors.as_uuid(b)) for a, b in cursor.fetchall()]
         finally:
             cursor.execute(f"DROP TABLE IF EXISTS {table}")
     for component in strongly_connected(edges):
