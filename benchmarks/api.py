@@ -1,0 +1,496 @@
+"""The API under gunicorn, with a load generator on loopback (SPEC §11, figure 4).
+
+gunicorn serves the project's WSGI application as the README's Production section runs it
+(sync workers, ``--workers`` 2 x cores by default, ``--timeout 60``) on a free port of
+127.0.0.1. Client processes, each with its own connection and its own interpreter (no GIL
+shared with anything), send requests back to back for a fixed time per endpoint: a closed
+loop of ``--concurrency`` connections. Each endpoint prints its requests/s, p50, p99, the
+answers that were not the expected 2xx (there must be none) and its p99 and rate beside
+``/healthz``'s, measured in the same run: ``/healthz`` runs first and again last (the two
+show how much the machine drifted; the ratios are against the first). The target: the
+list's p99 within 3x ``/healthz``'s.
+
+- ``GET /v1/scenes/{id}/artifacts``: the default page (50, newest first) of random scenes;
+- ``GET /v1/artifacts/{id}``: random artifacts;
+- ``GET /v1/artifacts/{id}/lineage?direction=ancestors&depth=10``: random pipeline artifacts;
+- ``POST /v1/scenes/{id}/artifacts``: a JSON type's example payload on random scenes.
+
+On PostgreSQL the data is ``dataset.py``'s million artifacts (loaded on first use). The
+POSTs go to scenes of a story of their own in that database ("api.py POSTs", made on first
+use), so the dataset's scenes stay as dataset.py made them; each run adds its POSTs there.
+On SQLite (no dataset) a small one is made through the services: a story of 20 scenes with
+a few versions of a few types. ``--quick`` is a smoke test: 2 s per endpoint, 4 connections.
+Other processes on the machine skew the figures: the load average is printed before and after.
+
+    DJANGO_SECRET_KEY=bench DATABASE_URL=postgres://postgres@127.0.0.1:5432/artifacts_bench_reads \\
+        .venv/bin/python benchmarks/api.py [--seconds 8] [--concurrency 16] [--workers N] [--quick]
+"""
+
+import argparse
+import ctypes
+import http.client
+import json
+import multiprocessing
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "artifacts_project.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.contrib.auth import get_user_model  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.db import OperationalError, connection, connections  # noqa: E402
+from rest_framework.authtoken.models import Token  # noqa: E402
+
+from artifacts.models import Artifact  # noqa: E402
+from artifacts.payloads import ARTIFACT_TYPES, MEDIA_KINDS, SCOPE_SCENE  # noqa: E402
+from artifacts.services import ArtifactService  # noqa: E402
+from benchmarks import dataset  # noqa: E402
+from stories import services as story_services  # noqa: E402
+from stories.models import Scene, Story  # noqa: E402
+
+USER = "api-benchmark"
+TARGET = 3.0  # the list's p99 at most this many times /healthz's
+TARGETS = 2_000  # distinct ids per endpoint, drawn at random by each client
+POST_STORY, POST_SCENES = "api.py POSTs", 200
+SMALL_STORY, SMALL_SCENES, SMALL_TYPES, SMALL_VERSIONS = "api.py small SQLite dataset", 20, 4, 3
+# JSON types a client may POST to a scene (media kinds travel as multipart with their bytes).
+POST_TYPES = [
+    name for name, t in ARTIFACT_TYPES.items() if SCOPE_SCENE in t.scopes and t.default_kind not in MEDIA_KINDS
+]
+CLIENT_TIMEOUT = 70  # past gunicorn's --timeout: a slower answer is a hang, and counted as an error
+
+
+# -- the data ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Targets:
+    label: str  # the first line says which data the figures are on
+    scenes: list[uuid.UUID]  # listed
+    artifacts: list[uuid.UUID]  # read one by one
+    pipeline: list[uuid.UUID]  # lineage roots
+    post_scenes: list[uuid.UUID]
+
+
+def wait_for_dataset() -> None:
+    """dataset.ensure() loads the dataset when it finds none; while another process is
+    loading it (one transaction, invisible until its commit) it would start a second load.
+    Wait for that load's commit instead."""
+    name = connection.settings_dict["NAME"]
+    waited = False
+    while True:
+        try:
+            cursor = connection.cursor()
+        except OperationalError:  # no such database yet: ensure() creates it
+            return
+        with cursor:
+            cursor.execute("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", [name])
+            row = cursor.fetchone()
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
+                " AND state <> 'idle' AND query ILIKE 'INSERT INTO%%'",
+                [name],
+            )
+            loading = cursor.fetchone()[0]
+        if (row and row[0] == dataset.DATASET) or not loading:
+            return
+        if not waited:
+            print(f"waiting for another process's load of {name} to commit ...", flush=True)
+            waited = True
+        time.sleep(5)
+
+
+def scenes_of(title: str, count: int) -> list[uuid.UUID]:
+    """The scenes of the story named ``title``, made through the services on first use."""
+    story = Story.objects.filter(title=title).order_by("created_at").first()
+    if story is None:
+        story = story_services.story_create(title=title)
+    have = list(Scene.objects.filter(story=story).order_by("position").values_list("id", flat=True))
+    for n in range(len(have), count):
+        have.append(story_services.scene_create(story_id=story.pk, title=f"scene {n}").pk)
+    return have[:count]
+
+
+def postgres_targets(user) -> Targets:
+    """Ids of the dataset's artifacts computed as dataset.py numbers them: no query, and no
+    bias towards what a query would return first."""
+    artifacts, relations = dataset.counts()
+    pick = random.Random(4).sample
+    pipeline_artifacts = dataset.CHAIN_START  # the pipeline's artifacts are numbered 0 .. CHAIN_START - 1
+    every = dataset.DAG_START + dataset.DAG_COLUMNS * dataset.DAG_LAYERS  # then the chain's, then the DAG's
+    return Targets(
+        label=f"the dataset of benchmarks/dataset.py ({artifacts:,} artifacts, {relations:,} relations)",
+        scenes=[dataset.py_id("scene", s) for s in pick(range(dataset.SCENES), TARGETS)],
+        artifacts=[dataset.py_id("artifact", n) for n in pick(range(every), TARGETS)],
+        pipeline=[dataset.py_id("artifact", n) for n in pick(range(pipeline_artifacts), TARGETS)],
+        post_scenes=scenes_of(POST_STORY, POST_SCENES),
+    )
+
+
+def sqlite_targets(user) -> Targets:
+    """A story of 20 scenes, each with 3 versions of 4 types, every version after the first
+    of a type derived from the same version of the type before it: made through the
+    services once, reused afterwards."""
+    scenes = scenes_of(SMALL_STORY, SMALL_SCENES)
+    if not Artifact.objects.filter(scene_id__in=scenes).exists():
+        service = ArtifactService(user=user)
+        types = dataset.PIPELINE[:SMALL_TYPES]
+        for scene in scenes:
+            made = {}
+            for version in range(1, SMALL_VERSIONS + 1):
+                for index, name in enumerate(types):
+                    made[name, version] = service.create_artifact(scene, name, ARTIFACT_TYPES[name].example)
+                    if index:
+                        service.relate(made[name, version].pk, made[types[index - 1], version].pk, "derived_from")
+    ids = list(Artifact.objects.filter(scene_id__in=scenes).values_list("id", flat=True))
+    return Targets(
+        label=(
+            f"the small SQLite dataset ({len(scenes)} scenes, {len(ids)} artifacts made through the services;"
+            " the million-artifact dataset is PostgreSQL-only)"
+        ),
+        scenes=scenes,
+        artifacts=ids,
+        pipeline=ids,
+        post_scenes=scenes,
+    )
+
+
+def benchmark_token() -> tuple:
+    user, _ = get_user_model().objects.get_or_create(username=USER, defaults={"is_staff": True, "is_superuser": True})
+    token, _ = Token.objects.get_or_create(user=user)
+    return user, token.key
+
+
+# -- gunicorn ------------------------------------------------------------------------------------
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when this script dies, even by SIGKILL (Linux's
+    PR_SET_PDEATHSIG), so no gunicorn outlives it; and a session of its own, so a Ctrl-C
+    reaches this script only, which then stops gunicorn in order."""
+    os.setsid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class Gunicorn:
+    def __init__(self, workers: int, log: Path):
+        self.workers, self.log = workers, log
+        self.process: subprocess.Popen | None = None
+        self.host, self.port = "127.0.0.1", 0
+
+    def start(self) -> None:
+        command = [
+            sys.executable, "-m", "gunicorn", "artifacts_project.wsgi",
+            "--workers", str(self.workers), "--timeout", "60", "--bind", "127.0.0.1:0",
+        ]  # fmt: skip
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+            )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with {self.process.returncode}:\n{self.log_tail()}")
+            found = re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", self.log.read_text(errors="replace"))
+            if found:
+                self.port = int(found.group(1))
+                try:
+                    if one_request(self.host, self.port, "GET", "/healthz", {}, None)[0] == 200:
+                        return
+                except OSError:
+                    pass
+            time.sleep(0.2)
+        raise RuntimeError(f"gunicorn did not serve /healthz within 60 s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)  # the master stops its workers
+        try:
+            self.process.wait(timeout=35)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)  # its session: the master and its workers
+            self.process.wait()
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+# -- the load generator ------------------------------------------------------------------------
+
+
+def one_request(host, port, method, path, headers, body, conn=None):
+    """One request; ``conn`` is reused while the server keeps it open (gunicorn's sync
+    workers close it after each answer, so http.client opens the next one itself)."""
+    conn = conn or http.client.HTTPConnection(host, port, timeout=CLIENT_TIMEOUT)
+    conn.request(method, path, body=body, headers=headers)
+    response = conn.getresponse()
+    content = response.read()
+    return response.status, content, conn
+
+
+@dataclass
+class Endpoint:
+    label: str
+    method: str
+    paths: list[str]
+    expect: int
+    bodies: list[bytes] = field(default_factory=list)  # a POST's bodies, drawn at random
+
+
+@dataclass
+class Outcome:
+    latencies: list[float] = field(default_factory=list)  # seconds, of requests started in the window
+    statuses: dict = field(default_factory=dict)  # status -> count, every answer that was not expected
+    errors: dict = field(default_factory=dict)  # exception text -> count (no answer at all)
+    samples: list[str] = field(default_factory=list)  # the first unexpected bodies
+
+
+def client(host, port, token, commands, results, seed) -> None:
+    """One connection's loop, in a process of its own: for each endpoint sent on ``commands``,
+    requests back to back from ``start`` to ``end``; those started before ``measured_from``
+    warm up (connections, caches) and are not counted."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the clients
+    chance = random.Random(seed)
+    conn = None
+    while (command := commands.get()) is not None:
+        endpoint, start, measured_from, end = command
+        outcome = Outcome()
+        while time.monotonic() < start:
+            time.sleep(0.001)
+        while (began := time.monotonic()) < end:
+            path = chance.choice(endpoint.paths)
+            headers = {"Authorization": f"Token {token}", "X-Request-ID": f"api-bench-{uuid.uuid4().hex}"}
+            body = None
+            if endpoint.bodies:
+                body = chance.choice(endpoint.bodies)
+                headers["Content-Type"] = "application/json"
+            try:
+                status, content, conn = one_request(host, port, endpoint.method, path, headers, body, conn)
+            except (OSError, http.client.HTTPException) as exc:
+                if conn is not None:
+                    conn.close()
+                conn = None
+                error = f"{type(exc).__name__}: {exc}"
+                outcome.errors[error] = outcome.errors.get(error, 0) + 1
+                continue
+            elapsed = time.monotonic() - began
+            if status != endpoint.expect:
+                outcome.statuses[status] = outcome.statuses.get(status, 0) + 1
+                if len(outcome.samples) < 3:
+                    outcome.samples.append(f"{status} {path}: {content[:200]!r}")
+            if began >= measured_from:
+                outcome.latencies.append(elapsed)
+        results.put(outcome)
+    if conn is not None:
+        conn.close()
+
+
+@dataclass
+class Figure:
+    label: str
+    rate: float
+    p50: float
+    p99: float
+    unexpected: int
+    outcome: Outcome
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
+
+
+class Load:
+    """``concurrency`` client processes, started once and given one endpoint after another."""
+
+    def __init__(self, host, port, token, concurrency):
+        context = multiprocessing.get_context("fork")
+        connections.close_all()  # no database connection shared with the forks
+        self.results = context.Queue()
+        self.queues = [context.Queue() for _ in range(concurrency)]
+        self.processes = [
+            context.Process(target=client, args=(host, port, token, queue, self.results, n), daemon=True)
+            for n, queue in enumerate(self.queues)
+        ]
+        for process in self.processes:
+            process.start()
+
+    def run(self, endpoint: Endpoint, seconds: float, warmup: float) -> Figure:
+        start = time.monotonic() + 0.2
+        for queue in self.queues:
+            queue.put((endpoint, start, start + warmup, start + warmup + seconds))
+        outcomes = [self.results.get(timeout=warmup + seconds + CLIENT_TIMEOUT + 30) for _ in self.queues]
+        merged = Outcome()
+        for outcome in outcomes:
+            merged.latencies.extend(outcome.latencies)
+            for target, source in ((merged.statuses, outcome.statuses), (merged.errors, outcome.errors)):
+                for key, count in source.items():
+                    target[key] = target.get(key, 0) + count
+            merged.samples.extend(outcome.samples)
+        unexpected = sum(merged.statuses.values()) + sum(merged.errors.values())
+        latencies = merged.latencies
+        return Figure(
+            endpoint.label,
+            len(latencies) / seconds,
+            percentile(latencies, 0.5),
+            percentile(latencies, 0.99),
+            unexpected,
+            merged,
+        )
+
+    def stop(self) -> None:
+        for queue in self.queues:
+            try:
+                queue.put(None)
+            except (OSError, ValueError):
+                pass
+        for process in self.processes:
+            process.join(2)
+            if process.is_alive():
+                process.terminate()
+                process.join(2)
+
+
+# -- the run -------------------------------------------------------------------------------------
+
+
+def endpoints(targets: Targets) -> list[Endpoint]:
+    bodies = [json.dumps({"type": name, "payload": ARTIFACT_TYPES[name].example}).encode() for name in POST_TYPES]
+    lineage = "/v1/artifacts/{}/lineage?direction=ancestors&depth=10"
+    return [
+        Endpoint(
+            "GET list /v1/scenes/{id}/artifacts", "GET", [f"/v1/scenes/{s}/artifacts" for s in targets.scenes], 200
+        ),
+        Endpoint("GET detail /v1/artifacts/{id}", "GET", [f"/v1/artifacts/{a}" for a in targets.artifacts], 200),
+        Endpoint("GET lineage ancestors depth 10", "GET", [lineage.format(a) for a in targets.pipeline], 200),
+        Endpoint(
+            "POST /v1/scenes/{id}/artifacts",
+            "POST",
+            [f"/v1/scenes/{s}/artifacts" for s in targets.post_scenes],
+            201,
+            bodies,
+        ),
+    ]
+
+
+def line(figure: Figure, baseline: Figure | None, *, target: bool = False) -> str:
+    text = (
+        f"{figure.label:<38} {figure.rate:>8.0f} {figure.p50 * 1e3:>8.1f} {figure.p99 * 1e3:>8.1f}"
+        f" {figure.unexpected:>7}"
+    )
+    if baseline is not None:
+        ratio = figure.p99 / baseline.p99
+        text += f" {ratio:>8.2f}x {figure.rate / baseline.rate:>9.2f}x"
+        if target and ratio > TARGET:
+            text += f"  MISSES {TARGET:g}x"
+    return text
+
+
+def problems(figure: Figure) -> list[str]:
+    out = [f"    {count} x HTTP {status}" for status, count in sorted(figure.outcome.statuses.items())]
+    out += [f"    {count} x {error}" for error, count in sorted(figure.outcome.errors.items())]
+    out += [f"    e.g. {sample}" for sample in figure.outcome.samples[:3]]
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=8.0, help="measured seconds per endpoint; default 8")
+    parser.add_argument("--concurrency", type=int, default=16, help="client connections; default 16")
+    parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1), help="default 2 x cores")
+    parser.add_argument("--quick", action="store_true", help="a smoke test: 2 s per endpoint, 4 connections")
+    args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.concurrency = 2.0, 4
+    warmup = min(1.0, args.seconds / 4)
+
+    if connection.vendor == "postgresql":
+        wait_for_dataset()
+        dataset.ensure()
+    else:
+        call_command("migrate", verbosity=0)
+    user, token = benchmark_token()
+    targets = postgres_targets(user) if connection.vendor == "postgresql" else sqlite_targets(user)
+    conn_max_age = connection.settings_dict["CONN_MAX_AGE"]
+    print(f"on {targets.label}")
+    print(
+        f"{connection.vendor} {connection.settings_dict['NAME']}, CONN_MAX_AGE {conn_max_age};"
+        f" gunicorn {args.workers} sync workers; {args.concurrency} connections, {args.seconds:g} s per endpoint"
+        f" after {warmup:g} s of warm-up"
+    )
+    # Other work on the machine skews the figures: say how busy it was.
+    print("load average at start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()), flush=True)
+
+    server = load = None
+    log = Path(tempfile.mkstemp(prefix="bench-api-gunicorn-", suffix=".log")[1])
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop gunicorn on a kill too
+    failed = False
+    try:
+        server = Gunicorn(args.workers, log)
+        server.start()
+        load = Load(server.host, server.port, token, args.concurrency)
+        healthz = Endpoint("GET /healthz", "GET", ["/healthz"], 200)
+        # Ratios against the first /healthz, measured just before the list; the last one,
+        # against the first, shows how much the machine drifted during the run.
+        print(f"\n{'endpoint':<38} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>7}"
+              f" {'p99/hz':>9} {'rate/hz':>10}")  # fmt: skip
+        first = load.run(healthz, args.seconds, warmup)
+        print(line(first, None), flush=True)
+        figures = []
+        for n, endpoint in enumerate(endpoints(targets)):
+            figures.append(load.run(endpoint, args.seconds, warmup))
+            print(line(figures[-1], first, target=n == 0), flush=True)
+        last = load.run(healthz, args.seconds, warmup)
+        last.label = "GET /healthz (again, last)"
+        print(line(last, first), flush=True)
+        for figure in [first, *figures, last]:
+            if figure.unexpected:
+                failed = True
+                print(f"\n{figure.label}: {figure.unexpected} answers without the expected status")
+                print("\n".join(problems(figure)))
+        ratio = figures[0].p99 / first.p99
+        print(
+            f"\ntarget, list p99 within {TARGET:g}x /healthz's: {'met' if ratio <= TARGET else 'MISSED'}"
+            f" ({ratio:.2f}x; /healthz p99 {first.p99 * 1e3:.1f} ms first, {last.p99 * 1e3:.1f} ms last)"
+        )
+    except BaseException:
+        failed = True
+        if server is not None and server.process is not None:
+            print(f"--- gunicorn log ({log}) ---\n{server.log_tail()}", file=sys.stderr)
+        raise
+    finally:
+        if load is not None:
+            load.stop()
+        if server is not None:
+            server.stop()
+        signal.signal(signal.SIGTERM, previous)
+        print("load average at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()), flush=True)
+        if not failed:
+            log.unlink(missing_ok=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
