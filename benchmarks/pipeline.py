@@ -370,11 +370,12 @@ def main():
         " medians over the scenes"
     )
     growing = report(scenes)
-    if count > 1:
-        print(
-            "query counts: "
-            + (f"differ between scenes (N+1?) for {', '.join(growing)}" if growing else "the same for every scene")
-        )
+    if count == 1:
+        print("query counts: one scene, not compared (run without --quick to compare scenes of different sizes)")
+    elif growing:
+        print(f"query counts: differ between scenes (N+1?) for {', '.join(growing)}")
+    else:
+        print(f"query counts: the same for each of the {count} scenes")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if growing:
         sys.exit(1)
