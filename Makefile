@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-postgres drills install lint clean
+.PHONY: run test test-postgres drills bench install lint clean
 
 $(VENV)/.installed: requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -44,6 +44,11 @@ drills:
 	esac
 	@$(MAKE) --no-print-directory install
 	$(PY) -m pytest -q -s -rs -m drill tests/drills $(PYTEST_ARGS)
+
+## Every benchmark in benchmarks/ (PostgreSQL when DATABASE_URL is set, SQLite otherwise);
+## writes benchmarks/RESULTS.md. BENCH_ARGS="--only create api" or "--quick" narrow it.
+bench: install
+	$(PY) benchmarks/run.py $(BENCH_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -9,6 +9,7 @@ the same writers. Prints lost writes and throughput for each, and their ratio.
 The database is created and migrated if needed; each run writes to fresh scenes.
 """
 
+import argparse
 import os
 import sys
 import threading
@@ -87,12 +88,15 @@ def run(create, scene, writers: int) -> tuple[int, int, float]:
 
 
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 4 writers only")
+    options = parser.parse_args()
     if connection.vendor != "postgresql":
         sys.exit("run this against PostgreSQL: set DATABASE_URL=postgres://...")
     call_command("migrate", verbosity=0)
     story = story_services.story_create(title=f"benchmark {time.time()}")
     print(f"{'writers':>7} | {'seed: lost':>10} {'writes/s':>9} | {'service: lost':>13} {'writes/s':>9} | ratio")
-    for writers in (4, 16, 32):
+    for writers in (4,) if options.quick else (4, 16, 32):
         results = {}
         for name, create in (("seed", seed_create), ("service", service_create)):
             scene = story_services.scene_create(story_id=story.pk, title=f"{name} x{writers}")
