@@ -27,12 +27,14 @@ scene is an N+1, and is flagged (exit 1). A first scene, not counted, warms up.
 
 On PostgreSQL the database (its name must contain "bench") is dropped, created and
 migrated afresh on every run; a SQLite file is migrated. ``--quick``: one scene, for a
-smoke test. Media goes to a temporary directory unless DJANGO_MEDIA_ROOT is set. Other
-processes on the machine skew the figures: the load average is printed before and after.
+smoke test. Media goes to a temporary directory, removed at the end, unless DJANGO_MEDIA_ROOT
+is set. Other processes on the machine skew the figures: the load average is printed before
+and after.
 """
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -42,7 +44,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "artifacts_project.settings")
-os.environ.setdefault("DJANGO_MEDIA_ROOT", tempfile.mkdtemp(prefix="bench-pipeline-media-"))
+MEDIA_SCRATCH = None if os.environ.get("DJANGO_MEDIA_ROOT") else tempfile.mkdtemp(prefix="bench-pipeline-media-")
+if MEDIA_SCRATCH:
+    os.environ["DJANGO_MEDIA_ROOT"] = MEDIA_SCRATCH  # render_result's PNGs, removed at the end
 for name in ("PIPELINE_GENERATORS", "PIPELINE_PARAMS"):  # the shipped generators, their default params
     os.environ.pop(name, None)
 
@@ -382,4 +386,8 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        if MEDIA_SCRATCH:
+            shutil.rmtree(MEDIA_SCRATCH, ignore_errors=True)
