@@ -134,6 +134,7 @@ def main() -> int:
     postgres = url.startswith(("postgres://", "postgresql://"))
     env = dict(os.environ)
     env.setdefault("DJANGO_SECRET_KEY", "benchmark-only-not-secret")
+    env.setdefault("PYTHONWARNINGS", "ignore:No directory at")  # WhiteNoise: no collectstatic for benchmarks
     env.pop("DATABASE_OWNER_URL", None)  # each benchmark migrates its own database as its owner
     selected = [b for b in BENCHMARKS if not args.only or b.name in args.only]
     extra = ["--quick"] if args.quick else []
