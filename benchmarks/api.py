@@ -4,11 +4,13 @@ gunicorn serves the project's WSGI application as the README's Production sectio
 (sync workers, ``--workers`` 2 x cores by default, ``--timeout 60``) on a free port of
 127.0.0.1. Client processes, each with its own connection and its own interpreter (no GIL
 shared with anything), send requests back to back for a fixed time per endpoint: a closed
-loop of ``--concurrency`` connections. Each endpoint prints its requests/s, p50, p99, the
-answers that were not the expected 2xx (there must be none) and its p99 and rate beside
-``/healthz``'s, measured in the same run: ``/healthz`` runs first and again last (the two
-show how much the machine drifted; the ratios are against the first). The target: the
-list's p99 within 3x ``/healthz``'s.
+loop of ``--concurrency`` connections. Each endpoint prints its requests/s, p50, p99 and the
+answers that were not the expected 2xx (there must be none), beside ``/healthz``'s measured
+in turn with it: one-second slices of each, A B A B ..., every connection starting a slice
+once all have had their answers of the one before, so both see the same load from whatever
+else runs on the machine; the ratios are to those. ``/healthz`` also runs alone first and
+again last: the two show how much the machine drifted. The target: the list's p99 within 3x
+``/healthz``'s.
 
 - ``GET /v1/scenes/{id}/artifacts``: the default page (50, newest first) of random scenes;
 - ``GET /v1/artifacts/{id}``: random artifacts;
@@ -38,6 +40,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -267,42 +270,51 @@ class Outcome:
     samples: list[str] = field(default_factory=list)  # the first unexpected bodies
 
 
-def client(host, port, token, commands, results, seed) -> None:
-    """One connection's loop, in a process of its own: for each endpoint sent on ``commands``,
-    requests back to back from ``start`` to ``end``; those started before ``measured_from``
-    warm up (connections, caches) and are not counted."""
+def client(host, port, token, commands, results, barrier, seed) -> None:
+    """One connection's loop, in a process of its own. Each command on ``commands`` is a
+    schedule of slices ``(endpoint, seconds, measured)``: requests back to back for that long,
+    one slice after the other. Every connection starts a slice together (``barrier``), once
+    all of them have had the answers of the slice before: no request of one endpoint waits
+    in the server's queue behind another's. A slice not ``measured`` warms up (connections,
+    caches). One Outcome per measured slice goes back on ``results``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the clients
     chance = random.Random(seed)
     conn = None
-    while (command := commands.get()) is not None:
-        endpoint, start, measured_from, end = command
-        outcome = Outcome()
-        while time.monotonic() < start:
-            time.sleep(0.001)
-        while (began := time.monotonic()) < end:
-            path = chance.choice(endpoint.paths)
-            headers = {"Authorization": f"Token {token}", "X-Request-ID": f"api-bench-{uuid.uuid4().hex}"}
-            body = None
-            if endpoint.bodies:
-                body = chance.choice(endpoint.bodies)
-                headers["Content-Type"] = "application/json"
+    while (schedule := commands.get()) is not None:
+        outcomes = []
+        for endpoint, seconds, measured in schedule:
+            outcome = Outcome()
             try:
-                status, content, conn = one_request(host, port, endpoint.method, path, headers, body, conn)
-            except (OSError, http.client.HTTPException) as exc:
-                if conn is not None:
-                    conn.close()
-                conn = None
-                error = f"{type(exc).__name__}: {exc}"
-                outcome.errors[error] = outcome.errors.get(error, 0) + 1
+                barrier.wait(timeout=CLIENT_TIMEOUT + 30)
+            except threading.BrokenBarrierError:
+                outcome.errors["another client stopped answering (broken barrier)"] = 1
+                outcomes.append(outcome)
                 continue
-            elapsed = time.monotonic() - began
-            if status != endpoint.expect:
-                outcome.statuses[status] = outcome.statuses.get(status, 0) + 1
-                if len(outcome.samples) < 3:
-                    outcome.samples.append(f"{status} {path}: {content[:200]!r}")
-            if began >= measured_from:
-                outcome.latencies.append(elapsed)
-        results.put(outcome)
+            end = time.monotonic() + seconds
+            while (began := time.monotonic()) < end:
+                path = chance.choice(endpoint.paths)
+                headers = {"Authorization": f"Token {token}", "X-Request-ID": f"api-bench-{uuid.uuid4().hex}"}
+                body = None
+                if endpoint.bodies:
+                    body = chance.choice(endpoint.bodies)
+                    headers["Content-Type"] = "application/json"
+                try:
+                    status, content, conn = one_request(host, port, endpoint.method, path, headers, body, conn)
+                except (OSError, http.client.HTTPException) as exc:
+                    if conn is not None:
+                        conn.close()
+                    conn = None
+                    error = f"{type(exc).__name__}: {exc}"
+                    outcome.errors[error] = outcome.errors.get(error, 0) + 1
+                    continue
+                outcome.latencies.append(time.monotonic() - began)
+                if status != endpoint.expect:
+                    outcome.statuses[status] = outcome.statuses.get(status, 0) + 1
+                    if len(outcome.samples) < 3:
+                        outcome.samples.append(f"{status} {path}: {content[:200]!r}")
+            if measured:
+                outcomes.append(outcome)
+        results.put(outcomes)
     if conn is not None:
         conn.close()
 
@@ -310,11 +322,24 @@ def client(host, port, token, commands, results, seed) -> None:
 @dataclass
 class Figure:
     label: str
-    rate: float
-    p50: float
-    p99: float
-    unexpected: int
+    seconds: float  # measured
     outcome: Outcome
+
+    @property
+    def rate(self) -> float:
+        return len(self.outcome.latencies) / self.seconds
+
+    @property
+    def p50(self) -> float:
+        return percentile(self.outcome.latencies, 0.5)
+
+    @property
+    def p99(self) -> float:
+        return percentile(self.outcome.latencies, 0.99)
+
+    @property
+    def unexpected(self) -> int:
+        return sum(self.outcome.statuses.values()) + sum(self.outcome.errors.values())
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -322,43 +347,57 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
 
 
+def merged(outcomes) -> Outcome:
+    into = Outcome()
+    for outcome in outcomes:
+        into.latencies.extend(outcome.latencies)
+        for target, source in ((into.statuses, outcome.statuses), (into.errors, outcome.errors)):
+            for key, count in source.items():
+                target[key] = target.get(key, 0) + count
+        into.samples.extend(outcome.samples)
+    return into
+
+
 class Load:
-    """``concurrency`` client processes, started once and given one endpoint after another."""
+    """``concurrency`` client processes, started once and given one schedule after another."""
 
     def __init__(self, host, port, token, concurrency):
         context = multiprocessing.get_context("fork")
         connections.close_all()  # no database connection shared with the forks
         self.results = context.Queue()
+        self.barrier = context.Barrier(concurrency)
         self.queues = [context.Queue() for _ in range(concurrency)]
         self.processes = [
-            context.Process(target=client, args=(host, port, token, queue, self.results, n), daemon=True)
+            context.Process(target=client, args=(host, port, token, queue, self.results, self.barrier, n), daemon=True)
             for n, queue in enumerate(self.queues)
         ]
         for process in self.processes:
             process.start()
 
-    def run(self, endpoint: Endpoint, seconds: float, warmup: float) -> Figure:
-        start = time.monotonic() + 0.2
+    def run(self, endpoints: list[Endpoint], seconds: float, warmup: float, slices: int = 1) -> list[Figure]:
+        """Each endpoint warmed up for ``warmup`` seconds, then ``seconds`` of each measured in
+        ``slices`` slices taken in turn (A B A B ...), so that all see the same load from
+        whatever else runs on the machine."""
+        schedule = [(endpoint, warmup, False) for endpoint in endpoints]
+        schedule += [(endpoint, seconds / slices, True) for _ in range(slices) for endpoint in endpoints]
         for queue in self.queues:
-            queue.put((endpoint, start, start + warmup, start + warmup + seconds))
-        outcomes = [self.results.get(timeout=warmup + seconds + CLIENT_TIMEOUT + 30) for _ in self.queues]
-        merged = Outcome()
-        for outcome in outcomes:
-            merged.latencies.extend(outcome.latencies)
-            for target, source in ((merged.statuses, outcome.statuses), (merged.errors, outcome.errors)):
-                for key, count in source.items():
-                    target[key] = target.get(key, 0) + count
-            merged.samples.extend(outcome.samples)
-        unexpected = sum(merged.statuses.values()) + sum(merged.errors.values())
-        latencies = merged.latencies
-        return Figure(
-            endpoint.label,
-            len(latencies) / seconds,
-            percentile(latencies, 0.5),
-            percentile(latencies, 0.99),
-            unexpected,
-            merged,
-        )
+            queue.put(schedule)
+        timeout = warmup * len(endpoints) + seconds * len(endpoints) + CLIENT_TIMEOUT * len(schedule) + 30
+        per_client = [self.results.get(timeout=timeout) for _ in self.queues]
+        measured = [entry[0] for entry in schedule if entry[2]]
+        return [
+            Figure(
+                endpoint.label,
+                seconds,
+                merged(
+                    outcome
+                    for outcomes in per_client
+                    for e, outcome in zip(measured, outcomes, strict=True)
+                    if e is endpoint
+                ),
+            )
+            for endpoint in endpoints
+        ]
 
     def stop(self) -> None:
         for queue in self.queues:
@@ -395,16 +434,24 @@ def endpoints(targets: Targets) -> list[Endpoint]:
     ]
 
 
-def line(figure: Figure, baseline: Figure | None, *, target: bool = False) -> str:
+HEADER = (
+    f"{'endpoint':<38} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'non-2xx':>7} |"
+    f" {'/healthz beside it: req/s':>25} {'p99 ms':>7} | {'p99/hz':>7} {'rate/hz':>7}"
+)
+
+
+def line(figure: Figure, beside: Figure | None = None, *, target: bool = False) -> str:
+    """An endpoint's figures, and beside them those of the /healthz slices taken in turn with it."""
     text = (
-        f"{figure.label:<38} {figure.rate:>8.0f} {figure.p50 * 1e3:>8.1f} {figure.p99 * 1e3:>8.1f}"
+        f"{figure.label:<38} {figure.rate:>7.0f} {figure.p50 * 1e3:>7.1f} {figure.p99 * 1e3:>7.1f}"
         f" {figure.unexpected:>7}"
     )
-    if baseline is not None:
-        ratio = figure.p99 / baseline.p99
-        text += f" {ratio:>8.2f}x {figure.rate / baseline.rate:>9.2f}x"
-        if target and ratio > TARGET:
-            text += f"  MISSES {TARGET:g}x"
+    if beside is None:
+        return text
+    ratio = figure.p99 / beside.p99
+    text += f" | {beside.rate:>25.0f} {beside.p99 * 1e3:>7.1f} | {ratio:>6.2f}x {figure.rate / beside.rate:>6.2f}x"
+    if target and ratio > TARGET:
+        text += f"  MISSES {TARGET:g}x"
     return text
 
 
@@ -424,7 +471,9 @@ def main() -> int:
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.concurrency = 2.0, 4
-    warmup = min(1.0, args.seconds / 4)
+    warmup = min(1.0, args.seconds / 8)
+    # Slices of a second (half a second in a short run), endpoint and /healthz in turn.
+    slices = max(1, round(args.seconds / (1.0 if args.seconds >= 4 else 0.5)))
 
     if connection.vendor == "postgresql":
         wait_for_dataset()
@@ -438,7 +487,7 @@ def main() -> int:
     print(
         f"{connection.vendor} {connection.settings_dict['NAME']}, CONN_MAX_AGE {conn_max_age};"
         f" gunicorn {args.workers} sync workers; {args.concurrency} connections, {args.seconds:g} s per endpoint"
-        f" after {warmup:g} s of warm-up"
+        f" in {slices} slices after {warmup:g} s of warm-up"
     )
     # Other work on the machine skews the figures: say how busy it was.
     print("load average at start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()), flush=True)
@@ -452,28 +501,31 @@ def main() -> int:
         server.start()
         load = Load(server.host, server.port, token, args.concurrency)
         healthz = Endpoint("GET /healthz", "GET", ["/healthz"], 200)
-        # Ratios against the first /healthz, measured just before the list; the last one,
-        # against the first, shows how much the machine drifted during the run.
-        print(f"\n{'endpoint':<38} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>7}"
-              f" {'p99/hz':>9} {'rate/hz':>10}")  # fmt: skip
-        first = load.run(healthz, args.seconds, warmup)
-        print(line(first, None), flush=True)
+        # /healthz alone, first and last: the two show how much the machine drifted. Each
+        # endpoint is measured in slices taken in turn with /healthz's, and its ratios are to
+        # those: both saw the same load from whatever else ran meanwhile.
+        print(f"\n{HEADER}")
+        first = load.run([healthz], args.seconds, warmup)[0]
+        first.label = "GET /healthz (alone, first)"
+        print(line(first), flush=True)
         figures = []
         for n, endpoint in enumerate(endpoints(targets)):
-            figures.append(load.run(endpoint, args.seconds, warmup))
-            print(line(figures[-1], first, target=n == 0), flush=True)
-        last = load.run(healthz, args.seconds, warmup)
-        last.label = "GET /healthz (again, last)"
-        print(line(last, first), flush=True)
+            measured, beside = load.run([endpoint, healthz], args.seconds, warmup, slices)
+            figures += [measured, beside]
+            print(line(measured, beside, target=n == 0), flush=True)
+        last = load.run([healthz], args.seconds, warmup)[0]
+        last.label = "GET /healthz (alone, last)"
+        print(line(last), flush=True)
         for figure in [first, *figures, last]:
             if figure.unexpected:
                 failed = True
                 print(f"\n{figure.label}: {figure.unexpected} answers without the expected status")
                 print("\n".join(problems(figure)))
-        ratio = figures[0].p99 / first.p99
+        ratio = figures[0].p99 / figures[1].p99
         print(
-            f"\ntarget, list p99 within {TARGET:g}x /healthz's: {'met' if ratio <= TARGET else 'MISSED'}"
-            f" ({ratio:.2f}x; /healthz p99 {first.p99 * 1e3:.1f} ms first, {last.p99 * 1e3:.1f} ms last)"
+            f"\ntarget, list p99 within {TARGET:g}x /healthz's beside it:"
+            f" {'met' if ratio <= TARGET else 'MISSED'} ({ratio:.2f}x);"
+            f" /healthz alone: p99 {first.p99 * 1e3:.1f} ms first, {last.p99 * 1e3:.1f} ms last"
         )
     except BaseException:
         failed = True
