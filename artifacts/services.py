@@ -7,7 +7,9 @@ the bytes of media artifacts in ``content.py``; every lock in ``artifacts_projec
 
 Versioning never loses a write: a create serializes on its stream (``lock_stream``),
 reads the stream's latest version and inserts the next one while holding that lock. The
-seed's three retries on IntegrityError remain only as a safety net, logged when exhausted.
+seed's three retries on a version conflict remain only as a safety net, logged when
+exhausted: the INSERT does nothing (ON CONFLICT on the stream's unique index) instead of
+raising IntegrityError, so a retry needs no savepoint.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import logging
 
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Exists, OuterRef
 
 from artifacts_project import locks
 from artifacts_project.audit import acting_user, audit_record
@@ -51,9 +54,19 @@ MAX_CREATE_ATTEMPTS = 3
 MAX_BATCH = 1000
 
 
-def _is_version_conflict(exc: IntegrityError) -> bool:
-    message = str(exc)
-    return "stream_version" in message or "artifacts_artifact.version" in message
+def _scene_and_story(scene_id) -> tuple:
+    """The scene's key and its story's, or NotFound: one read by primary key, written in SQL
+    because compiling it through the ORM cost more than the read itself on every create."""
+    pk = parse_uuid(scene_id, what="scene")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT story_id FROM {Scene._meta.db_table} WHERE id = %s",
+            [Scene._meta.pk.get_db_prep_value(pk, connection)],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise NotFound(f"scene {scene_id} does not exist", field="scene_id")
+    return pk, Story._meta.pk.to_python(row[0])
 
 
 class ArtifactService:
@@ -73,9 +86,9 @@ class ArtifactService:
     @atomic_write
     def create_artifact(self, scene_id, type, payload, parent_id=None, **options) -> Artifact:
         """Create the next version of the scene's ``type`` stream."""
-        scene = get_or_not_found(Scene.objects.only("id", "story_id"), scene_id, what="scene")
+        scene_pk, story_id = _scene_and_story(scene_id)
         return self._create(
-            story_id=scene.story_id, scene_id=scene.pk, type=type, payload=payload, parent_id=parent_id, **options
+            story_id=story_id, scene_id=scene_pk, type=type, payload=payload, parent_id=parent_id, **options
         )
 
     def get_artifact(self, artifact_id) -> Artifact:
@@ -290,6 +303,121 @@ class ArtifactService:
                 raise DuplicateRelation(f"{source} {relation_type} {target} already exists") from None
             raise
 
+    def relate_many(
+        self, from_artifact_id, targets, *, created_by_step=None, source_is_new: bool = False
+    ) -> list[ArtifactRelation]:
+        """Record ``from`` <relation_type> ``to`` for each ``(to_artifact_id, relation_type)``
+        of ``targets``, all or none, with ``relate``'s rules and errors: one ``IN`` query
+        checks that the artifacts exist (and reads what the checks below need), one INSERT
+        writes the relations, whatever their number.
+
+        A new acyclic edge ``from -> to`` closes a cycle only along a path back to ``from``,
+        whose last edge points at ``from``. When none does, ``relate`` skips the walk but
+        still holds the relation graph's lock, since another transaction could add such an
+        edge meanwhile. ``source_is_new`` is the caller's word that ``from`` was created in
+        the transaction still open (the pipeline's new version): no other transaction can
+        see it, so none can add an edge into it before this one commits, and when none
+        points at it now (the same query checks) these edges cannot close a cycle, now or
+        later: neither the lock nor a walk is needed. Something pointing at it after all
+        (made earlier in the same transaction) takes the general way: the lock, then a walk
+        per acyclic target.
+        """
+        if source_is_new and not transaction.get_connection().in_atomic_block:
+            raise InvalidRelation(
+                "source_is_new: the source must be created in the transaction still open, and none is open",
+                field="from_artifact_id",
+            )
+        return self._relate_many(
+            from_artifact_id, targets, created_by_step=created_by_step, source_is_new=source_is_new
+        )
+
+    @atomic_write
+    def _relate_many(
+        self, from_artifact_id, targets, *, created_by_step, source_is_new: bool
+    ) -> list[ArtifactRelation]:
+        source = parse_uuid(from_artifact_id, what="artifact")
+        edges = self._checked_edges(source, targets)
+        if not edges:
+            return []
+        acyclic = [target for target, relation_type in edges if relation_type in ACYCLIC_RELATIONS]
+        locked = bool(acyclic) and not source_is_new
+        if locked:
+            locks.lock_relation_graph()  # before the read below, so that it sees every committed edge
+        rows = (
+            Artifact.objects.filter(pk__in={source, *(target for target, _ in edges)})
+            .order_by()
+            .annotate(
+                # Whether an acyclic relation points at ``source`` (the same for every row).
+                points_at_source=Exists(
+                    ArtifactRelation.objects.filter(to_artifact_id=source, relation_type__in=ACYCLIC_RELATIONS)
+                ),
+                # Whether ``source`` relates to this row already, by any type.
+                related=Exists(ArtifactRelation.objects.filter(from_artifact_id=source, to_artifact_id=OuterRef("pk"))),
+            )
+            .values_list("pk", "points_at_source", "related")
+        )
+        found = {pk: (pointed, related) for pk, pointed, related in rows}
+        if source not in found:
+            raise NotFound(f"artifact {from_artifact_id} does not exist", field="from_artifact_id")
+        for target, _ in edges:
+            if target not in found:
+                raise NotFound(f"artifact {target} does not exist", field="to_artifact_id")
+        related = [target for target in found if target != source and found[target][1]]
+        if related:
+            existing = ArtifactRelation.objects.filter(from_artifact_id=source, to_artifact_id__in=related)
+            for target, relation_type in existing.values_list("to_artifact_id", "relation_type"):
+                if (target, relation_type) in edges:
+                    raise DuplicateRelation(f"{source} {relation_type} {target} already exists")
+        if acyclic and found[source][0]:
+            if not locked:
+                locks.lock_relation_graph()  # the walks below must see every committed edge
+            for target in acyclic:
+                if lineage_walk.reaches(start=target, goal=source, over=ACYCLIC_RELATIONS):
+                    relation_type = next(t for to, t in edges if to == target and t in ACYCLIC_RELATIONS)
+                    raise Cycle(f"{source} {relation_type} {target} would close a cycle")
+        relations = [
+            ArtifactRelation(
+                from_artifact_id=source,
+                to_artifact_id=target,
+                relation_type=relation_type,
+                created_by_step=created_by_step,
+                request_id=self.request_id,
+            )
+            for target, relation_type in edges
+        ]
+        try:
+            return ArtifactRelation.objects.bulk_create(relations)
+        except IntegrityError:
+            # Checked above: a concurrent writer recorded one of them meanwhile. This action's
+            # transaction (or savepoint) is rolled back as the error leaves it.
+            raise DuplicateRelation(f"a relation from {source} was recorded meanwhile; nothing was written") from None
+
+    @staticmethod
+    def _checked_edges(source, targets) -> dict[tuple, None]:
+        """``(to_artifact_id, relation_type)`` pairs, checked and parsed, in the order given."""
+        shape = "targets must be a list of (to_artifact_id, relation_type) pairs"
+        if isinstance(targets, str | bytes | dict) or not hasattr(targets, "__iter__"):
+            raise InvalidRelation(shape, field="targets")
+        edges = {}
+        for item in targets:
+            if not isinstance(item, list | tuple) or len(item) != 2:
+                raise InvalidRelation(shape, field="targets")
+            to_artifact_id, relation_type = item
+            if relation_type not in RelationType.values:
+                raise InvalidRelation(
+                    f"unknown relation type {relation_type!r}; one of {', '.join(RelationType.values)}",
+                    field="relation_type",
+                )
+            target = parse_uuid(to_artifact_id, what="artifact")
+            if target == source:
+                raise InvalidRelation("an artifact cannot relate to itself", field="to_artifact_id")
+            if (target, relation_type) in edges:
+                raise DuplicateRelation(f"{source} {relation_type} {target} is given twice")
+            edges[(target, relation_type)] = None
+            if len(edges) > MAX_BATCH:
+                raise InvalidRelation(f"at most {MAX_BATCH} relations at once", field="targets")
+        return edges
+
     # -- reads -------------------------------------------------------------------
 
     def versions(self, artifact_id):
@@ -393,53 +521,59 @@ class ArtifactService:
         if artifact_id is not None:
             artifact.pk = parse_uuid(artifact_id, what="artifact")
 
+        if artifact_type.planning and scene_id is not None:
+            self._check_planning_lock(scene_id, type)
+        if prepared is not None:
+            # Once every check has passed (a refused create stores nothing), and before the
+            # stream's lock, which the write would only hold longer.
+            stored = store_content(prepared)
+        if stored is not None:
+            artifact.content.name = stored.name
+            artifact.content_sha256 = stored.sha256
+            artifact.content_size = stored.size
+            artifact.mime_type = stored.mime_type
+        # The critical section: the stream's lock and the INSERT (one round trip), the COMMIT.
+        # A version taken meanwhile (only a writer bypassing the lock could) makes the INSERT
+        # do nothing rather than fail, so the safety net retries it without a savepoint: the
+        # transaction stays usable and the lock stays held.
         for attempt in range(1, MAX_CREATE_ATTEMPTS + 1):
-            try:
-                with transaction.atomic():
-                    if artifact_type.planning and scene_id is not None:
-                        self._check_planning_lock(scene_id, type)
-                    if prepared is not None:
-                        # Once every check has passed (a refused create stores nothing), and
-                        # before the stream's lock, which the write would only hold longer.
-                        stored = store_content(prepared)
-                    if stored is not None:
-                        artifact.content.name = stored.name
-                        artifact.content_sha256 = stored.sha256
-                        artifact.content_size = stored.size
-                        artifact.mime_type = stored.mime_type
-                    # The critical section: the stream's lock, one INSERT, the COMMIT.
-                    locks.lock_stream(story_id=story_id, scene_id=scene_id, type=type)
-                    return self._insert_next_version(
-                        artifact, inherit_parent=parent_uuid is None, inherit_fingerprint=fingerprint is None
-                    )
-            except IntegrityError as exc:
-                if not _is_version_conflict(exc):
-                    raise
-                logger.warning(
-                    "version conflict on %s/%s (attempt %d of %d)",
-                    scene_id or story_id,
-                    type,
-                    attempt,
-                    MAX_CREATE_ATTEMPTS,
-                )
+            made = self._insert_next_version(
+                artifact, inherit_parent=parent_uuid is None, inherit_fingerprint=fingerprint is None, lock=attempt == 1
+            )
+            if made is not None:
+                return made
+            logger.warning(
+                "version conflict on %s/%s (attempt %d of %d)", scene_id or story_id, type, attempt, MAX_CREATE_ATTEMPTS
+            )
         logger.error(
             "version assignment exhausted %d attempts on stream %s/%s", MAX_CREATE_ATTEMPTS, scene_id or story_id, type
         )
         raise VersionConflict(f"could not assign a version on {type} after {MAX_CREATE_ATTEMPTS} attempts")
 
-    def _insert_next_version(self, artifact: Artifact, *, inherit_parent: bool, inherit_fingerprint: bool) -> Artifact:
+    # The unique index a stream's versions are checked against, in each stream shape (the
+    # model's artifact_unique_scene_stream_version and artifact_unique_story_stream_version).
+    _SCENE_STREAM_VERSION = "(scene_id, type, version) WHERE scene_id IS NOT NULL"
+    _STORY_STREAM_VERSION = "(story_id, type, version) WHERE scene_id IS NULL"
+
+    def _insert_next_version(
+        self, artifact: Artifact, *, inherit_parent: bool, inherit_fingerprint: bool, lock: bool
+    ) -> Artifact | None:
         """Insert ``artifact`` as its stream's next version in one statement, which reads the
         stream's latest version (one index probe each) for the version number and, unless
-        given, the parent and the fingerprint it inherits. Only meaningful under the stream's
-        lock; the unique index is the last word should anything slip past it."""
+        given, the parent and the fingerprint it inherits. With ``lock``, the stream's lock is
+        taken first, in the same round trip; the INSERT is only meaningful under that lock.
+        Returns None, having written nothing, when the version it computed is taken: the
+        unique index is the last word should anything slip past the lock."""
         table = Artifact._meta.db_table
         key = Artifact._meta.pk
         if artifact.scene_id is not None:
             stream = "scene_id = %s AND type = %s"
             stream_params = [key.get_db_prep_value(artifact.scene_id, connection), artifact.type]
+            arbiter = self._SCENE_STREAM_VERSION
         else:
             stream = "story_id = %s AND scene_id IS NULL AND type = %s"
             stream_params = [key.get_db_prep_value(artifact.story_id, connection), artifact.type]
+            arbiter = self._STORY_STREAM_VERSION
 
         def latest(column: str) -> str:
             return f"(SELECT {column} FROM {table} WHERE {stream} ORDER BY version DESC LIMIT 1)"
@@ -461,11 +595,19 @@ class ArtifactService:
                 params.append(field.get_db_prep_save(field.pre_save(artifact, True), connection))
         sql = (
             f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(values)}) "
-            "RETURNING version, parent_id, fingerprint"
+            f"ON CONFLICT {arbiter} DO NOTHING RETURNING version, parent_id, fingerprint"
         )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            version, parent_id, fingerprint = cursor.fetchone()
+        if lock:
+            rows = locks.lock_stream(
+                story_id=artifact.story_id, scene_id=artifact.scene_id, type=artifact.type, then=(sql, params)
+            )
+        else:
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                rows = cursor.fetchall()
+        if not rows:
+            return None
+        ((version, parent_id, fingerprint),) = rows
         artifact.version = version
         artifact.parent_id = Artifact._meta.pk.to_python(parent_id) if parent_id is not None else None
         artifact.fingerprint = fingerprint
