@@ -6,16 +6,16 @@ only through ``artifacts_project.locks``.
 
 from __future__ import annotations
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection
 from django.db.models import Max
 from django.utils import timezone
 
 from artifacts.models import Artifact
 from artifacts_project import locks
 from artifacts_project.audit import acting_user
-from artifacts_project.errors import InvalidInput, InvalidTransition
+from artifacts_project.errors import InvalidInput, InvalidTransition, NotFound
 from artifacts_project.input_limits import check_columns, check_int, check_json, check_text
-from artifacts_project.lookups import get_or_not_found
+from artifacts_project.lookups import ensure_exists, get_or_not_found, parse_uuid
 from artifacts_project.request_id import get_request_id
 from artifacts_project.transactions import atomic_write
 from stories.models import Scene, Story
@@ -34,6 +34,9 @@ RUN_TRANSITIONS = {
 
 
 FINISHED_STEP_STATUSES = (StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.SKIPPED)
+
+# Links recorded at once (one INSERT of 7 parameters a row stays far inside SQLite's limit).
+MAX_LINKS = 1000
 
 
 def _check_json_object(value, *, field: str) -> None:
@@ -175,14 +178,22 @@ def step_record(
 
 
 @atomic_write
-def step_finish(*, step_id, status: str, output_summary=None, error: str = "") -> AgentStep:
+def step_finish(*, step_id, status: str, output_summary=None, error: str = "", links=()) -> AgentStep:
+    """Finish a pending or running step; ``links``, ``(artifact_id, direction)`` pairs, are
+    recorded with it as the step's consumed and produced artifacts (stage: the step's node),
+    as ``run_link_artifacts`` records them, in the same transaction: a step that cannot
+    finish (finished already, e.g. by a second delivery that took it over) records nothing."""
     if status not in FINISHED_STEP_STATUSES:
         raise InvalidInput(f"a step finishes as one of {', '.join(FINISHED_STEP_STATUSES)}", field="status")
     _check_json_object(output_summary, field="output_summary")
     check_text(error, field="error")
+    keys = _link_keys(links)
     step = locks.lock_step(step_id)
     if step.status not in (StepStatus.PENDING, StepStatus.RUNNING):
         raise InvalidTransition(f"step {step.pk} already finished as {step.status}")
+    if keys:
+        _check_artifacts_exist(keys)
+        _insert_links(run_id=step.run_id, step_id=step.pk, stage=step.node, keys=keys)
     step.status = status
     step.output_summary = output_summary or {}
     step.error = error or ""
@@ -197,24 +208,109 @@ def run_link_artifact(*, run_id, artifact_id, stage: str, direction: str, step_i
 
     Idempotent, so a resumed run can record the same fact again: returns (link, created).
     """
-    if direction not in Direction.values:
-        raise InvalidInput(f"direction must be one of {', '.join(Direction.values)}", field="direction")
+    (result,) = run_link_artifacts(run_id=run_id, stage=stage, links=[(artifact_id, direction)], step_id=step_id)
+    return result
+
+
+@atomic_write
+def run_link_artifacts(*, run_id, stage: str, links, step_id=None) -> list[tuple[RunArtifactLink, bool]]:
+    """Record what ``stage`` of the run consumed and produced: ``links`` are
+    ``(artifact_id, direction)`` pairs. Returns ``(link, created)`` per distinct pair, in
+    the order given.
+
+    Idempotent as ``run_link_artifact`` is: a link that exists already (the same run,
+    artifact, stage and direction) is returned as it is, not an error. Whatever the number
+    of links: one read of the step (or of the run, without a step), one ``IN`` query that
+    checks the artifacts exist (a missing one is refused, NotFound, before anything is
+    written), and one INSERT of the links that do not exist yet (``ON CONFLICT DO
+    NOTHING``, so a concurrent writer of the same link is no error either); one more read
+    only when some existed already. Takes no lock: the links' foreign keys hold the rows.
+    """
     if not isinstance(stage, str) or not stage.strip():
         raise InvalidInput("stage must be a non-empty string", field="stage")
     check_columns(RunArtifactLink, stage=stage)
-    run = get_or_not_found(Run.objects.only("id"), run_id, what="run")
-    artifact = get_or_not_found(Artifact.objects.only("id"), artifact_id, what="artifact")
-    step = None
+    keys = _link_keys(links)
+    run_pk = parse_uuid(run_id, what="run")
     if step_id is not None:
-        step = get_or_not_found(AgentStep.objects.only("id", "run_id"), step_id, what="step")
-        if step.run_id != run.pk:
+        step = AgentStep.objects.filter(pk=parse_uuid(step_id, what="step")).only("id", "run_id").first()
+        if step is None:
+            ensure_exists(Run, run_pk, what="run")  # the run is reported first, as it is named first
+            raise NotFound(f"step {step_id} does not exist", field="step_id")
+        if step.run_id != run_pk:
+            ensure_exists(Run, run_pk, what="run")
             raise InvalidInput(f"step {step.pk} belongs to another run", field="step_id")
-    key = {"run": run, "artifact": artifact, "stage": stage.strip(), "direction": direction}
-    existing = RunArtifactLink.objects.filter(**key).first()
-    if existing is not None:
-        return existing, False
-    try:
-        with transaction.atomic():
-            return RunArtifactLink.objects.create(step=step, **key), True
-    except IntegrityError:  # a concurrent writer recorded the same fact first
-        return RunArtifactLink.objects.get(**key), False
+        step_id = step.pk
+    else:
+        ensure_exists(Run, run_pk, what="run")
+    if not keys:
+        return []
+    _check_artifacts_exist(keys)
+    return _insert_links(run_id=run_pk, step_id=step_id, stage=stage.strip(), keys=keys)
+
+
+def _link_keys(links) -> list[tuple]:
+    """``(artifact_id, direction)`` pairs, checked, parsed, each once, in the order given."""
+    if isinstance(links, str | bytes | dict) or not hasattr(links, "__iter__"):
+        raise InvalidInput("links must be a list of (artifact_id, direction) pairs", field="links")
+    keys = {}
+    for item in links:
+        if not isinstance(item, list | tuple) or len(item) != 2:
+            raise InvalidInput("links must be a list of (artifact_id, direction) pairs", field="links")
+        artifact_id, direction = item
+        if direction not in Direction.values:
+            raise InvalidInput(f"direction must be one of {', '.join(Direction.values)}", field="direction")
+        keys.setdefault((parse_uuid(artifact_id, what="artifact"), str(direction)), None)
+        if len(keys) > MAX_LINKS:
+            raise InvalidInput(f"at most {MAX_LINKS} links at once", field="links")
+    return list(keys)
+
+
+def _check_artifacts_exist(keys) -> None:
+    """One ``IN`` query; NotFound names the first artifact (in the order given) that does not exist."""
+    wanted = list(dict.fromkeys(artifact_id for artifact_id, _ in keys))
+    found = set(Artifact.objects.filter(pk__in=wanted).order_by().values_list("pk", flat=True))
+    for artifact_id in wanted:
+        if artifact_id not in found:
+            raise NotFound(f"artifact {artifact_id} does not exist", field="artifact_id")
+
+
+_LINK_COLUMNS = ("id", "run", "step", "artifact", "stage", "direction", "created_at")
+
+
+def _insert_links(*, run_id, step_id, stage: str, keys) -> list[tuple[RunArtifactLink, bool]]:
+    """One ``INSERT ... ON CONFLICT DO NOTHING RETURNING id`` (PostgreSQL, and SQLite since
+    3.35): the ids it returns are the links created; the others existed, and are read."""
+    now = timezone.now()
+    links = [
+        RunArtifactLink(run_id=run_id, step_id=step_id, artifact_id=a, stage=stage, direction=d, created_at=now)
+        for a, d in keys
+    ]
+    meta = RunArtifactLink._meta
+    fields = [meta.get_field(name) for name in _LINK_COLUMNS]
+    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    quote = connection.ops.quote_name
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+        f"VALUES {', '.join([row] * len(links))} ON CONFLICT DO NOTHING RETURNING {quote(meta.pk.column)}"
+    )
+    params = [f.get_db_prep_save(getattr(link, f.attname), connection) for link in links for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        created = {meta.pk.to_python(pk) for (pk,) in cursor.fetchall()}
+    for link in links:
+        link._state.adding, link._state.db = False, connection.alias
+    existing = {}
+    if len(created) < len(links):  # recorded before (a resumed run, a repeated request) or meanwhile
+        artifact_ids = [link.artifact_id for link in links if link.pk not in created]
+        for link in RunArtifactLink.objects.filter(run_id=run_id, stage=stage, artifact_id__in=artifact_ids):
+            existing[(link.artifact_id, link.direction)] = link
+    result = []
+    for link in links:
+        if link.pk in created:
+            result.append((link, True))
+            continue
+        found = existing.get((link.artifact_id, link.direction))
+        if found is None:  # ON CONFLICT skips uniqueness conflicts only: this cannot happen
+            raise IntegrityError(f"link of artifact {link.artifact_id} was neither inserted nor found")
+        result.append((found, False))
+    return result

@@ -306,7 +306,7 @@ def run_node(scene: Scene, run: Run, node: Node, *, force: bool, begin) -> Outco
         if decision.action == REFUSE:
             raise NodeRefused("; ".join(decision.reasons))
         if decision.action == REUSE:
-            artifact = _record_reuse(run, step, decision, decision.latest)
+            artifact = _record_reuse(step, decision, decision.latest)
             return Outcome(node, "reused", decision.reasons, artifact)
         artifact, made = _make(scene, run, step, decision, force=force)
         reasons = decision.reasons if made else ["made meanwhile by another run"]
@@ -361,7 +361,7 @@ def _record_made(
     latest = _latest(scene, node.name)
     if not force and latest is not None and latest.fingerprint == decision.fingerprint:
         # Another run made this very version while this one generated: keep theirs.
-        return _record_reuse(run, step, decision, latest, reason="made meanwhile by another run"), False
+        return _record_reuse(step, decision, latest, reason="made meanwhile by another run"), False
     service = ArtifactService()
     kind = next((k for k in get_type(node.name).kinds if k in MEDIA_KINDS), None) if content is not None else None
     artifact = service.create_artifact(
@@ -375,23 +375,30 @@ def _record_made(
         fingerprint=decision.fingerprint,
         artifact_id=artifact_id,
     )
-    for source in decision.inputs.values():
-        service.relate(artifact.pk, source.pk, RelationType.DERIVED_FROM, created_by_step=step)
-    _link(run, step, decision, artifact)
+    # The artifact was created just now, in this transaction: its relations cannot close a
+    # cycle, and go in one INSERT without the relation graph's lock (see relate_many).
+    service.relate_many(
+        artifact.pk,
+        [(source.pk, RelationType.DERIVED_FROM) for source in decision.inputs.values()],
+        created_by_step=step,
+        source_is_new=True,
+    )
     run_services.step_finish(
         step_id=step.pk,
         status=StepStatus.SUCCEEDED,
         output_summary={"action": "made", "artifact_id": str(artifact.pk), "version": artifact.version},
+        links=_links(decision, artifact),
     )
     return artifact, True
 
 
-@atomic_write
-def _record_reuse(run, step, decision, artifact, *, reason: str | None = None) -> Artifact:
-    _link(run, step, decision, artifact)
+def _record_reuse(step, decision, artifact, *, reason: str | None = None) -> Artifact:
+    """The step finishes skipped, with its links: one action (``step_finish``'s transaction,
+    or the caller's when it runs inside ``_record_made``)."""
     run_services.step_finish(
         step_id=step.pk,
         status=StepStatus.SKIPPED,
+        links=_links(decision, artifact),
         output_summary={
             "action": "reused",
             "artifact_id": str(artifact.pk),
@@ -402,15 +409,9 @@ def _record_reuse(run, step, decision, artifact, *, reason: str | None = None) -
     return artifact
 
 
-def _link(run, step, decision, output) -> None:
-    stage = decision.node.name
-    for source in decision.inputs.values():
-        run_services.run_link_artifact(
-            run_id=run.pk, artifact_id=source.pk, stage=stage, direction=Direction.CONSUMED, step_id=step.pk
-        )
-    run_services.run_link_artifact(
-        run_id=run.pk, artifact_id=output.pk, stage=stage, direction=Direction.PRODUCED, step_id=step.pk
-    )
+def _links(decision, output) -> list[tuple]:
+    """What the step consumed and produced, recorded with its finish (stage: its node)."""
+    return [*((source.pk, Direction.CONSUMED) for source in decision.inputs.values()), (output.pk, Direction.PRODUCED)]
 
 
 def story_scenes(story_id) -> list[Scene]:

@@ -1,0 +1,115 @@
+"""ArtifactService.relate_many: a new version's relations to its inputs in one INSERT, with
+relate's rules (SPEC §3: unique per edge, no self-edges, derived_from and transcoded_from
+never form a cycle)."""
+
+import uuid
+
+import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from artifacts.models import ArtifactRelation
+from artifacts.services import ArtifactService
+from artifacts_project.errors import Cycle, DuplicateRelation, InvalidRelation, NotFound
+from tests.conftest import SCENE_INTENT
+
+
+def intents(service, scene, n):
+    return [service.create_artifact(scene.pk, "scene_intent", {**SCENE_INTENT, "mood": f"m{i}"}) for i in range(n)]
+
+
+def edges():
+    return sorted(ArtifactRelation.objects.values_list("from_artifact_id", "to_artifact_id", "relation_type"))
+
+
+def test_relations_are_recorded_all_at_once(service, scene):
+    source, a, b = intents(service, scene, 3)
+    made = service.relate_many(source.pk, [(a.pk, "derived_from"), (str(b.pk), "variant_of")])
+    assert [(r.from_artifact_id, r.to_artifact_id, r.relation_type) for r in made] == [
+        (source.pk, a.pk, "derived_from"),
+        (source.pk, b.pk, "variant_of"),
+    ]
+    assert {r.request_id for r in ArtifactRelation.objects.all()} == {"test-request"}
+    assert service.relate_many(source.pk, []) == []
+
+
+def test_queries_do_not_grow_with_the_number_of_relations(service, scene, is_postgres):
+    artifacts = intents(service, scene, 14)
+
+    def relate(source, targets, **options):
+        with CaptureQueriesContext(connection) as queries:
+            service.relate_many(source.pk, [(t.pk, "derived_from") for t in targets], **options)
+        return [q["sql"] for q in queries]
+
+    # A new source: the artifacts (one IN, with what the checks need) and one INSERT, and
+    # this test's transaction's savepoint: no lock, no walk.
+    one, many = (
+        relate(artifacts[0], artifacts[1:2], source_is_new=True),
+        relate(artifacts[2], artifacts[3:7], source_is_new=True),
+    )
+    assert len(one) == len(many) == 4
+    assert not any("advisory" in sql or "RECURSIVE" in sql for sql in one + many)
+    # Otherwise the relation graph's lock comes first (PostgreSQL); nothing points at these
+    # sources, so there is still no walk.
+    one, many = relate(artifacts[7], artifacts[8:9]), relate(artifacts[9], artifacts[10:14])
+    assert len(one) == len(many) == (5 if is_postgres else 4)
+    assert not any("RECURSIVE" in sql for sql in one + many)
+    assert len(edges()) == 10
+
+
+def test_a_missing_artifact_is_refused_and_nothing_is_written(service, scene):
+    source, a = intents(service, scene, 2)
+    missing = uuid.uuid4()
+    with pytest.raises(NotFound) as refused:
+        service.relate_many(source.pk, [(a.pk, "derived_from"), (missing, "derived_from")], source_is_new=True)
+    assert (refused.value.field, str(missing) in str(refused.value)) == ("to_artifact_id", True)
+    with pytest.raises(NotFound) as refused:
+        service.relate_many(missing, [(a.pk, "derived_from")])
+    assert refused.value.field == "from_artifact_id"
+    with pytest.raises(NotFound):
+        service.relate_many(source.pk, [("not-a-uuid", "derived_from")])
+    assert edges() == []
+
+
+def test_relates_rules_hold_and_a_refusal_writes_nothing(service, scene):
+    a, b, c = intents(service, scene, 3)
+    service.relate(a.pk, b.pk, "derived_from")
+    refusals = [
+        (DuplicateRelation, a.pk, [(c.pk, "derived_from"), (b.pk, "derived_from")]),  # exists
+        (DuplicateRelation, a.pk, [(c.pk, "derived_from"), (c.pk, "derived_from")]),  # given twice
+        (InvalidRelation, a.pk, [(c.pk, "derived_from"), (a.pk, "variant_of")]),  # self-edge
+        (InvalidRelation, a.pk, [(c.pk, "copied_from")]),
+        (InvalidRelation, a.pk, [c.pk]),
+        (InvalidRelation, a.pk, "not a list"),
+        (Cycle, b.pk, [(c.pk, "derived_from"), (a.pk, "transcoded_from")]),  # b -> a -> b
+    ]
+    for error, source, targets in refusals:
+        with pytest.raises(error):
+            service.relate_many(source, targets)
+    assert edges() == [(a.pk, b.pk, "derived_from")]
+    # Another type of an existing edge is no duplicate; variant_of may point back.
+    service.relate_many(a.pk, [(b.pk, "variant_of")])
+    service.relate_many(b.pk, [(a.pk, "variant_of"), (c.pk, "derived_from")])
+    assert len(edges()) == 4
+
+
+def test_a_source_said_new_that_something_points_at_still_gets_the_cycle_check(service, scene):
+    a, b = intents(service, scene, 2)
+    with transaction.atomic():
+        service.relate(b.pk, a.pk, "derived_from")  # something points at a...
+        with pytest.raises(Cycle):  # ...so a's edges take the walk, whatever the caller says
+            service.relate_many(a.pk, [(b.pk, "derived_from")], source_is_new=True)
+    assert edges() == [(b.pk, a.pk, "derived_from")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_source_said_new_needs_the_transaction_that_created_it(scene):
+    service = ArtifactService()
+    a, b = intents(service, scene, 2)
+    with pytest.raises(InvalidRelation):
+        service.relate_many(a.pk, [(b.pk, "derived_from")], source_is_new=True)
+    assert edges() == []
+    with transaction.atomic():
+        (new,) = intents(service, scene, 1)
+        service.relate_many(new.pk, [(a.pk, "derived_from"), (b.pk, "derived_from")], source_is_new=True)
+    assert len(edges()) == 2
