@@ -272,7 +272,7 @@ def env_json_object(name: str) -> dict:
     except ValueError as exc:
         raise ImproperlyConfigured(f"{name} is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
-        raise ImproperlyConfigured(f"{name} must be a JSON object, e.g. {{\"render_result\": \"pkg.module.func\"}}")
+        raise ImproperlyConfigured(f'{name} must be a JSON object, e.g. {{"render_result": "pkg.module.func"}}')
     return value
 
 
