@@ -45,8 +45,9 @@ from stories.models import Scene, Story, StoryArtifactLink
 from . import lineage as lineage_walk
 from . import selectors
 from .content import PreparedContent, StoredContent, prepare_content, store_content, stored_content_of
+from .importing import check_payload  # validate_payload's verdict, faster on what it accepts
 from .models import ACYCLIC_RELATIONS, ALLOWED_TRANSITIONS, Artifact, ArtifactRelation, LifecycleState, RelationType
-from .payloads import MEDIA_KINDS, SCOPE_SCENE, SCOPE_STORY, get_type, validate_payload
+from .payloads import MEDIA_KINDS, SCOPE_SCENE, SCOPE_STORY, get_type
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +68,18 @@ def _scene_and_story(scene_id) -> tuple:
     if row is None:
         raise NotFound(f"scene {scene_id} does not exist", field="scene_id")
     return pk, Story._meta.pk.to_python(row[0])
+
+
+_INSERT_COLUMNS: dict[str, tuple[tuple, str]] = {}
+
+
+def _insert_columns(db) -> tuple[tuple, str]:
+    """The artifact table's fields and its quoted column list, worked out once per vendor."""
+    found = _INSERT_COLUMNS.get(db.vendor)
+    if found is None:
+        fields = tuple(Artifact._meta.concrete_fields)
+        found = _INSERT_COLUMNS[db.vendor] = (fields, ", ".join(db.ops.quote_name(f.column) for f in fields))
+    return found
 
 
 class ArtifactService:
@@ -180,7 +193,7 @@ class ArtifactService:
         if SCOPE_SCENE not in artifact_type.scopes or artifact_type.default_kind in MEDIA_KINDS:
             raise InvalidScope(f"{where}: {type_name} cannot be created in a batch on a scene", field=f"{where}.type")
         try:
-            validate_payload(type_name, item.get("payload"))
+            check_payload(artifact_type, item.get("payload"))
         except InvalidInput as exc:
             raise type(exc)(f"{where}.{exc.message}", field=f"{where}.{exc.field}") from None
         parent_id = item.get("parent_id")
@@ -486,7 +499,7 @@ class ArtifactService:
             )
         if lifecycle_state not in LifecycleState.values:
             raise InvalidInput(f"unknown lifecycle state {lifecycle_state!r}", field="lifecycle_state")
-        validate_payload(type, payload)
+        check_payload(artifact_type, payload)
         prepared: PreparedContent | None = None
         if kind in MEDIA_KINDS:
             if stored is None:
@@ -559,65 +572,67 @@ class ArtifactService:
         self, artifact: Artifact, *, inherit_parent: bool, inherit_fingerprint: bool, lock: bool
     ) -> Artifact | None:
         """Insert ``artifact`` as its stream's next version in one statement, which reads the
-        stream's latest version (one index probe each) for the version number and, unless
-        given, the parent and the fingerprint it inherits. With ``lock``, the stream's lock is
-        taken first, in the same round trip; the INSERT is only meaningful under that lock.
-        Returns None, having written nothing, when the version it computed is taken: the
-        unique index is the last word should anything slip past the lock."""
+        stream's latest version (one backward probe of the stream's unique index, joined in
+        once) for the version number and, unless given, the parent and the fingerprint it
+        inherits. With ``lock``, the stream's lock is taken first, in the same round trip;
+        the INSERT is only meaningful under that lock. Returns None, having written nothing,
+        when the version it computed is taken: the unique index is the last word should
+        anything slip past the lock."""
+        db = transaction.get_connection()  # the connection itself: every use of the proxy costs a lookup
         table = Artifact._meta.db_table
         key = Artifact._meta.pk
         if artifact.scene_id is not None:
             stream = "scene_id = %s AND type = %s"
-            stream_params = [key.get_db_prep_value(artifact.scene_id, connection), artifact.type]
+            stream_params = [key.get_db_prep_value(artifact.scene_id, db), artifact.type]
             arbiter = self._SCENE_STREAM_VERSION
         else:
             stream = "story_id = %s AND scene_id IS NULL AND type = %s"
-            stream_params = [key.get_db_prep_value(artifact.story_id, connection), artifact.type]
+            stream_params = [key.get_db_prep_value(artifact.story_id, db), artifact.type]
             arbiter = self._STORY_STREAM_VERSION
-
-        def latest(column: str) -> str:
-            return f"(SELECT {column} FROM {table} WHERE {stream} ORDER BY version DESC LIMIT 1)"
-
-        computed = {"version": (self._next_version_sql(latest("version")), stream_params)}
+        computed = {"version": self._next_version_sql("latest.version")}
         if inherit_parent:
-            computed["parent_id"] = (latest("id"), stream_params)
+            computed["parent_id"] = "latest.id"
         if inherit_fingerprint and inherit_parent:
-            computed["fingerprint"] = (f"COALESCE({latest('fingerprint')}, '')", stream_params)
-        columns, values, params = [], [], []
-        for field in Artifact._meta.concrete_fields:
-            columns.append(connection.ops.quote_name(field.column))
+            computed["fingerprint"] = "COALESCE(latest.fingerprint, '')"
+        fields, columns = _insert_columns(db)
+        values, params = [], []
+        for field in fields:
             if field.attname in computed:
-                sql, extra = computed[field.attname]
-                values.append(sql)
-                params.extend(extra)
+                values.append(computed[field.attname])
             else:
                 values.append("%s")
-                params.append(field.get_db_prep_save(field.pre_save(artifact, True), connection))
+                params.append(field.get_db_prep_save(field.pre_save(artifact, True), db))
+        # A derived table rather than a LATERAL join, which SQLite lacks; "WHERE true" tells
+        # SQLite's parser that ON CONFLICT belongs to the INSERT, not to the join.
         sql = (
-            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(values)}) "
-            f"ON CONFLICT {arbiter} DO NOTHING RETURNING version, parent_id, fingerprint"
+            f"INSERT INTO {table} ({columns}) SELECT {', '.join(values)}"
+            f" FROM (SELECT 1) AS one LEFT JOIN (SELECT version, id, fingerprint FROM {table} WHERE {stream}"
+            f" ORDER BY version DESC LIMIT 1) AS latest ON true WHERE true"
+            f" ON CONFLICT {arbiter} DO NOTHING RETURNING version, parent_id, fingerprint"
         )
+        params.extend(stream_params)
         if lock:
             rows = locks.lock_stream(
                 story_id=artifact.story_id, scene_id=artifact.scene_id, type=artifact.type, then=(sql, params)
             )
         else:
-            with connection.cursor() as cursor:
+            with db.cursor() as cursor:
                 cursor.execute(sql, params)
                 rows = cursor.fetchall()
         if not rows:
             return None
         ((version, parent_id, fingerprint),) = rows
         artifact.version = version
-        artifact.parent_id = Artifact._meta.pk.to_python(parent_id) if parent_id is not None else None
+        artifact.parent_id = key.to_python(parent_id) if parent_id is not None else None
         artifact.fingerprint = fingerprint
         artifact._state.adding = False
-        artifact._state.db = connection.alias
+        artifact._state.db = db.alias
         return artifact
 
     def _next_version_sql(self, latest_version: str) -> str:
-        """The version the INSERT assigns: the stream's latest + 1. The safety-net retry in
-        ``_create`` re-enters here after a unique-version conflict."""
+        """The version the INSERT assigns: the stream's latest (``latest_version``, NULL for
+        an empty stream) + 1. The safety-net retry in ``_create`` re-enters here after a
+        unique-version conflict."""
         return f"COALESCE({latest_version}, 0) + 1"
 
     def _stream_version_fingerprint(self, parent_uuid, *, story_id, scene_id, type) -> str:
