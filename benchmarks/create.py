@@ -96,6 +96,12 @@ RAW_DDL = {
             UNIQUE (stream_id, type, version))""",
     ],
 }
+SCHEMA_INSERT = (
+    "INSERT INTO artifacts_artifact (id, story_id, scene_id, type, version, parent_id, kind, payload, content,"
+    " content_sha256, content_size, mime_type, lifecycle_state, request_id, created_by_step_id, created_by_id,"
+    " created_at, pruned_at, fingerprint) VALUES ({p}, {p}, {p}, {p}, {p}, NULL, 'json', {p}, '', '', NULL, '',"
+    f" 'intermediate', '{REQUEST_ID}', NULL, NULL, {{now}}, NULL, '')"
+)
 RAW_UPDATE = "UPDATE bench_counter SET n = n + 1 WHERE id = {p} RETURNING n"
 RAW_INSERT = (
     "INSERT INTO bench_artifact (id, stream_id, type, version, parent_id, kind, payload, lifecycle_state, request_id,"
@@ -115,6 +121,7 @@ class RawWriter:
         self.vendor = connection.vendor
         if self.vendor == "postgresql":
             self.update, self.insert = RAW_UPDATE.format(p="%s"), RAW_INSERT.format(p="%s", now="now()")
+            self.insert_artifact = SCHEMA_INSERT.format(p="%s", now="now()")
             self.connect = lambda: psycopg.connect(
                 dbname=params["NAME"],
                 user=params["USER"] or None,
@@ -122,25 +129,42 @@ class RawWriter:
                 host=params["HOST"] or None,
                 port=params["PORT"] or None,
                 autocommit=True,  # conn.transaction() sends BEGIN and COMMIT
+                # No prepared statements, as Django sends none (client-side binding), like
+                # dataset.py's baselines: psycopg would otherwise skip planning from a
+                # statement's sixth run on, which the service cannot do.
+                prepare_threshold=None,
             )
         else:
             self.update, self.insert = RAW_UPDATE.format(p="?"), RAW_INSERT.format(p="?", now="datetime('now')")
+            self.insert_artifact = SCHEMA_INSERT.format(p="?", now="datetime('now')")
             self.connect = lambda: sqlite3.connect(params["NAME"], timeout=20, isolation_level=None)
 
     def create(self, counter_id: int, *, payload: dict) -> None:
+        """The baseline: the counter's next n, and a row into bench_artifact."""
+        self._write(
+            counter_id, self.insert, lambda n, uid, doc: [uid, counter_id, HOT_TYPE, n, doc, REQUEST_ID], payload
+        )
+
+    def create_artifact(self, target: tuple, *, payload: dict) -> None:
+        """The same into artifacts_artifact itself (``target``: counter, scene, story): what
+        the table's indexes and foreign keys cost, without the service."""
+        counter_id, scene_id, story_id = target
+        self._write(
+            counter_id, self.insert_artifact, lambda n, uid, doc: [uid, story_id, scene_id, HOT_TYPE, n, doc], payload
+        )
+
+    def _write(self, counter_id: int, insert: str, params, payload: dict) -> None:
         if self.conn is None:
             self.conn = self.connect()
         if self.vendor == "postgresql":
             with self.conn.transaction():
                 (n,) = self.conn.execute(self.update, [counter_id]).fetchone()
-                self.conn.execute(self.insert, [uuid.uuid4(), counter_id, HOT_TYPE, n, Jsonb(payload), REQUEST_ID])
+                self.conn.execute(insert, params(n, uuid.uuid4(), Jsonb(payload)))
         else:
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 (n,) = self.conn.execute(self.update, [counter_id]).fetchone()
-                self.conn.execute(
-                    self.insert, [uuid.uuid4().hex, counter_id, HOT_TYPE, n, json.dumps(payload), REQUEST_ID]
-                )
+                self.conn.execute(insert, params(n, uuid.uuid4().hex, json.dumps(payload)))
                 self.conn.execute("COMMIT")
             except BaseException:
                 self.conn.execute("ROLLBACK")
@@ -180,6 +204,8 @@ def writer_main(tasks, results) -> None:
         payload = ARTIFACT_TYPES[type_name].example
         if kind == "service":
             create = functools.partial(service_create, service, type=type_name, payload=payload)
+        elif kind == "schema":
+            create = functools.partial(raw.create_artifact, payload=payload)
         else:
             create = functools.partial(raw.create, payload=payload)
         results.put(timed(create, targets, start_at, seconds))
@@ -355,8 +381,11 @@ class Report:
         return f"MISSES {target}"
 
 
-def concurrent_figure(writers_pool, report, *, label, type_name, writers, streams, seconds, raw=None, target=None):
-    """One line of figure 1: the service on ``streams`` fresh streams beside the raw counter."""
+def concurrent_figure(
+    writers_pool, report, *, label, type_name, writers, streams, seconds, raw=None, target=None, schema=False
+):
+    """One line of figure 1: the service on ``streams`` fresh streams beside the raw counter
+    (and, with ``schema``, beside the raw counter writing into artifacts_artifact itself)."""
     if raw is None:
         counters = new_counters(streams)
         raw = writers_pool.run("raw", HOT_TYPE, counters, writers, seconds)
@@ -371,14 +400,7 @@ def concurrent_figure(writers_pool, report, *, label, type_name, writers, stream
         )
     story_id, scene_ids = new_scenes(f"{label} x{writers} {time.time()}", streams)
     service = writers_pool.run("service", type_name, scene_ids, writers, seconds)
-    check = report.check_rows(
-        f"{label} x{writers}",
-        service,
-        streams_with_gaps=gaps(
-            "SELECT scene_id AS s, version AS v FROM artifacts_artifact WHERE story_id = %s", [db_uuid(story_id)]
-        ),
-        rows=stored("artifacts_artifact", "story_id", [db_uuid(story_id)]),
-    )
+    check = report.check_rows(f"{label} x{writers}", service, **story_rows(story_id))
     ratio = service["rate"] / raw["rate"] if raw["rate"] else float("nan")
     verdict = ""
     if target is not None:
@@ -392,11 +414,33 @@ def concurrent_figure(writers_pool, report, *, label, type_name, writers, stream
         f" | ratio {ratio:.2f}{verdict}",
         flush=True,
     )
-    if service["error"]:
-        print(f"    first service failure: {service['error']}")
-    if raw["error"]:
-        print(f"    first raw failure: {raw['error']}")
+    if schema:
+        story_id, scene_ids = new_scenes(f"{label} x{writers} schema {time.time()}", streams)
+        targets = [
+            (c, db_uuid(scene), db_uuid(story_id)) for c, scene in zip(new_counters(streams), scene_ids, strict=True)
+        ]
+        into = writers_pool.run("schema", HOT_TYPE, targets, writers, seconds)
+        into_check = report.check_rows(f"raw into artifacts_artifact x{writers}", into, **story_rows(story_id))
+        print(
+            f"    the same raw counter writing into artifacts_artifact (its indexes and foreign keys):"
+            f" {into['rate']:,.0f}/s {into['failures']} failures {into_check}; service / that ="
+            f" {service['rate'] / into['rate']:.2f}; that / raw = {into['rate'] / raw['rate']:.2f}",
+            flush=True,
+        )
+    for what, outcome in (("service", service), ("raw", raw)):
+        if outcome["error"]:
+            print(f"    first {what} failure: {outcome['error']}")
     return raw
+
+
+def story_rows(story_id: str) -> dict:
+    """What ``Report.check_rows`` needs of a story's artifacts."""
+    return {
+        "streams_with_gaps": gaps(
+            "SELECT scene_id AS s, version AS v FROM artifacts_artifact WHERE story_id = %s", [db_uuid(story_id)]
+        ),
+        "rows": stored("artifacts_artifact", "story_id", [db_uuid(story_id)]),
+    }
 
 
 def batch_items(types: list[str], size: int) -> list[dict]:
@@ -506,6 +550,7 @@ def main():
                 streams=STREAMS,
                 seconds=options.seconds,
                 target=(SPREAD_TARGET, f"{STREAMS:,} streams x16") if writers == 16 else None,
+                schema=True,
             )
     finally:
         pool.close()
