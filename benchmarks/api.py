@@ -4,13 +4,14 @@ gunicorn serves the project's WSGI application as the README's Production sectio
 (sync workers, ``--workers`` 2 x cores by default, ``--timeout 60``) on a free port of
 127.0.0.1. Client processes, each with its own connection and its own interpreter (no GIL
 shared with anything), send requests back to back for a fixed time per endpoint: a closed
-loop of ``--concurrency`` connections. Each endpoint prints its requests/s, p50, p99 and the
-answers that were not the expected 2xx (there must be none), beside ``/healthz``'s measured
-in turn with it: one-second slices of each, A B A B ..., every connection starting a slice
-once all have had their answers of the one before, so both see the same load from whatever
-else runs on the machine; the ratios are to those. ``/healthz`` also runs alone first and
-again last: the two show how much the machine drifted. The target: the list's p99 within 3x
-``/healthz``'s.
+loop of ``--concurrency`` connections (kept alive where the server allows; gunicorn's sync
+workers close each after its answer, so every request, /healthz's too, opens a new one).
+Each endpoint prints its requests/s, p50, p99 and the answers that were not the expected
+2xx (there must be none), beside ``/healthz``'s measured in turn with it: one-second slices
+of each, A B A B ..., every connection starting a slice once all have had their answers of
+the one before, so both see the same load from whatever else runs on the machine; the
+ratios are to those. ``/healthz`` also runs alone first and again last: the two show how
+much the machine drifted. The target: the list's p99 within 3x ``/healthz``'s.
 
 - ``GET /v1/scenes/{id}/artifacts``: the default page (50, newest first) of random scenes;
 - ``GET /v1/artifacts/{id}``: random artifacts;
