@@ -473,8 +473,8 @@ def main() -> int:
     if args.quick:
         args.seconds, args.concurrency = 2.0, 4
     warmup = min(1.0, args.seconds / 8)
-    # Slices of a second (half a second in a short run), endpoint and /healthz in turn.
-    slices = max(1, round(args.seconds / (1.0 if args.seconds >= 4 else 0.5)))
+    alone = args.seconds / 2 if args.quick else args.seconds  # /healthz alone, first and last
+    slices = max(1, round(args.seconds))  # of a second each, endpoint and /healthz in turn
 
     if connection.vendor == "postgresql":
         wait_for_dataset()
@@ -506,7 +506,7 @@ def main() -> int:
         # endpoint is measured in slices taken in turn with /healthz's, and its ratios are to
         # those: both saw the same load from whatever else ran meanwhile.
         print(f"\n{HEADER}")
-        first = load.run([healthz], args.seconds, warmup)[0]
+        first = load.run([healthz], alone, warmup)[0]
         first.label = "GET /healthz (alone, first)"
         print(line(first), flush=True)
         figures = []
@@ -514,7 +514,7 @@ def main() -> int:
             measured, beside = load.run([endpoint, healthz], args.seconds, warmup, slices)
             figures += [measured, beside]
             print(line(measured, beside, target=n == 0), flush=True)
-        last = load.run([healthz], args.seconds, warmup)[0]
+        last = load.run([healthz], alone, warmup)[0]
         last.label = "GET /healthz (alone, last)"
         print(line(last), flush=True)
         for figure in [first, *figures, last]:
