@@ -353,7 +353,10 @@ def admin_figures(raw, runs: int, user) -> None:
         base, page = timed["raw"], timed["page"]
         db = Timed([seconds for seconds, _ in captured[1:]], None)  # the warm-up round left out
         queries = captured[-1][1]
-        verdict = "" if page.median < 0.3 else "  MISSES 300 ms"
+        # The target (300 ms) is the changelist's and the change page's; the lineage page draws
+        # up to LINEAGE_PAGE_NODES artifacts as SVG and is shown for what it costs.
+        judged = label.startswith(("changelist", "change page"))
+        verdict = "  MISSES 300 ms" if judged and page.median >= 0.3 else ""
         print(
             f"{label:<42} | {base.median * 1e3:>6.1f} ms | {db.median * 1e3:>5.1f} ms {queries:>7}"
             f" {db.ratio(base):>6.2f}x | {page.median * 1e3:>6.1f} ms{verdict}",

@@ -6,7 +6,7 @@ the same writers. Prints lost writes and throughput for each, and their ratio.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/artifacts_bench .venv/bin/python benchmarks/versioning.py
 
-The database is created and migrated if needed; each run writes to fresh scenes.
+The database (its name must contain "bench") is dropped, created and migrated on every run.
 """
 
 import argparse
@@ -30,6 +30,7 @@ from django.db.models import Max  # noqa: E402
 from artifacts.models import Artifact  # noqa: E402
 from artifacts.payloads import ARTIFACT_TYPES  # noqa: E402
 from artifacts.services import ArtifactService  # noqa: E402
+from benchmarks.dataset import prepare_database  # noqa: E402
 from stories import services as story_services  # noqa: E402
 
 TYPE = "render_spec"  # not a planning type: no scene-row lock, only the stream matters
@@ -91,8 +92,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run: 4 writers only")
     options = parser.parse_args()
-    if connection.vendor != "postgresql":
-        sys.exit("run this against PostgreSQL: set DATABASE_URL=postgres://...")
+    if connection.vendor != "postgresql" or "bench" not in connection.settings_dict["NAME"]:
+        sys.exit("run this against a PostgreSQL database whose name contains 'bench': DATABASE_URL=postgres://...")
+    prepare_database(reload=True)  # afresh: an earlier run's rows would only slow the reads
     call_command("migrate", verbosity=0)
     story = story_services.story_create(title=f"benchmark {time.time()}")
     print(f"{'writers':>7} | {'seed: lost':>10} {'writes/s':>9} | {'service: lost':>13} {'writes/s':>9} | ratio")
