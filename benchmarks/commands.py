@@ -46,11 +46,9 @@ import django  # noqa: E402
 
 django.setup()
 
-import psycopg  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
-from psycopg import sql  # noqa: E402
 
 from artifacts import retention  # noqa: E402
 from artifacts.models import Artifact  # noqa: E402
@@ -58,6 +56,7 @@ from artifacts.payloads import ARTIFACT_TYPES  # noqa: E402
 from artifacts.services import ArtifactService  # noqa: E402
 from artifacts_project import locks  # noqa: E402
 from artifacts_project.commands import without_statement_timeout  # noqa: E402
+from benchmarks import databases  # noqa: E402
 
 IMPORT_TYPES = ("scene_intent", "panel_plan", "render_spec", "qc_report")
 BASELINE_LINES = 2_000
@@ -68,22 +67,11 @@ TARGET_RATE, TARGET_LOCK = 5_000, 1.0
 
 
 def prepare_database() -> None:
-    params = connection.settings_dict
-    if connection.vendor != "postgresql" or "bench" not in params["NAME"]:
+    if connection.vendor != "postgresql":
         sys.exit("run this against a PostgreSQL database whose name contains 'bench': DATABASE_URL=postgres://...")
-    maintenance = psycopg.connect(
-        dbname="postgres",
-        user=params["USER"] or None,
-        password=params["PASSWORD"] or None,
-        host=params["HOST"] or None,
-        port=params["PORT"] or None,
-        autocommit=True,
-    )
-    with maintenance:
-        # Afresh on every run: what an earlier run left (its tombstones, its imports) would
-        # change what a prune plans and how fast.
-        maintenance.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(params["NAME"])))
-        maintenance.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(params["NAME"])))
+    # Afresh on every run: what an earlier run left (its tombstones, its imports) would
+    # change what a prune plans and how fast.
+    databases.prepare(fresh=True)
     call_command("migrate", verbosity=0)
 
 

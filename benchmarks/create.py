@@ -61,12 +61,12 @@ import psycopg  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
-from psycopg import sql  # noqa: E402
 from psycopg.types.json import Jsonb  # noqa: E402
 from rest_framework.test import APIClient  # noqa: E402
 
 from artifacts.payloads import ARTIFACT_TYPES, MEDIA_KINDS, SCOPE_SCENE  # noqa: E402
 from artifacts.services import ArtifactService  # noqa: E402
+from benchmarks import databases  # noqa: E402
 from stories.models import Scene, Story  # noqa: E402
 
 HOT_TYPE = "render_spec"  # not a planning type: the stream's lock is the only one
@@ -271,23 +271,9 @@ class Writers:
 
 
 def prepare_database() -> None:
-    params = connection.settings_dict
-    if "bench" not in str(params["NAME"]):
-        sys.exit("run this against a database whose name contains 'bench': DATABASE_URL=postgres://... or sqlite://")
+    databases.bench_name()
     if connection.vendor == "postgresql":
-        maintenance = psycopg.connect(
-            dbname="postgres",
-            user=params["USER"] or None,
-            password=params["PASSWORD"] or None,
-            host=params["HOST"] or None,
-            port=params["PORT"] or None,
-            autocommit=True,
-        )
-        with maintenance:
-            maintenance.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(params["NAME"]))
-            )
-            maintenance.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(params["NAME"])))
+        databases.prepare(fresh=True)
     elif connection.vendor == "sqlite":
         # Kept when it exists (migrating it again is then a no-op): a fresh one costs ~10 s of
         # migrations, half of what --quick may take. Every run writes to fresh stories anyway.

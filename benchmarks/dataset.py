@@ -18,30 +18,19 @@ import sys
 import time
 import uuid
 
-import psycopg
 from django.core.management import call_command
 from django.db import connection, transaction
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from artifacts.payloads import ARTIFACT_TYPES
+from benchmarks import databases
+from runs.pipeline.generators import PIPELINE_TYPES
 
 DATASET = "lineage benchmark v2"  # the database's comment, set by the load's own transaction
 
 # The pipeline (SPEC §10): 11 types in stage order, and the inputs each version is derived from.
-PIPELINE = [
-    "scene_intent",
-    "visual_plan",
-    "dialogue_suggestions",
-    "panel_plan",
-    "panel_plan_normalized",
-    "layout_template",
-    "panel_semantics",
-    "render_spec",
-    "render_result",
-    "qc_report",
-    "blind_test_report",
-]
+PIPELINE = list(PIPELINE_TYPES)  # stage order
 INPUTS = {
     "panel_plan": ("scene_intent", "visual_plan", "dialogue_suggestions"),
     "panel_plan_normalized": ("panel_plan",),
@@ -87,26 +76,6 @@ def dag_n(column: int, layer: int) -> int:
 
 
 # -- the database ------------------------------------------------------------------------
-
-
-def prepare_database(reload: bool) -> None:
-    """Create the database if missing (after dropping it, with --reload), from the server's
-    maintenance database: Django has not connected yet."""
-    params = connection.settings_dict
-    name = params["NAME"]
-    maintenance = psycopg.connect(
-        dbname="postgres",
-        user=params["USER"] or None,
-        password=params["PASSWORD"] or None,
-        host=params["HOST"] or None,
-        port=params["PORT"] or None,
-        autocommit=True,
-    )
-    with maintenance:
-        if reload:
-            maintenance.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        if not maintenance.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            maintenance.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
 def dataset_loaded() -> bool:
@@ -267,33 +236,12 @@ def counts() -> tuple[int, int]:
         return cursor.fetchone()
 
 
-def raw_connection() -> psycopg.Connection:
-    """A plain psycopg connection to Django's database, autocommit: the baselines' client.
-
-    No prepared statements, as Django sends none (client-side binding): each statement is
-    planned as Django's is. (psycopg would prepare a statement after its fifth run: that
-    skips planning on point reads but may settle on a generic plan; it is not what the
-    service does, so it would not compare like with like.)"""
-    params = connection.settings_dict
-    return psycopg.connect(
-        dbname=params["NAME"],
-        user=params["USER"] or None,
-        password=params["PASSWORD"] or None,
-        host=params["HOST"] or None,
-        port=params["PORT"] or None,
-        autocommit=True,
-        prepare_threshold=None,
-    )
-
-
 def ensure(reload: bool = False) -> None:
     """The dataset in Django's database, loaded if it is not there (or with ``reload``)."""
     if connection.vendor != "postgresql":
         sys.exit("run this against PostgreSQL: set DATABASE_URL=postgres://.../artifacts_bench_reads")
-    name = connection.settings_dict["NAME"]
-    if "bench" not in name:
-        sys.exit(f"refusing database {name!r}: this script fills (and with --reload drops) it; name one with 'bench'")
-    prepare_database(reload)
+    name = databases.bench_name()
+    databases.prepare(fresh=reload)
     call_command("migrate", verbosity=0)
     if dataset_loaded():
         print(f"reusing {name} ({DATASET}); --reload to load it again")

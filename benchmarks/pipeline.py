@@ -54,14 +54,13 @@ import django  # noqa: E402
 
 django.setup()
 
-import psycopg  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.urls import reverse  # noqa: E402
-from psycopg import sql  # noqa: E402
 
 from artifacts import selectors  # noqa: E402
 from artifacts.models import Artifact  # noqa: E402
+from benchmarks import databases  # noqa: E402
 from runs.pipeline import engine  # noqa: E402
 from runs.pipeline import fingerprint as fp  # noqa: E402
 from runs.pipeline.nodes import NODES  # noqa: E402
@@ -85,22 +84,8 @@ RAW_REPEAT = 5  # raw lookups are a few hundred microseconds: the median of seve
 
 
 def prepare_database() -> None:
-    params = connection.settings_dict
     if connection.vendor == "postgresql":
-        if "bench" not in params["NAME"]:
-            sys.exit("the PostgreSQL database's name must contain 'bench': it is dropped and created afresh")
-        maintenance = psycopg.connect(
-            dbname="postgres",
-            user=params["USER"] or None,
-            password=params["PASSWORD"] or None,
-            host=params["HOST"] or None,
-            port=params["PORT"] or None,
-            autocommit=True,
-        )
-        with maintenance:
-            name = sql.Identifier(params["NAME"])
-            maintenance.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-            maintenance.execute(sql.SQL("CREATE DATABASE {}").format(name))
+        databases.prepare(fresh=True)
     elif connection.vendor != "sqlite":
         sys.exit("run this on PostgreSQL or SQLite: DATABASE_URL=postgres://... or sqlite:////tmp/....sqlite3")
     call_command("migrate", verbosity=0)

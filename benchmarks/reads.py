@@ -48,6 +48,7 @@ from rest_framework.authtoken.models import Token  # noqa: E402
 from rest_framework.test import APIClient  # noqa: E402
 
 from artifacts import lineage, selectors  # noqa: E402
+from benchmarks.databases import raw_connection  # noqa: E402
 from benchmarks.dataset import (  # noqa: E402
     CHAIN,
     CHAIN_SCENE,
@@ -59,7 +60,6 @@ from benchmarks.dataset import (  # noqa: E402
     ensure,
     pipeline_n,
     py_id,
-    raw_connection,
 )
 
 

@@ -30,7 +30,7 @@ from django.db.models import Max  # noqa: E402
 from artifacts.models import Artifact  # noqa: E402
 from artifacts.payloads import ARTIFACT_TYPES  # noqa: E402
 from artifacts.services import ArtifactService  # noqa: E402
-from benchmarks.dataset import prepare_database  # noqa: E402
+from benchmarks import databases  # noqa: E402
 from stories import services as story_services  # noqa: E402
 
 TYPE = "render_spec"  # not a planning type: no scene-row lock, only the stream matters
@@ -94,7 +94,7 @@ def main():
     options = parser.parse_args()
     if connection.vendor != "postgresql" or "bench" not in connection.settings_dict["NAME"]:
         sys.exit("run this against a PostgreSQL database whose name contains 'bench': DATABASE_URL=postgres://...")
-    prepare_database(reload=True)  # afresh: an earlier run's rows would only slow the reads
+    databases.prepare(fresh=True)  # afresh: an earlier run's rows would only slow the reads
     call_command("migrate", verbosity=0)
     story = story_services.story_create(title=f"benchmark {time.time()}")
     print(f"{'writers':>7} | {'seed: lost':>10} {'writes/s':>9} | {'service: lost':>13} {'writes/s':>9} | ratio")
