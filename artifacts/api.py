@@ -401,7 +401,6 @@ class SceneArtifactViewSet(ArtifactStreamViewSet):
         latest = selectors.scene_latest_per_type(scene_id, type=request.query_params.get("type"))
         return Response(ArtifactSerializer(latest, many=True, context=self.get_serializer_context()).data)
 
-
     @extend_schema(
         summary="Create many versions at once: all or nothing, versions in list order",
         request=BatchSerializer,

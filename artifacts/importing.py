@@ -36,22 +36,22 @@ from dataclasses import dataclass, field
 from django.contrib.auth import get_user_model
 from django.core.files.storage import default_storage
 from django.db import connection
-from django.db.models import Max
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from artifacts_project import locks
 from artifacts_project.errors import ArtifactError
-from artifacts_project.input_limits import INT_MAX, check_json, check_text, loads
+from artifacts_project.input_limits import INT_MAX, check_text, loads
 from artifacts_project.request_id import get_request_id
 from artifacts_project.transactions import atomic_write
 from runs.models import AgentStep
+from stories import services as story_services
 from stories.models import Scene, Story
 
 from . import selectors
 from .content import parse_mime_type, storage_name
 from .models import Artifact, LifecycleState
-from .payloads import ARTIFACT_TYPES, MEDIA_KINDS, SCOPE_SCENE, SCOPE_STORY, validate_payload
+from .payloads import ARTIFACT_TYPES, MEDIA_KINDS, SCOPE_SCENE, SCOPE_STORY, check_payload
 
 REQUIRED_FIELDS = ("artifact_id", "type", "version")
 OPTIONAL_FIELDS = (
@@ -299,68 +299,6 @@ def parse_line(number: int, text: str) -> Line:
     )
 
 
-# jsonschema spends ~50 µs on a typical payload, most of an import's Python time. The
-# schemas of payloads.py use a handful of keywords; surely_valid checks those directly and
-# says True only when the payload is certainly valid. Everything else (an unknown keyword,
-# a float where an integer is wanted, any payload it cannot accept) goes to
-# validate_payload, so what is refused, and why, is exactly what the services say.
-_FAST_KEYWORDS = frozenset(
-    {"type", "required", "properties", "items", "minItems", "minimum", "maximum", "exclusiveMinimum"}
-)
-_FAST_TYPES = {
-    "object": (dict,),
-    "array": (list,),
-    "string": (str,),
-    "boolean": (bool,),
-    "integer": (int,),
-    "number": (int, float),
-}
-
-
-def surely_valid(schema: dict, value) -> bool:
-    """True when ``value`` meets ``schema`` for certain; False means "ask jsonschema"."""
-    if not schema.keys() <= _FAST_KEYWORDS:
-        return False
-    if "type" in schema:
-        kinds = _FAST_TYPES.get(schema["type"])
-        if kinds is None or type(value) not in kinds:  # type(), not isinstance: True is no integer
-            return False
-    if "minimum" in schema or "maximum" in schema or "exclusiveMinimum" in schema:
-        if type(value) not in (int, float):
-            return False
-        if "minimum" in schema and not value >= schema["minimum"]:
-            return False
-        if "maximum" in schema and not value <= schema["maximum"]:
-            return False
-        if "exclusiveMinimum" in schema and not value > schema["exclusiveMinimum"]:
-            return False
-    if "required" in schema or "properties" in schema:
-        if type(value) is not dict or any(name not in value for name in schema.get("required", ())):
-            return False
-        for name, subschema in schema.get("properties", {}).items():
-            if name in value and not surely_valid(subschema, value[name]):
-                return False
-    if "items" in schema or "minItems" in schema:
-        if type(value) is not list or len(value) < schema.get("minItems", 0):
-            return False
-        if "items" in schema and not all(surely_valid(schema["items"], item) for item in value):
-            return False
-    return True
-
-
-def check_payload(artifact_type, payload) -> None:
-    """``validate_payload``'s verdict, faster on the payloads it would accept."""
-    if type(payload) is dict:
-        try:
-            check_json(payload, field="payload")
-        except ArtifactError:
-            pass  # validate_payload refuses it, with its own message
-        else:
-            if surely_valid(artifact_type.schema, payload):
-                return
-    validate_payload(artifact_type.name, payload)
-
-
 def differences(line: Line, stored: dict) -> list[str]:
     """The fields the line gives whose value differs from the stored row's."""
     ignored = PRUNED_AWAY if stored.get("pruned_at") is not None else frozenset()
@@ -472,21 +410,9 @@ class Importer:
 
     def _insert(self, plan: _Plan) -> None:
         if plan.new_stories:
-            Story.objects.bulk_create(
-                [Story(id=pk, title=DEFAULT_STORY_TITLE.format(id=pk)) for pk in sorted(plan.new_stories)]
-            )
+            story_services.stories_import(plan.new_stories, title=DEFAULT_STORY_TITLE)
         if plan.new_scenes:
-            positions = dict(
-                Scene.objects.filter(story_id__in=set(plan.new_scenes.values()))
-                .order_by()
-                .values_list("story_id")
-                .annotate(top=Max("position"))
-            )
-            scenes = []
-            for scene_id, story_id in plan.new_scenes.items():  # in the file's order
-                positions[story_id] = positions.get(story_id, 0) + 1
-                scenes.append(Scene(id=scene_id, story_id=story_id, position=positions[story_id]))
-            Scene.objects.bulk_create(scenes)
+            story_services.scenes_import(plan.new_scenes)
         insert_keeping_times(Artifact, [self._row(line) for line in plan.accepted])
 
     def _row(self, line: Line) -> dict:

@@ -53,6 +53,7 @@ from runs.models import Direction, RunArtifactLink
 from stories.models import STORY_REFERENCE_FOR_ROLE, Story, StoryArtifactLink
 
 from . import selectors
+from . import services as artifact_services
 from .content import storage_name
 from .models import Artifact, ArtifactRelation, LifecycleState
 
@@ -313,9 +314,7 @@ class Retention:
             .values_list("content_sha256", flat=True)
             .distinct()
         )
-        Artifact.objects.filter(pk__in=prune, pruned_at__isnull=True).update(
-            payload=None, content="", pruned_at=self.now
-        )
+        artifact_services.prune_rows(prune, at=self.now)
         outcome.pruned, outcome.kept = prune, sorted(kept)
         return outcome, digests
 

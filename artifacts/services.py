@@ -20,7 +20,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef
 
 from artifacts_project import locks
-from artifacts_project.audit import acting_user, audit_record
+from artifacts_project.audit import acting_user
 from artifacts_project.errors import (
     Cycle,
     DuplicateRelation,
@@ -45,9 +45,16 @@ from stories.models import Scene, Story, StoryArtifactLink
 from . import lineage as lineage_walk
 from . import selectors
 from .content import PreparedContent, StoredContent, prepare_content, store_content, stored_content_of
-from .importing import check_payload  # validate_payload's verdict, faster on what it accepts
-from .models import ACYCLIC_RELATIONS, ALLOWED_TRANSITIONS, Artifact, ArtifactRelation, LifecycleState, RelationType
-from .payloads import MEDIA_KINDS, SCOPE_SCENE, SCOPE_STORY, get_type
+from .models import (
+    ACYCLIC_RELATIONS,
+    ALLOWED_TRANSITIONS,
+    Artifact,
+    ArtifactRelation,
+    AuditEvent,
+    LifecycleState,
+    RelationType,
+)
+from .payloads import MEDIA_KINDS, SCOPE_SCENE, SCOPE_STORY, check_payload, get_type
 
 logger = logging.getLogger(__name__)
 
@@ -664,3 +671,43 @@ class ArtifactService:
         return parent_uuid, self._stream_version_fingerprint(
             parent_uuid, story_id=story_id, scene_id=scene_id, type=type
         )
+
+
+# -- writes of the batch paths (import, prune, backfill) and of the audit trail ----------------
+
+
+def audit_record(
+    *,
+    action: str,
+    target,
+    actor=None,
+    story_id=None,
+    from_value=None,
+    to_value=None,
+    request_id: str | None = None,
+) -> AuditEvent:
+    """Append one audit event. Call it inside the action's transaction, so the event and
+    the change it records commit or roll back together."""
+    return AuditEvent.objects.create(
+        action=action,
+        target_type=target._meta.model_name,
+        target_id=target.pk,
+        story_id=story_id,
+        actor=acting_user(actor),
+        from_value=from_value,
+        to_value=to_value,
+        request_id=request_id if request_id is not None else get_request_id(),
+    )
+
+
+def prune_rows(ids, *, at) -> int:
+    """Empty the payload and content of the given artifacts, still unpruned, and stamp them
+    pruned ``at``: the one UPDATE the immutability trigger allows besides a transition.
+    The caller (``retention``) holds their row locks and has checked the rule under them."""
+    return Artifact.objects.filter(pk__in=ids, pruned_at__isnull=True).update(payload=None, content="", pruned_at=at)
+
+
+def relations_insert(relations: list[ArtifactRelation]) -> None:
+    """Insert relations the caller has checked (existence, duplicates, cycles) in bulk:
+    ``backfill_relations``, under its own checks and transaction."""
+    ArtifactRelation.objects.bulk_create(relations)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from django.db import transaction
 
 from artifacts import lineage
+from artifacts import services as artifact_services
 from artifacts.models import ACYCLIC_RELATIONS, Artifact, ArtifactRelation, RelationType
 from artifacts_project import locks
 from artifacts_project.request_id import get_request_id
@@ -123,7 +124,7 @@ def backfill_runs(*, run_ids, dry_run: bool = False) -> BackfillResult:
             continue
         if pair.produced in reachable:
             if pending:  # the walk reads the table: what the batch added must be in it
-                ArtifactRelation.objects.bulk_create(pending)
+                artifact_services.relations_insert(pending)
                 pending = []
             if lineage.reaches(start=pair.consumed, goal=pair.produced, over=ACYCLIC_RELATIONS):
                 result.cycles.append(pair)
@@ -141,7 +142,7 @@ def backfill_runs(*, run_ids, dry_run: bool = False) -> BackfillResult:
         reachable.add(pair.consumed)
         result.created.append(pair)
     if pending:
-        ArtifactRelation.objects.bulk_create(pending)
+        artifact_services.relations_insert(pending)
     if dry_run:
         transaction.set_rollback(True)
     return result

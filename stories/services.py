@@ -14,8 +14,9 @@ from django.db.models import Max
 from django.utils import timezone
 
 from artifacts.models import Artifact, LifecycleState
+from artifacts.services import audit_record
 from artifacts_project import locks
-from artifacts_project.audit import acting_user, audit_record
+from artifacts_project.audit import acting_user
 from artifacts_project.errors import (
     AlreadyLocked,
     DuplicateLink,
@@ -290,3 +291,25 @@ def story_sync_references(*, story_ids, actor=None) -> list[selectors.ReferenceD
             to_value={"field": drift.field, "artifact_id": str(drift.primary) if drift.primary else None},
         )
     return drifts
+
+
+def stories_import(story_ids, *, title: str) -> None:
+    """Stories an import names but the database lacks, made with ``title`` (formatted with
+    the id), in one INSERT. The importer holds their streams' locks."""
+    Story.objects.bulk_create([Story(id=pk, title=title.format(id=pk)) for pk in sorted(story_ids)])
+
+
+def scenes_import(new_scenes: dict) -> None:
+    """Scenes an import names but the database lacks (scene id -> story id, in the file's
+    order), each placed after its story's last scene, in one INSERT."""
+    positions = dict(
+        Scene.objects.filter(story_id__in=set(new_scenes.values()))
+        .order_by()
+        .values_list("story_id")
+        .annotate(top=Max("position"))
+    )
+    scenes = []
+    for scene_id, story_id in new_scenes.items():
+        positions[story_id] = positions.get(story_id, 0) + 1
+        scenes.append(Scene(id=scene_id, story_id=story_id, position=positions[story_id]))
+    Scene.objects.bulk_create(scenes)

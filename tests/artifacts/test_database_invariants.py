@@ -7,7 +7,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from artifacts.models import Artifact, AuditEvent
-from artifacts_project.audit import audit_record
+from artifacts.services import audit_record
 from artifacts_project.errors import ImmutableRow
 from stories import services as story_services
 from stories.models import StoryArtifactLink

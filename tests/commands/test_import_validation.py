@@ -1,12 +1,11 @@
 """The import's fast payload check never accepts what the service's validator refuses, and
-refuses with the service's own message (artifacts.importing.surely_valid / check_payload)."""
+refuses with the service's own message (artifacts.payloads.surely_valid / check_payload)."""
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from artifacts.importing import check_payload, surely_valid
-from artifacts.payloads import ARTIFACT_TYPES, validate_payload
+from artifacts.payloads import ARTIFACT_TYPES, check_payload, surely_valid, validate_payload
 from artifacts_project.errors import ArtifactError
 
 JSON = st.recursive(
