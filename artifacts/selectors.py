@@ -203,3 +203,13 @@ def live_digests(digests) -> set[str]:
         .values_list("content_sha256", flat=True)
         .distinct()
     )
+
+
+def scene_heads(scene_id, types) -> dict[str, Artifact]:
+    """The newest version of each of ``types`` in a scene, by type: one query, one backward
+    probe of artifact_unique_scene_stream_version per type (what a pipeline node reads)."""
+    heads = Q()
+    for name in dict.fromkeys(types):
+        newest = Artifact.objects.filter(scene_id=scene_id, type=name).order_by("-version").values("pk")[:1]
+        heads |= Q(pk=Subquery(newest))
+    return {artifact.type: artifact for artifact in Artifact.objects.filter(heads).order_by()}

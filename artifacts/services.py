@@ -323,45 +323,25 @@ class ArtifactService:
                 raise DuplicateRelation(f"{source} {relation_type} {target} already exists") from None
             raise
 
-    def relate_many(
-        self, from_artifact_id, targets, *, created_by_step=None, source_is_new: bool = False
-    ) -> list[ArtifactRelation]:
+    @atomic_write
+    def relate_many(self, from_artifact_id, targets, *, created_by_step=None) -> list[ArtifactRelation]:
         """Record ``from`` <relation_type> ``to`` for each ``(to_artifact_id, relation_type)``
         of ``targets``, all or none, with ``relate``'s rules and errors: one ``IN`` query
         checks that the artifacts exist (and reads what the checks below need), one INSERT
         writes the relations, whatever their number.
 
         A new acyclic edge ``from -> to`` closes a cycle only along a path back to ``from``,
-        whose last edge points at ``from``. When none does, ``relate`` skips the walk but
-        still holds the relation graph's lock, since another transaction could add such an
-        edge meanwhile. ``source_is_new`` is the caller's word that ``from`` was created in
-        the transaction still open (the pipeline's new version): no other transaction can
-        see it, so none can add an edge into it before this one commits, and when none
-        points at it now (the same query checks) these edges cannot close a cycle, now or
-        later: neither the lock nor a walk is needed. Something pointing at it after all
-        (made earlier in the same transaction) takes the general way: the lock, then a walk
-        per acyclic target.
+        whose last edge points at ``from``. When none does, the walk is skipped, but the
+        relation graph's lock is still held, since another transaction could add such an
+        edge meanwhile. (A version the pipeline has just made needs neither: see
+        ``relations_of_new_version``.)
         """
-        if source_is_new and not transaction.get_connection().in_atomic_block:
-            raise InvalidRelation(
-                "source_is_new: the source must be created in the transaction still open, and none is open",
-                field="from_artifact_id",
-            )
-        return self._relate_many(
-            from_artifact_id, targets, created_by_step=created_by_step, source_is_new=source_is_new
-        )
-
-    @atomic_write
-    def _relate_many(
-        self, from_artifact_id, targets, *, created_by_step, source_is_new: bool
-    ) -> list[ArtifactRelation]:
         source = parse_uuid(from_artifact_id, what="artifact")
         edges = self._checked_edges(source, targets)
         if not edges:
             return []
         acyclic = [target for target, relation_type in edges if relation_type in ACYCLIC_RELATIONS]
-        locked = bool(acyclic) and not source_is_new
-        if locked:
+        if acyclic:
             locks.lock_relation_graph()  # before the read below, so that it sees every committed edge
         rows = (
             Artifact.objects.filter(pk__in={source, *(target for target, _ in edges)})
@@ -389,8 +369,6 @@ class ArtifactService:
                 if (target, relation_type) in edges:
                     raise DuplicateRelation(f"{source} {relation_type} {target} already exists")
         if acyclic and found[source][0]:
-            if not locked:
-                locks.lock_relation_graph()  # the walks below must see every committed edge
             for target in acyclic:
                 if lineage_walk.reaches(start=target, goal=source, over=ACYCLIC_RELATIONS):
                     relation_type = next(t for to, t in edges if to == target and t in ACYCLIC_RELATIONS)
@@ -557,8 +535,12 @@ class ArtifactService:
         # do nothing rather than fail, so the safety net retries it without a savepoint: the
         # transaction stays usable and the lock stays held.
         for attempt in range(1, MAX_CREATE_ATTEMPTS + 1):
-            made = self._insert_next_version(
-                artifact, inherit_parent=parent_uuid is None, inherit_fingerprint=fingerprint is None, lock=attempt == 1
+            made = insert_next_version(
+                artifact,
+                inherit_parent=parent_uuid is None,
+                inherit_fingerprint=fingerprint is None,
+                lock=attempt == 1,
+                next_version=self._next_version_sql("latest.version"),
             )
             if made is not None:
                 return made
@@ -570,76 +552,9 @@ class ArtifactService:
         )
         raise VersionConflict(f"could not assign a version on {type} after {MAX_CREATE_ATTEMPTS} attempts")
 
-    # The unique index a stream's versions are checked against, in each stream shape (the
-    # model's artifact_unique_scene_stream_version and artifact_unique_story_stream_version).
-    _SCENE_STREAM_VERSION = "(scene_id, type, version) WHERE scene_id IS NOT NULL"
-    _STORY_STREAM_VERSION = "(story_id, type, version) WHERE scene_id IS NULL"
-
-    def _insert_next_version(
-        self, artifact: Artifact, *, inherit_parent: bool, inherit_fingerprint: bool, lock: bool
-    ) -> Artifact | None:
-        """Insert ``artifact`` as its stream's next version in one statement, which reads the
-        stream's latest version (one backward probe of the stream's unique index, joined in
-        once) for the version number and, unless given, the parent and the fingerprint it
-        inherits. With ``lock``, the stream's lock is taken first, in the same round trip;
-        the INSERT is only meaningful under that lock. Returns None, having written nothing,
-        when the version it computed is taken: the unique index is the last word should
-        anything slip past the lock."""
-        db = transaction.get_connection()  # the connection itself: every use of the proxy costs a lookup
-        table = Artifact._meta.db_table
-        key = Artifact._meta.pk
-        if artifact.scene_id is not None:
-            stream = "scene_id = %s AND type = %s"
-            stream_params = [key.get_db_prep_value(artifact.scene_id, db), artifact.type]
-            arbiter = self._SCENE_STREAM_VERSION
-        else:
-            stream = "story_id = %s AND scene_id IS NULL AND type = %s"
-            stream_params = [key.get_db_prep_value(artifact.story_id, db), artifact.type]
-            arbiter = self._STORY_STREAM_VERSION
-        computed = {"version": self._next_version_sql("latest.version")}
-        if inherit_parent:
-            computed["parent_id"] = "latest.id"
-        if inherit_fingerprint and inherit_parent:
-            computed["fingerprint"] = "COALESCE(latest.fingerprint, '')"
-        fields, columns = _insert_columns(db)
-        values, params = [], []
-        for field in fields:
-            if field.attname in computed:
-                values.append(computed[field.attname])
-            else:
-                values.append("%s")
-                params.append(field.get_db_prep_save(field.pre_save(artifact, True), db))
-        # A derived table rather than a LATERAL join, which SQLite lacks; "WHERE true" tells
-        # SQLite's parser that ON CONFLICT belongs to the INSERT, not to the join.
-        sql = (
-            f"INSERT INTO {table} ({columns}) SELECT {', '.join(values)}"
-            f" FROM (SELECT 1) AS one LEFT JOIN (SELECT version, id, fingerprint FROM {table} WHERE {stream}"
-            f" ORDER BY version DESC LIMIT 1) AS latest ON true WHERE true"
-            f" ON CONFLICT {arbiter} DO NOTHING RETURNING version, parent_id, fingerprint"
-        )
-        params.extend(stream_params)
-        if lock:
-            rows = locks.lock_stream(
-                story_id=artifact.story_id, scene_id=artifact.scene_id, type=artifact.type, then=(sql, params)
-            )
-        else:
-            with db.cursor() as cursor:
-                cursor.execute(sql, params)
-                rows = cursor.fetchall()
-        if not rows:
-            return None
-        ((version, parent_id, fingerprint),) = rows
-        artifact.version = version
-        artifact.parent_id = key.to_python(parent_id) if parent_id is not None else None
-        artifact.fingerprint = fingerprint
-        artifact._state.adding = False
-        artifact._state.db = db.alias
-        return artifact
-
     def _next_version_sql(self, latest_version: str) -> str:
         """The version the INSERT assigns: the stream's latest (``latest_version``, NULL for
-        an empty stream) + 1. The safety-net retry in ``_create`` re-enters here after a
-        unique-version conflict."""
+        an empty stream) + 1. A seam the tests of the safety-net retry hand a taken version through."""
         return f"COALESCE({latest_version}, 0) + 1"
 
     def _stream_version_fingerprint(self, parent_uuid, *, story_id, scene_id, type) -> str:
@@ -671,6 +586,91 @@ class ArtifactService:
         return parent_uuid, self._stream_version_fingerprint(
             parent_uuid, story_id=story_id, scene_id=scene_id, type=type
         )
+
+
+# -- the INSERT of a new version ----------------------------------------------------------------
+
+# The unique index a stream's versions are checked against, in each stream shape (the
+# model's artifact_unique_scene_stream_version and artifact_unique_story_stream_version).
+_SCENE_STREAM_VERSION = "(scene_id, type, version) WHERE scene_id IS NOT NULL"
+_STORY_STREAM_VERSION = "(story_id, type, version) WHERE scene_id IS NULL"
+
+
+def insert_next_version(
+    artifact: Artifact,
+    *,
+    inherit_parent: bool,
+    inherit_fingerprint: bool,
+    lock: bool = True,
+    unless_fingerprint: str | None = None,
+    next_version: str = "COALESCE(latest.version, 0) + 1",
+) -> Artifact | None:
+    """Insert ``artifact`` as its stream's next version in one statement, which reads the
+    stream's latest version (one backward probe of the stream's unique index, joined in
+    once) for the version number and, when inherited, the parent and the fingerprint.
+
+    With ``lock``, the stream's lock is taken first, in the same round trip; the INSERT is
+    only meaningful under that lock. Returns None, having written nothing, when the version
+    it computed is taken (the unique index is the last word should anything slip past the
+    lock), or when ``unless_fingerprint`` is the stream's latest fingerprint already: the
+    pipeline's "made meanwhile by another run", decided under the lock at no extra cost.
+    The caller has checked everything else; this is the one place a version is written.
+    """
+    db = transaction.get_connection()  # the connection itself: every use of the proxy costs a lookup
+    table = Artifact._meta.db_table
+    key = Artifact._meta.pk
+    if artifact.scene_id is not None:
+        stream = "scene_id = %s AND type = %s"
+        stream_params = [key.get_db_prep_value(artifact.scene_id, db), artifact.type]
+        arbiter = _SCENE_STREAM_VERSION
+    else:
+        stream = "story_id = %s AND scene_id IS NULL AND type = %s"
+        stream_params = [key.get_db_prep_value(artifact.story_id, db), artifact.type]
+        arbiter = _STORY_STREAM_VERSION
+    computed = {"version": next_version}
+    if inherit_parent:
+        computed["parent_id"] = "latest.id"
+    if inherit_fingerprint and inherit_parent:
+        computed["fingerprint"] = "COALESCE(latest.fingerprint, '')"
+    fields, columns = _insert_columns(db)
+    values, params = [], []
+    for field in fields:
+        if field.attname in computed:
+            values.append(computed[field.attname])
+        else:
+            values.append("%s")
+            params.append(field.get_db_prep_save(field.pre_save(artifact, True), db))
+    condition = "true"
+    if unless_fingerprint is not None:
+        condition = "COALESCE(latest.fingerprint, '') <> %s"
+    # A derived table rather than a LATERAL join, which SQLite lacks; the WHERE clause also
+    # tells SQLite's parser that ON CONFLICT belongs to the INSERT, not to the join.
+    sql = (
+        f"INSERT INTO {table} ({columns}) SELECT {', '.join(values)}"
+        f" FROM (SELECT 1) AS one LEFT JOIN (SELECT version, id, fingerprint FROM {table} WHERE {stream}"
+        f" ORDER BY version DESC LIMIT 1) AS latest ON true WHERE {condition}"
+        f" ON CONFLICT {arbiter} DO NOTHING RETURNING version, parent_id, fingerprint"
+    )
+    params.extend(stream_params)
+    if unless_fingerprint is not None:
+        params.append(unless_fingerprint)
+    if lock:
+        rows = locks.lock_stream(
+            story_id=artifact.story_id, scene_id=artifact.scene_id, type=artifact.type, then=(sql, params)
+        )
+    else:
+        with db.cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+    if not rows:
+        return None
+    ((version, parent_id, fingerprint),) = rows
+    artifact.version = version
+    artifact.parent_id = key.to_python(parent_id) if parent_id is not None else None
+    artifact.fingerprint = fingerprint
+    artifact._state.adding = False
+    artifact._state.db = db.alias
+    return artifact
 
 
 # -- writes of the batch paths (import, prune, backfill) and of the audit trail ----------------
@@ -711,3 +711,23 @@ def relations_insert(relations: list[ArtifactRelation]) -> None:
     """Insert relations the caller has checked (existence, duplicates, cycles) in bulk:
     ``backfill_relations``, under its own checks and transaction."""
     ArtifactRelation.objects.bulk_create(relations)
+
+
+def relations_of_new_version(artifact: Artifact, sources, *, created_by_step_id, request_id: str) -> None:
+    """``artifact`` derived_from each of ``sources``, in one INSERT, for a version inserted
+    in the transaction still open (the pipeline's record). Nothing is checked, and that is
+    sound: nothing can point at a row no other transaction sees yet, so these edges close
+    no cycle, now or later; they are new, so none is a duplicate; and their targets are the
+    inputs the caller read, which the foreign keys hold."""
+    relations_insert(
+        [
+            ArtifactRelation(
+                from_artifact_id=artifact.pk,
+                to_artifact_id=source,
+                relation_type=RelationType.DERIVED_FROM,
+                created_by_step_id=created_by_step_id,
+                request_id=request_id,
+            )
+            for source in sources
+        ]
+    )

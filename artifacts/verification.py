@@ -26,6 +26,8 @@ from django.db.models import Count, F, Max, Q
 from django.utils import timezone
 
 from artifacts_project.errors import ArtifactError
+from runs import selectors as run_selectors
+from runs import services as run_services
 from runs.models import RunArtifactLink
 from stories import selectors as story_selectors
 from stories import services as story_services
@@ -358,6 +360,18 @@ def check_run_links(options: Options) -> Iterator[Problem]:
         yield Problem("run_links", f"a link of run {run_id} names step {step_id} of another run", (link_id, step_id))
 
 
+def check_lost_runs(options: Options) -> Iterator[Problem]:
+    """No run stays pending or running once the process that drove it is gone (SPEC §10):
+    reported here; ``run_pipeline --resume RUN_ID`` marks it failed and continues it."""
+    for run in run_selectors.unfinished_runs().order_by().iterator(chunk_size=options.batch_size):
+        if run_services.run_is_lost(run):
+            yield Problem(
+                "lost_runs",
+                f"run {run.pk} is {run.status} but its process was lost; resume it with run_pipeline --resume",
+                (run.pk,),
+            )
+
+
 # -- content (§3) ------------------------------------------------------------------------------
 
 
@@ -431,6 +445,7 @@ CHECKS: dict[str, Callable[[Options], Iterator[Problem]]] = {
     "story_references": check_story_references,
     "relation_cycles": check_relation_cycles,
     "run_links": check_run_links,
+    "lost_runs": check_lost_runs,
     "content": check_content,
     "unreferenced_files": check_unreferenced_files,
 }

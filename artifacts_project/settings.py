@@ -315,3 +315,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 # PIPELINE_TASK_ATTEMPTS attempts have failed; then the run fails (and can be resumed).
 PIPELINE_TASK_ATTEMPTS = env_number("PIPELINE_TASK_ATTEMPTS", 3)
 PIPELINE_RETRY_BACKOFF = env_number("PIPELINE_RETRY_BACKOFF", 2.0, float)
+# A run whose holder died (SPEC §10, "Crash-safe runs") is found at once on PostgreSQL (the
+# holder's session lock is free); on SQLite once its heartbeat is older than this.
+PIPELINE_RUN_STALE_SECONDS = env_number("PIPELINE_RUN_STALE_SECONDS", 60, float)
+
+# Refuse a lock taken out of artifacts_project/locks.py's order (the test suite turns it on).
+LOCK_ORDER_CHECK = env_bool("LOCK_ORDER_CHECK")

@@ -25,12 +25,12 @@ from psycopg.types.json import Jsonb
 
 from artifacts.payloads import ARTIFACT_TYPES
 from benchmarks import databases
-from runs.pipeline.generators import PIPELINE_TYPES
+from runs.pipeline.nodes import NODES
 
 DATASET = "lineage benchmark v2"  # the database's comment, set by the load's own transaction
 
 # The pipeline (SPEC §10): 11 types in stage order, and the inputs each version is derived from.
-PIPELINE = list(PIPELINE_TYPES)  # stage order
+PIPELINE = [node.name for node in NODES]  # stage order
 INPUTS = {
     "panel_plan": ("scene_intent", "visual_plan", "dialogue_suggestions"),
     "panel_plan_normalized": ("panel_plan",),

@@ -22,6 +22,7 @@ from artifacts_project.admin_kit import (
     uuid_or_none,
 )
 
+from . import selectors, services
 from .models import AgentStep, Direction, Run, RunArtifactLink
 
 
@@ -38,15 +39,30 @@ def duration(started_at, finished_at) -> str:
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {seconds:02d} s"
 
 
+def step_reasons(step: AgentStep) -> str:
+    """Why the step reused or remade its node (SPEC §10: what ``--explain`` says), and what
+    it kept when it reused."""
+    summary = step.input_summary or {}
+    reasons = "; ".join(summary.get("reasons") or [])
+    kept = (step.output_summary or {}).get("reason")
+    if kept and kept != reasons:
+        reasons = f"{reasons}; {kept}" if reasons else kept
+    return reasons or "—"
+
+
 class StepInline(ViewOnlyInline):
     model = AgentStep
-    fields = ("sequence", "node", "agent", "status", "attempt", "started_at", "finished_at", "took", "error")
+    fields = ("sequence", "node", "status", "attempt", "why", "started_at", "took", "error")
     readonly_fields = fields
     ordering = ("sequence",)
 
     @admin.display(description="took")
     def took(self, obj):
         return duration(obj.started_at, obj.finished_at)
+
+    @admin.display(description="why")
+    def why(self, obj):
+        return step_reasons(obj)
 
 
 class _ArtifactLinkInline(ArtifactRowColumns, ViewOnlyInline):
@@ -102,7 +118,7 @@ class RunAdmin(ArtifactRowColumns, IndexedSearchMixin, ViewOnlyMixin, BaseAdmin)
     search_help_text = "A run, story or scene id or a request id (exact), or a story title (contains)."
     fieldsets = (
         (None, {"fields": ("run_id", "workflow", "status", "story", "scene", "triggered_by", "request_id")}),
-        ("Timings", {"fields": ("created_at", "started_at", "finished_at", "took")}),
+        ("Timings", {"fields": ("created_at", "started_at", "finished_at", "took", "held_by")}),
         ("Details", {"fields": ("params", "error", "artifacts_link")}),
     )
     readonly_fields = (
@@ -117,6 +133,7 @@ class RunAdmin(ArtifactRowColumns, IndexedSearchMixin, ViewOnlyMixin, BaseAdmin)
         "started_at",
         "finished_at",
         "took",
+        "held_by",
         "params",
         "error",
         "artifacts_link",
@@ -124,11 +141,13 @@ class RunAdmin(ArtifactRowColumns, IndexedSearchMixin, ViewOnlyMixin, BaseAdmin)
     inlines = (StepInline, ConsumedInline, ProducedInline)
 
     def get_object(self, request, object_id, from_field=None):
-        return (
-            Run.objects.select_related("story", "scene__story", "triggered_by")
-            .filter(pk=uuid_or_none(object_id))
-            .first()
-        )
+        runs = Run.objects.select_related("story", "scene__story", "triggered_by").filter(pk=uuid_or_none(object_id))
+        run = runs.first()
+        # A run whose process was lost is marked failed when someone looks at it (SPEC §10),
+        # so the page never shows "running" for a run that nothing drives any more.
+        if run is not None and run.status in selectors.UNFINISHED and services.run_mark_lost(run_id=run.pk):
+            run = runs.first()
+        return run
 
     @admin.display(description="run", ordering="id")
     def short_id(self, obj):
@@ -141,6 +160,12 @@ class RunAdmin(ArtifactRowColumns, IndexedSearchMixin, ViewOnlyMixin, BaseAdmin)
     @admin.display(description="took")
     def took(self, obj):
         return duration(obj.started_at, obj.finished_at)
+
+    @admin.display(description="driven by")
+    def held_by(self, obj):
+        if obj.queued:
+            return "the pipeline workers"
+        return obj.holder or "—"
 
     @admin.display(description="link records")
     def artifacts_link(self, obj):
@@ -171,6 +196,7 @@ class AgentStepAdmin(IndexedSearchMixin, ViewOnlyMixin, BaseAdmin):
         "agent",
         "status",
         "attempt",
+        "why",
         "started_at",
         "finished_at",
         "took",
@@ -190,6 +216,10 @@ class AgentStepAdmin(IndexedSearchMixin, ViewOnlyMixin, BaseAdmin):
     @admin.display(description="run")
     def run_column(self, obj):
         return format_html('<a href="{}">{}</a>', admin_url(obj.run), obj.run)
+
+    @admin.display(description="why")
+    def why(self, obj):
+        return step_reasons(obj)
 
     @admin.display(description="took")
     def took(self, obj):

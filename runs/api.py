@@ -15,7 +15,7 @@ from stories.models import Scene
 
 from . import services
 from .models import AgentStep, Direction, Run, RunArtifactLink, RunStatus, StepStatus
-from .pipeline import engine, scheduling
+from .pipeline import driver, engine
 from .pipeline.nodes import NODES
 from .services import FINISHED_STEP_STATUSES
 
@@ -221,15 +221,16 @@ class PipelineRequestSerializer(serializers.Serializer):
 
 class PipelineView(LimitedBodyMixin, APIView):
     """Run the pipeline (SPEC §10) on a scene, or on every scene of a story: 202 with the run
-    (or the runs, one per scene, in position order) and a Location. With a broker the runs
-    come back pending and the workers take them; without one the work runs in this
-    process before the answer, so the runs come back finished."""
+    (or the runs, one per scene, in position order) and a Location, before any generator
+    runs. The runs come back pending: with a broker the workers take them; without one a
+    thread of this process does, once the answer is on its way. Follow a run at its
+    Location; cancel it with PATCH {"status": "cancelled"}."""
 
     required_permissions = ["runs.add_run"]
     queryset = Run.objects.all()  # the model whose permissions apply (OPTIONS and the like)
 
     def start(self, request, scene_ids, **options) -> list[Run]:
-        return scheduling.start(scene_ids, actor=request.user, **options)
+        return driver.start(scene_ids, actor=request.user, **options)
 
 
 @extend_schema(tags=["runs"], request=PipelineRequestSerializer, responses={202: RunSerializer})

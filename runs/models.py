@@ -43,6 +43,12 @@ class Run(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Who drives the run (SPEC §10, "Crash-safe runs"): on the workers (``queued``), or a
+    # process that holds it, named by ``holder`` and, where no session lock can tell that it
+    # is alive (SQLite), writing ``heartbeat_at`` while it drives.
+    queued = models.BooleanField(default=False)
+    holder = models.CharField(max_length=200, blank=True, default="")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -50,6 +56,12 @@ class Run(models.Model):
             models.Index(fields=["story", "-created_at"], name="run_story_created_idx"),
             # The admin list's status filter in the list's order.
             models.Index(fields=["status", "-created_at"], name="run_status_created_idx"),
+            # A scene's unfinished runs: what a new run of the scene checks for lost ones.
+            models.Index(
+                fields=["scene"],
+                condition=models.Q(status__in=["pending", "running"]),
+                name="run_unfinished_scene_idx",
+            ),
         ]
 
     def __str__(self):

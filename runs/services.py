@@ -6,20 +6,28 @@ only through ``artifacts_project.locks``.
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
+
 from django.db import IntegrityError, connection
 from django.db.models import Max
 from django.utils import timezone
 
+from artifacts import selectors as artifact_selectors
+from artifacts import services as artifact_services
+from artifacts.content import PreparedContent, store_content
 from artifacts.models import Artifact
+from artifacts.payloads import get_type
 from artifacts_project import locks
 from artifacts_project.audit import acting_user
-from artifacts_project.errors import InvalidInput, InvalidTransition, NotFound
+from artifacts_project.errors import ArtifactError, InvalidInput, InvalidTransition, NotFound, VersionConflict
 from artifacts_project.input_limits import check_columns, check_int, check_json, check_text
 from artifacts_project.lookups import ensure_exists, get_or_not_found, parse_uuid
 from artifacts_project.request_id import get_request_id
 from artifacts_project.transactions import atomic_write
 from stories.models import Scene, Story
 
+from . import selectors
 from .models import FINISHED_STATUSES, AgentStep, Direction, Run, RunArtifactLink, RunStatus, StepStatus
 
 # A failed or cancelled run may be resumed (back to running); a succeeded one is final. A
@@ -48,8 +56,11 @@ def _check_json_object(value, *, field: str) -> None:
 
 
 @atomic_write
-def run_create(*, story_id, workflow: str, scene_id=None, params=None, actor=None, start: bool = False) -> Run:
-    """Record a run (pending, or running when ``start``); it becomes the story's current run."""
+def run_create(
+    *, story_id, workflow: str, scene_id=None, params=None, actor=None, start: bool = False, queued: bool = False
+) -> Run:
+    """Record a run (pending, or running when ``start``); it becomes the story's current run.
+    ``queued``: the pipeline's workers drive it (SPEC §10)."""
     if not isinstance(workflow, str) or not workflow.strip():
         raise InvalidInput("workflow must be a non-empty string", field="workflow")
     check_columns(Run, workflow=workflow)
@@ -67,6 +78,7 @@ def run_create(*, story_id, workflow: str, scene_id=None, params=None, actor=Non
         params=params or {},
         status=RunStatus.RUNNING if start else RunStatus.PENDING,
         started_at=timezone.now() if start else None,
+        queued=queued,
         request_id=get_request_id(),
         triggered_by=acting_user(actor),
     )
@@ -75,9 +87,19 @@ def run_create(*, story_id, workflow: str, scene_id=None, params=None, actor=Non
     return run
 
 
+STEP_ERROR_WHEN = {RunStatus.CANCELLED: "the run was cancelled", RunStatus.FAILED: "the run failed"}
+LOST = "its process was lost"
+
+
 @atomic_write
-def run_set_status(*, run_id, status: str, error: str | None = None) -> Run:
-    """Move a run along pending -> running -> succeeded | failed | cancelled (resume: back to running)."""
+def run_set_status(*, run_id, status: str, error: str | None = None, step_error: str | None = None) -> Run:
+    """Move a run along pending -> running -> succeeded | failed | cancelled (resume: back to running).
+
+    A run that ends failed or cancelled ends its unfinished steps with it, failed with
+    ``step_error`` (by default, why the run ended): nothing stays running for ever, and the
+    process still driving a cancelled run finds its step finished at its next write, which
+    then writes nothing (SPEC §10).
+    """
     if status not in RunStatus.values:
         raise InvalidInput(f"unknown run status {status!r}; one of {', '.join(RunStatus.values)}", field="status")
     check_text(error, field="error")
@@ -101,7 +123,68 @@ def run_set_status(*, run_id, status: str, error: str | None = None) -> Run:
         run.error = error
         fields.append("error")
     run.save(update_fields=sorted(set(fields)))
+    if status in STEP_ERROR_WHEN:
+        _end_unfinished_steps(run.pk, error=step_error or STEP_ERROR_WHEN[status], at=now)
     return run
+
+
+def _end_unfinished_steps(run_id, *, error: str, at) -> None:
+    AgentStep.objects.filter(run_id=run_id, status__in=(StepStatus.PENDING, StepStatus.RUNNING)).update(
+        status=StepStatus.FAILED, error=error, finished_at=at
+    )
+
+
+@atomic_write
+def run_begin(*, run_id, holder: str) -> Run:
+    """A pending run starts, or a failed or cancelled one resumes, held by ``holder`` (the
+    process that drives it, which holds it as ``locks.hold_runs`` says)."""
+    check_columns(Run, holder=holder)
+    run = locks.lock_run(run_id)
+    if run.status not in (RunStatus.PENDING, RunStatus.FAILED, RunStatus.CANCELLED):
+        raise InvalidTransition(f"run {run.pk} is {run.status}: only a pending, failed or cancelled run can start")
+    now = timezone.now()
+    run.status = RunStatus.RUNNING
+    run.started_at = run.started_at or now
+    run.finished_at = None
+    run.error = ""
+    run.holder = holder
+    run.heartbeat_at = now
+    run.save(update_fields=["status", "started_at", "finished_at", "error", "holder", "heartbeat_at"])
+    return run
+
+
+def run_heartbeat(*, run_ids) -> int:
+    """The holder of these runs is alive (SQLite's stand-in for a session lock): one UPDATE."""
+    return Run.objects.filter(pk__in=list(run_ids), status__in=selectors.UNFINISHED).update(heartbeat_at=timezone.now())
+
+
+def run_is_lost(run: Run) -> bool:
+    """Whether the process that held ``run`` is gone (a read: nothing is marked)."""
+    if run.status not in selectors.UNFINISHED:
+        return False
+    with locks.unheld_run(run.pk) as unheld:
+        if unheld is False:
+            return False
+        return selectors.may_be_lost(run, by_heartbeat=unheld is None)
+
+
+def run_mark_lost(*, run_id) -> bool:
+    """Fail the run, and its running step, when its holder is gone ("its process was lost",
+    SPEC §10); True when it did. The run stays unheld while this runs, so a process about
+    to take it up waits, then finds it failed, and resumes it if that is what it does."""
+    with locks.unheld_run(run_id) as unheld:
+        if unheld is False:
+            return False
+        return _mark_lost(run_id, by_heartbeat=unheld is None)
+
+
+@atomic_write
+def _mark_lost(run_id, *, by_heartbeat: bool) -> bool:
+    run = locks.lock_run(run_id)
+    if not selectors.may_be_lost(run, by_heartbeat=by_heartbeat):
+        return False
+    run_set_status(run_id=run.pk, status=RunStatus.FAILED, error=LOST, step_error=LOST)
+    return True
 
 
 @atomic_write
@@ -314,3 +397,285 @@ def _insert_links(*, run_id, step_id, stage: str, keys) -> list[tuple[RunArtifac
             raise IntegrityError(f"link of artifact {link.artifact_id} was neither inserted nor found")
         result.append((found, False))
     return result
+
+
+# -- the pipeline's writes (SPEC §10) ---------------------------------------------------------
+#
+# A node's step begins running (``step_claim``) before its generator runs, so a run in flight
+# shows what it is doing; what the node then records is one action, ``pipeline_record_made``
+# or ``pipeline_record_reused``: its locks taken once, in locks.py's order, what it needs read
+# once, and version, relations, links and step written in one transaction. Each checks last,
+# under the run row's shared lock, that the run is still running and the step still its own:
+# otherwise (cancelled, failed, or taken over by a second delivery of the node) the whole
+# action rolls back, so no version is made after a cancel is answered.
+
+
+class NodeRefused(ArtifactError):
+    """A node cannot run: an input it reads has no version yet, or planning is locked and
+    its type has none to keep. It fails the node's step (never an API answer)."""
+
+    code = "node_refused"
+
+
+class RunStopped(Exception):
+    """The run is no longer running (cancelled or failed meanwhile): nothing was written."""
+
+    def __init__(self, status: str | None):
+        super().__init__(f"the run is {status or 'gone'}")
+        self.status = status
+
+
+class StepTaken(Exception):
+    """The step is no longer this writer's: a second delivery of its node finished it."""
+
+
+@dataclass
+class Recorded:
+    artifact: Artifact
+    made: bool  # False: an existing version was kept (made meanwhile, or planning locked)
+    reason: str = ""
+
+
+_STEP_COLUMNS = (
+    "id",
+    "run",
+    "node",
+    "agent",
+    "status",
+    "attempt",
+    "input_summary",
+    "output_summary",
+    "error",
+    "started_at",
+    "finished_at",
+)
+
+
+def _write_step(
+    *, run_id, step_id, node: str, agent: str, attempt: int, status: str, input_summary, output_summary=None
+) -> uuid.UUID:
+    """The node's step in ``status``: the pending step ``step_id`` (a worker's) taken from
+    pending, or a new one appended (sequence: the run's last + 1, in the same statement).
+    Raises StepTaken when the pending step was taken meanwhile."""
+    now = timezone.now()
+    finished = status in FINISHED_STEP_STATUSES
+    if step_id is not None:
+        changes = {"status": status, "agent": agent, "started_at": now, "input_summary": input_summary or {}}
+        if finished:
+            changes.update(output_summary=output_summary or {}, finished_at=now)
+        if not AgentStep.objects.filter(pk=step_id, status=StepStatus.PENDING).update(**changes):
+            raise StepTaken(f"step {step_id} is no longer pending")
+        return step_id
+    step = AgentStep(
+        id=uuid.uuid4(),
+        run_id=run_id,
+        node=node,
+        agent=agent,
+        status=status,
+        attempt=attempt,
+        input_summary=input_summary or {},
+        output_summary=output_summary or {},
+        started_at=now,
+        finished_at=now if finished else None,
+    )
+    meta = AgentStep._meta
+    fields = [meta.get_field(name) for name in _STEP_COLUMNS]
+    quote = connection.ops.quote_name
+    table = quote(meta.db_table)
+    sql = (
+        f"INSERT INTO {table} ({', '.join(quote(f.column) for f in fields)}, {quote('sequence')}) "
+        f"SELECT {', '.join(['%s'] * len(fields))}, COALESCE(MAX({quote('sequence')}), 0) + 1 FROM {table} "
+        f"WHERE {quote('run_id')} = %s ON CONFLICT ({quote('run_id')}, {quote('sequence')}) DO NOTHING RETURNING 1"
+    )
+    params = [f.get_db_prep_save(getattr(step, f.attname), connection) for f in fields]
+    params.append(meta.get_field("run").get_db_prep_save(run_id, connection))
+    for _ in range(3):  # a step appended meanwhile took the sequence (an API client's): the next one
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            if cursor.fetchall():
+                return step.pk
+    raise IntegrityError(f"no free sequence number for a step of run {run_id}")
+
+
+def _require_running(run_id) -> None:
+    status = locks.share_run(run_id)
+    if status != RunStatus.RUNNING:
+        raise RunStopped(status)
+
+
+@atomic_write
+def step_claim(*, run_id, node: str, agent: str, attempt: int, input_summary: dict, step_id=None) -> uuid.UUID:
+    """The node's step begins running: before its generator, so a run shows what it does.
+    Raises RunStopped when the run is not running, StepTaken when a second delivery of the
+    node began its pending step first."""
+    _require_running(run_id)
+    return _write_step(
+        run_id=run_id,
+        step_id=step_id,
+        node=node,
+        agent=agent,
+        attempt=attempt,
+        status=StepStatus.RUNNING,
+        input_summary=input_summary,
+    )
+
+
+def _finish_running_step(step_id, *, status: str, output_summary=None, error: str = "") -> None:
+    changes = {"status": status, "output_summary": output_summary or {}, "error": error, "finished_at": timezone.now()}
+    if not AgentStep.objects.filter(pk=step_id, status=StepStatus.RUNNING).update(**changes):
+        raise StepTaken(f"step {step_id} is no longer running")
+
+
+def _consumed_and_produced(inputs, output_id) -> list[tuple]:
+    return [*((artifact_id, Direction.CONSUMED) for artifact_id in inputs), (output_id, Direction.PRODUCED)]
+
+
+def _reuse_summary(artifact: Artifact, reason: str) -> dict:
+    return {"action": "reused", "artifact_id": str(artifact.pk), "version": artifact.version, "reason": reason}
+
+
+@atomic_write
+def pipeline_record_reused(
+    *,
+    run_id,
+    node: str,
+    agent: str,
+    attempt: int,
+    input_summary: dict,
+    artifact: Artifact,
+    inputs: list,
+    reason: str,
+    step_id=None,
+) -> uuid.UUID:
+    """A node reuses ``artifact``: its step is recorded skipped, with what it consumed
+    (``inputs``, artifact ids) and produced. Four statements: the run's shared lock, the
+    step, the links (and the commit)."""
+    _require_running(run_id)
+    step = _write_step(
+        run_id=run_id,
+        step_id=step_id,
+        node=node,
+        agent=agent,
+        attempt=attempt,
+        status=StepStatus.SKIPPED,
+        input_summary=input_summary,
+        output_summary=_reuse_summary(artifact, reason),
+    )
+    _insert_links(run_id=run_id, step_id=step, stage=node, keys=_consumed_and_produced(inputs, artifact.pk))
+    return step
+
+
+@atomic_write
+def pipeline_record_made(
+    *,
+    run_id,
+    step_id,
+    story_id,
+    scene_id,
+    type: str,
+    kind: str,
+    payload: dict,
+    content: PreparedContent | None,
+    inputs: list,
+    fingerprint: str,
+    force: bool,
+    artifact_id: uuid.UUID,
+    request_id: str,
+) -> Recorded:
+    """What a node made becomes the next version of its stream, unless meanwhile another run
+    made this very version (its fingerprint is the stream's latest: that one is kept), or
+    the scene's planning was locked (a planning type keeps its latest version, SPEC §10).
+
+    ``payload`` is checked and ``content`` prepared by the caller, before this transaction.
+    Locks, each once, in locks.py's order: the scene row shared (planning types), the content
+    digest (media), the stream (with the INSERT, one round trip), the run row shared. Then
+    the version's derived_from relations (one INSERT), the step's links (one INSERT) and the
+    step (one UPDATE). RunStopped or StepTaken roll everything back.
+    """
+    if get_type(type).planning:
+        scene = locks.share_scene(scene_id)
+        if scene is not None and scene.planning_locked:
+            return _keep_latest(
+                run_id=run_id,
+                step_id=step_id,
+                story_id=story_id,
+                scene_id=scene_id,
+                type=type,
+                inputs=inputs,
+                reason="planning was locked on this scene while the run was in flight",
+            )
+    artifact = Artifact(
+        id=artifact_id,
+        story_id=story_id,
+        scene_id=scene_id,
+        type=type,
+        kind=kind,
+        payload=payload,
+        fingerprint=fingerprint,
+        created_by_step_id=step_id,
+        request_id=request_id,
+    )
+    if content is not None:
+        stored = store_content(content)
+        artifact.content.name = stored.name
+        artifact.content_sha256, artifact.content_size, artifact.mime_type = (
+            stored.sha256,
+            stored.size,
+            stored.mime_type,
+        )
+    made = None
+    for attempt in range(1, artifact_services.MAX_CREATE_ATTEMPTS + 1):
+        made = artifact_services.insert_next_version(
+            artifact,
+            inherit_parent=True,
+            inherit_fingerprint=False,
+            lock=attempt == 1,
+            unless_fingerprint=None if force else fingerprint,
+        )
+        if made is not None or force:
+            break
+        latest = artifact_selectors.stream_latest(story_id=story_id, scene_id=scene_id, type=type)
+        if latest is not None and latest.fingerprint == fingerprint:
+            return _keep(
+                run_id=run_id,
+                step_id=step_id,
+                node=type,
+                kept=latest,
+                inputs=inputs,
+                reason="made meanwhile by another run",
+            )
+    if made is None:
+        raise VersionConflict(f"could not assign a version on {type}")
+    _require_running(run_id)
+    artifact_services.relations_of_new_version(made, inputs, created_by_step_id=step_id, request_id=request_id)
+    _insert_links(run_id=run_id, step_id=step_id, stage=type, keys=_consumed_and_produced(inputs, made.pk))
+    _finish_running_step(
+        step_id,
+        status=StepStatus.SUCCEEDED,
+        output_summary={"action": "made", "artifact_id": str(made.pk), "version": made.version},
+    )
+    return Recorded(made, True)
+
+
+def _keep_latest(*, run_id, step_id, story_id, scene_id, type: str, inputs, reason: str) -> Recorded:
+    latest = artifact_selectors.stream_latest(story_id=story_id, scene_id=scene_id, type=type)
+    if latest is None:
+        raise NodeRefused("planning is locked on this scene and it has no version to keep")
+    return _keep(
+        run_id=run_id, step_id=step_id, node=type, kept=latest, inputs=inputs, reason=f"v{latest.version}: {reason}"
+    )
+
+
+def _keep(*, run_id, step_id, node: str, kept: Artifact, inputs, reason: str) -> Recorded:
+    _require_running(run_id)
+    _insert_links(run_id=run_id, step_id=step_id, stage=node, keys=_consumed_and_produced(inputs, kept.pk))
+    _finish_running_step(step_id, status=StepStatus.SKIPPED, output_summary=_reuse_summary(kept, reason))
+    return Recorded(kept, False, reason)
+
+
+@atomic_write
+def step_fail(*, step_id, error: str) -> None:
+    """A running step of the pipeline fails (its generator raised, its output was refused).
+    Raises StepTaken when it is no longer running (the run was cancelled or failed meanwhile,
+    or a second delivery took it over)."""
+    _finish_running_step(step_id, status=StepStatus.FAILED, error=error[:10_000])

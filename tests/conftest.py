@@ -1,6 +1,7 @@
 """Shared fixtures: small real objects made through the services, never mocks."""
 
 import io
+import os
 import wave
 
 import pytest
@@ -36,6 +37,18 @@ WEBM_BYTES = (
     b"\x42\x82\x84webm\x42\x87\x81\x02\x42\x85\x81\x02" + b"\x00" * 32
 )
 SVG_BYTES = b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'
+
+
+# Every lock taken out of artifacts_project/locks.py's order fails the test that takes it,
+# here and in the processes the tests start (commands, workers, servers).
+os.environ.setdefault("LOCK_ORDER_CHECK", "1")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _lock_order_checked():
+    from django.conf import settings
+
+    settings.LOCK_ORDER_CHECK = os.environ["LOCK_ORDER_CHECK"] == "1"
 
 
 def pytest_collection_modifyitems(config, items):

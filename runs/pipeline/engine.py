@@ -1,46 +1,45 @@
-"""Running a scene through the nodes: reuse what is still valid, make only what changed
-(SPEC §10).
+"""One node of a scene: decide whether to reuse or make, and do it (SPEC §10).
 
-For each node, in stage order:
-
-1. **Decide**, without a lock: its inputs are the latest versions of the types it consumes;
-   it reuses the latest version of its own type when that version's fingerprint is the
-   one computed now, or when the scene's planning is locked and the type is a planning
-   type; otherwise it makes the next version (``--force`` makes one anyway, except for
-   locked planning types). Every decision carries its reasons, which ``--explain`` prints.
+1. **Decide**, without a lock: the node's inputs are the latest versions of the types it
+   consumes, read with its own stream's latest in one query. It reuses its latest version
+   when that version's fingerprint is the one computed now, or when the scene's planning is
+   locked and the type is a planning type; otherwise it makes the next version (``force``
+   makes one anyway, except for locked planning types). Every decision carries its reasons,
+   and a remake names its *root* cause (``scene_intent changed (v1 -> v2)``, ``the scene
+   text changed``, a generator's new version) and the input it arrives through: the
+   question users of every other pipeline tool keep asking is "why did this re-run?".
 2. **Generate**, outside any transaction: a generator may take minutes, and no row or
-   stream stays locked meanwhile.
-3. **Record**, in one transaction holding the stream's lock: if another run committed a
-   version with this fingerprint meanwhile, that one is reused and the work is dropped;
-   otherwise the new version is created with its fingerprint, a ``derived_from`` relation
-   to each input, and the step's consumed and produced links. So two runs of one scene at
-   once end with at most one version per (type, fingerprint).
+   stream stays locked meanwhile. The step is running (``step_claim``) while it does.
+3. **Record**, in one action (``runs.services.pipeline_record_made`` or
+   ``pipeline_record_reused``): a version made meanwhile by another run with this
+   fingerprint is kept and the work dropped, so two runs of one scene end with at most one
+   version per (type, fingerprint); a planning lock taken meanwhile keeps the locked
+   version; a run cancelled meanwhile writes nothing.
 
-A run is one ``Run`` (workflow ``scene_pipeline``) with one ``AgentStep`` per node:
-succeeded when it made a version, skipped when it reused one, failed with its error. A
-failure keeps everything made before it and fails the run; ``resume`` continues the same
-run from the node that failed, and the nodes it finished are not run again.
+What runs when, retries and resume are the driver's (``driver.py``), the same in-process
+and on the workers.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
-from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from django.urls import reverse
 
 from artifacts import selectors
-from artifacts.models import Artifact, RelationType
-from artifacts.payloads import MEDIA_KINDS, get_type
-from artifacts.services import ArtifactService
-from artifacts_project import locks
-from artifacts_project.errors import ArtifactError, InvalidInput, InvalidTransition
+from artifacts.content import prepare_content
+from artifacts.models import Artifact
+from artifacts.payloads import MEDIA_KINDS, check_payload, get_type
+from artifacts_project.errors import ArtifactError, InvalidContent
+from artifacts_project.locks import LockOrderViolation
 from artifacts_project.lookups import get_or_not_found
-from artifacts_project.transactions import atomic_write
+from artifacts_project.request_id import get_request_id
 from runs import services as run_services
-from runs.models import AgentStep, Direction, Run, RunStatus, StepStatus
+from runs.services import NodeRefused, RunStopped, StepTaken
 from stories import selectors as story_selectors
 from stories.models import Scene, Story
 
@@ -74,33 +73,33 @@ class Decision:
     latest: Artifact | None = None
     basis: dict | None = None
     fingerprint: str | None = None
+    # The changes at the origin of a remake, which the nodes downstream inherit.
+    roots: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        """What the node's step records of its decision (the admin's run page shows it)."""
+        return {
+            "decision": self.action,
+            "reasons": self.reasons,
+            "roots": self.roots,
+            "inputs": {t: {"artifact_id": str(a.pk), "version": a.version} for t, a in self.inputs.items()},
+            "fingerprint": self.fingerprint,
+            "basis": self.basis,
+        }
 
 
 @dataclass
 class Outcome:
     node: Node
-    # "made", "reused", "failed", "done" (finished earlier in a resumed run), or "superseded"
-    # (a second delivery of the same node took its step over; that one carries on).
+    # "made", "reused", "failed", "done" (finished earlier in a resumed run), "stopped" (the
+    # run was cancelled or failed meanwhile) or "superseded" (a second delivery of the same
+    # node took its step over; that one carries on).
     result: str
     reasons: list[str]
     artifact: Artifact | None = None
     error: str = ""
     retryable: bool = False  # the generator raised: another attempt may succeed
-
-
-@dataclass
-class SceneRun:
-    scene: Scene
-    run: Run
-    outcomes: list[Outcome]
-
-    @property
-    def failed(self) -> bool:
-        return self.run.status == RunStatus.FAILED
-
-
-class NodeRefused(ArtifactError):
-    code = "node_refused"
+    attempt: int = 1
 
 
 class GeneratorFailed(Exception):
@@ -115,8 +114,13 @@ def load_scene(scene_id) -> Scene:
     )
 
 
-def _latest(scene: Scene, type_name: str) -> Artifact | None:
-    return selectors.stream_latest(story_id=scene.story_id, scene_id=scene.pk, type=type_name)
+def story_scenes(story_id) -> list[Scene]:
+    """A story's scenes in position order, the order ``--story`` runs them in."""
+    get_or_not_found(Story.objects.only("id"), story_id, what="story")
+    return list(story_selectors.story_scenes(story_id).only("id", "position", "title"))
+
+
+# -- deciding ---------------------------------------------------------------------------------
 
 
 def _previous_basis(scene: Scene, latest: Artifact) -> dict | None:
@@ -134,41 +138,92 @@ def _previous_basis(scene: Scene, latest: Artifact) -> dict | None:
     return (summary or {}).get("basis")
 
 
-def _versions(ids) -> dict[str, int]:
-    return {str(pk): version for pk, version in Artifact.objects.filter(pk__in=ids).values_list("pk", "version")}
+def _through(roots_by_input: dict[str, list[str]]) -> list[str]:
+    """Reasons from the roots that reach a node through its inputs: each root once, with the
+    inputs it arrives through (``the scene text changed, through scene_intent, visual_plan``);
+    a root that is the input itself (``scene_intent changed (v1 -> v2)``) needs no "through"."""
+    arrivals: dict[str, list[str]] = {}
+    for type_name, roots in roots_by_input.items():
+        for root in roots:
+            arrivals.setdefault(root, []).append(type_name)
+    reasons = []
+    for root, inputs in arrivals.items():
+        indirect = [t for t in inputs if not root.startswith(f"{t} ")]
+        reasons.append(f"{root}, through {', '.join(indirect)}" if indirect else root)
+    return reasons
 
 
-def _changes(scene: Scene, latest: Artifact, basis: dict) -> list[str]:
+def _local_roots(node: Node, before: dict, basis: dict) -> list[str]:
+    """Changes of the node itself (not of its inputs), named after it."""
+    roots = []
+    if before.get("scheme") != basis["scheme"]:
+        roots.append(f"the fingerprint scheme changed ({before.get('scheme')} -> {basis['scheme']})")
+    if before.get("generator") != basis["generator"]:
+        roots.append(f"{node.name}'s generator changed ({before.get('generator')} -> {basis['generator']})")
+    elif before.get("generator_version") != basis["generator_version"]:
+        roots.append(
+            f"{node.name}'s generator version changed ({before.get('generator_version')} -> "
+            f"{basis['generator_version']})"
+        )
+    if before.get("text_sha256") != basis["text_sha256"]:
+        roots.append("the scene text changed")
+    old_params, new_params = before.get("params") or {}, basis["params"]
+    changed = sorted(k for k in set(old_params) | set(new_params) if old_params.get(k) != new_params.get(k))
+    if changed:
+        roots.append(f"{node.name}'s params changed ({', '.join(changed)})")
+    return roots
+
+
+def _changes(scene: Scene, node: Node, latest: Artifact, basis: dict) -> tuple[list[str], list[str]]:
+    """Why ``latest`` no longer fits: the reasons (each root cause with the input it arrives
+    through) and the root causes themselves. Two queries: the previous basis, and the
+    versions of the inputs that changed with the roots recorded by the steps that made them."""
     before = _previous_basis(scene, latest)
-    reasons = fp.differences(before, basis)
     if before is None:
-        return reasons
+        root = f"{node.name} v{latest.version} was made outside the pipeline"
+        return [root], [root]
+    roots = _local_roots(node, before, basis)
+    reasons = list(roots)
     old, new = before.get("inputs") or {}, basis["inputs"]
-    versions = _versions([*old.values(), *new.values()])
-    described = []
-    for reason in reasons:
-        type_name = reason.removeprefix("input ").removesuffix(" changed")
-        if reason.startswith("input ") and type_name in new:
-            was = f"v{versions[old[type_name]]}" if old.get(type_name) in versions else "another version"
-            described.append(f"input {type_name} changed ({was} -> v{versions.get(new[type_name], '?')})")
-        else:
-            described.append(reason)
-    return described
+    changed = [t for t in sorted(set(old) | set(new)) if old.get(t) != new.get(t)]
+    if changed:
+        ids = [value for t in changed for value in (old.get(t), new.get(t)) if value]
+        found = {
+            str(pk): (version, summary)
+            for pk, version, summary in Artifact.objects.filter(pk__in=ids).values_list(
+                "pk", "version", "created_by_step__input_summary"
+            )
+        }
+        inherited = {}
+        for t in changed:
+            was = f"v{found[old[t]][0]}" if old.get(t) in found else "none"
+            now_version, made_by = found.get(new.get(t), (None, None))
+            inherited[t] = (made_by or {}).get("roots") or [f"{t} changed ({was} -> v{now_version})"]
+        reasons += _through(inherited)
+        roots += [root for upstream in inherited.values() for root in upstream]
+    if not reasons:
+        reasons = roots = ["its fingerprint differs"]
+    return reasons, list(dict.fromkeys(roots))
 
 
-def decide(scene: Scene, node: Node, *, force: bool = False, pending: frozenset[str] = frozenset()) -> Decision:
-    """What ``node`` would do now, and why. ``pending``: nodes that will make a new version
-    before this one runs (``--explain`` cannot know those versions' ids yet)."""
-    latest = _latest(scene, node.name)
-    will_change = [t for t in node.consumes if t in pending]
-    inputs = {t: _latest(scene, t) for t in node.consumes if t not in pending}
+def decide(scene: Scene, node: Node, *, force: bool = False, pending: dict[str, list[str]] | None = None) -> Decision:
+    """What ``node`` would do now, and why. ``pending``: the nodes that will make a new version
+    before this one runs, with their roots (``--explain`` cannot know those versions' ids
+    yet). One query reads the latest version of the node's type and of each input."""
+    pending = pending or {}
+    heads = selectors.scene_heads(scene.pk, [node.name, *(t for t in node.consumes if t not in pending)])
+    latest = heads.get(node.name)
+    inputs = {t: heads.get(t) for t in node.consumes if t not in pending}
     if get_type(node.name).planning and scene.planning_locked:
         found = {t: a for t, a in inputs.items() if a is not None}
         if latest is not None:
             return Decision(node, REUSE, [f"v{latest.version}: planning is locked on this scene"], found, latest)
         return Decision(node, REFUSE, ["planning is locked on this scene and it has no version to keep"], found)
+    will_change = {t: roots for t, roots in pending.items() if t in node.consumes}
     if will_change:
-        return Decision(node, MAKE, [f"input {t} will be remade" for t in will_change], latest=latest)
+        roots = list(dict.fromkeys(root for upstream in will_change.values() for root in upstream))
+        reasons = _through(will_change) if latest is not None else ["nothing yet"]
+        return Decision(node, MAKE, reasons, latest=latest, roots=roots)
     missing = [t for t, artifact in inputs.items() if artifact is None]
     if missing:
         return Decision(node, REFUSE, [f"no {t} to read yet" for t in missing], latest=latest)
@@ -183,134 +238,93 @@ def decide(scene: Scene, node: Node, *, force: bool = False, pending: frozenset[
     )
     decision = Decision(node, MAKE, [], inputs=inputs, latest=latest, basis=basis, fingerprint=fp.fingerprint(basis))
     if force:
-        decision.reasons = ["forced"]
+        decision.reasons = decision.roots = ["forced"]
     elif latest is None:
         decision.reasons = ["nothing yet"]
     elif latest.fingerprint == decision.fingerprint:
         decision.action, decision.reasons = REUSE, [f"v{latest.version}: fingerprint matches"]
     else:
-        decision.reasons = _changes(scene, latest, basis)
+        decision.reasons, decision.roots = _changes(scene, node, latest, basis)
     return decision
 
 
 def explain(scene_id, *, force: bool = False, only: list[str] | None = None) -> list[Decision]:
     """Every node's decision, in stage order, writing nothing."""
     scene = load_scene(scene_id)
-    decisions, pending = [], set()
+    decisions, pending = [], {}
     for node in selected(only):
-        decision = decide(scene, node, force=force, pending=frozenset(pending))
+        decision = decide(scene, node, force=force, pending=pending)
         if decision.action == MAKE:
-            pending.add(node.name)
+            pending[node.name] = decision.roots or [f"{node.name} has no version yet"]
         decisions.append(decision)
     return decisions
 
 
-# -- running -----------------------------------------------------------------------------
+# -- doing ------------------------------------------------------------------------------------
 
 
-def run_scene(
-    scene_id,
-    *,
-    force: bool = False,
-    only: list[str] | None = None,
-    actor=None,
-    on_node: Callable[[Outcome], None] | None = None,
-) -> SceneRun:
-    scene = load_scene(scene_id)
-    nodes = selected(only)
-    run = run_services.run_create(
-        story_id=scene.story_id,
-        scene_id=scene.pk,
-        workflow=WORKFLOW,
-        params={"force": force, "only": [n.name for n in nodes] if only else []},
-        actor=actor,
-        start=True,
-    )
-    return _execute(scene, run, nodes, force=force, on_node=on_node)
+class Stop:
+    """Where a driver may be stopped (SIGINT, SIGTERM): ``check`` before each write, and
+    ``interruptible`` around what only waits or computes (a generator, a retry's backoff).
+    This one never stops; the command's (``holding.SignalStop``) stops on a signal."""
+
+    def check(self) -> None:
+        pass
+
+    def interruptible(self):
+        return nullcontext()
+
+    def sleep(self, seconds: float) -> None:
+        with self.interruptible():
+            time.sleep(seconds)
 
 
-def resume(run_id, *, on_node: Callable[[Outcome], None] | None = None) -> SceneRun:
-    """Continue a failed (or cancelled) run: the nodes it finished stay done, the rest run."""
-    run = get_or_not_found(Run, run_id, what="run")
-    if run.workflow != WORKFLOW or run.scene_id is None:
-        raise InvalidInput(f"run {run.pk} is not a {WORKFLOW} run", field="run_id")
-    if run.status not in (RunStatus.FAILED, RunStatus.CANCELLED):
-        raise InvalidTransition(f"run {run.pk} is {run.status}: only a failed or cancelled run can be resumed")
-    run = run_services.run_set_status(run_id=run.pk, status=RunStatus.RUNNING)
-    params = run.params or {}
-    return _execute(
-        load_scene(run.scene_id),
-        run,
-        selected(params.get("only") or None),
-        force=bool(params.get("force")),
-        on_node=on_node,
-    )
+NEVER = Stop()
 
 
-def _execute(scene: Scene, run: Run, nodes: list[Node], *, force: bool, on_node) -> SceneRun:
-    finished = dict(
-        AgentStep.objects.filter(run=run, status__in=(StepStatus.SUCCEEDED, StepStatus.SKIPPED)).values_list(
-            "node", "status"
-        )
-    )
-    attempts = {}
-    for node_name in AgentStep.objects.filter(run=run).values_list("node", flat=True):
-        attempts[node_name] = attempts.get(node_name, 0) + 1
-    outcomes = []
-    for node in nodes:
-        if node.name in finished:
-            outcome = Outcome(node, "done", [f"finished earlier in this run ({finished[node.name]})"])
-        else:
-            scene = load_scene(scene.pk)  # the planning lock or the text may have changed meanwhile
-            outcome = _run_node(scene, run, node, force=force, attempt=attempts.get(node.name, 0) + 1)
-        outcomes.append(outcome)
-        if on_node is not None:
-            on_node(outcome)
-        if outcome.result == "failed":
-            run = run_services.run_set_status(
-                run_id=run.pk, status=RunStatus.FAILED, error=f"{node.name}: {outcome.error}"
-            )
-            return SceneRun(scene, run, outcomes)
-    run = run_services.run_set_status(run_id=run.pk, status=RunStatus.SUCCEEDED)
-    return SceneRun(scene, run, outcomes)
-
-
-def _run_node(scene: Scene, run: Run, node: Node, *, force: bool, attempt: int) -> Outcome:
-    """In-process: the node gets a new running step."""
-
-    def begin(summary, agent):
-        return run_services.step_start(
-            run_id=run.pk, node=node.name, agent=agent, attempt=attempt, input_summary=summary
-        )
-
-    return run_node(scene, run, node, force=force, begin=begin)
-
-
-def run_node(scene: Scene, run: Run, node: Node, *, force: bool, begin) -> Outcome:
-    """Decide, then reuse or make, on the step that ``begin(input_summary, agent)`` returns
-    running (None: another delivery of this node holds it)."""
+def attempt_node(
+    scene: Scene, run_id, node: Node, *, force: bool, attempt: int, step_id=None, stop: Stop = NEVER
+) -> Outcome:
+    """One attempt of one node: decide, then reuse or make, on the run's step for it
+    (``step_id``: the pending step a worker was handed; otherwise a new one)."""
     decision = decide(scene, node, force=force)
-    step = begin(
-        {
-            "decision": decision.action,
-            "reasons": decision.reasons,
-            "inputs": {t: {"artifact_id": str(a.pk), "version": a.version} for t, a in decision.inputs.items()},
-            "fingerprint": decision.fingerprint,
-            "basis": decision.basis,
-        },
-        node.generator_path[:100],
-    )
-    if step is None:
-        return Outcome(node, "superseded", ["another delivery of this node runs it"])
+    agent = node.generator_path[:100]
+    summary = decision.summary()
+    stop.check()
+    try:
+        if decision.action == REUSE:
+            run_services.pipeline_record_reused(
+                run_id=run_id,
+                node=node.name,
+                agent=agent,
+                attempt=attempt,
+                input_summary=summary,
+                artifact=decision.latest,
+                inputs=[a.pk for a in decision.inputs.values()],
+                reason="; ".join(decision.reasons),
+                step_id=step_id,
+            )
+            return Outcome(node, "reused", decision.reasons, decision.latest, attempt=attempt)
+        step_id = run_services.step_claim(
+            run_id=run_id, node=node.name, agent=agent, attempt=attempt, input_summary=summary, step_id=step_id
+        )
+    except RunStopped as exc:
+        return Outcome(node, "stopped", [str(exc)], attempt=attempt)
+    except StepTaken:
+        return Outcome(node, "superseded", ["another delivery of this node runs it"], attempt=attempt)
     try:
         if decision.action == REFUSE:
             raise NodeRefused("; ".join(decision.reasons))
-        if decision.action == REUSE:
-            artifact = _record_reuse(step, decision, decision.latest)
-            return Outcome(node, "reused", decision.reasons, artifact)
-        artifact, made = _make(scene, run, step, decision, force=force)
-        reasons = decision.reasons if made else ["made meanwhile by another run"]
-        return Outcome(node, "made" if made else "reused", reasons, artifact)
+        recorded = _make(scene, run_id, step_id, decision, force=force, stop=stop)
+        if recorded.made:
+            return Outcome(node, "made", decision.reasons, recorded.artifact, attempt=attempt)
+        return Outcome(node, "reused", [recorded.reason], recorded.artifact, attempt=attempt)
+    except RunStopped as exc:
+        return Outcome(node, "stopped", [str(exc)], attempt=attempt)
+    except StepTaken:
+        return Outcome(node, "superseded", decision.reasons, attempt=attempt)
+    except LockOrderViolation:  # a bug of ours, not the node's: never a node failure
+        raise
     except Exception as exc:  # a generator is plugged-in code: whatever it raises fails the node, not the process
         cause = exc.__cause__ if isinstance(exc, GeneratorFailed) else exc
         error = f"{type(cause).__name__}: {cause}"
@@ -322,13 +336,15 @@ def run_node(scene: Scene, run: Run, node: Node, *, force: bool, begin) -> Outco
             exc_info=not isinstance(exc, ArtifactError),
         )
         try:
-            run_services.step_finish(step_id=step.pk, status=StepStatus.FAILED, error=error)
-        except InvalidTransition:  # finished meanwhile by a second delivery that took the step over
-            return Outcome(node, "superseded", decision.reasons, error=error)
-        return Outcome(node, "failed", decision.reasons, error=error, retryable=isinstance(exc, GeneratorFailed))
+            run_services.step_fail(step_id=step_id, error=error)
+        except StepTaken:  # ended meanwhile: the run was cancelled, or a second delivery took it over
+            return Outcome(node, "superseded", decision.reasons, error=error, attempt=attempt)
+        return Outcome(
+            node, "failed", decision.reasons, error=error, retryable=isinstance(exc, GeneratorFailed), attempt=attempt
+        )
 
 
-def _make(scene: Scene, run: Run, step: AgentStep, decision: Decision, *, force: bool) -> tuple[Artifact, bool]:
+def _make(scene: Scene, run_id, step_id, decision: Decision, *, force: bool, stop: Stop):
     node = decision.node
     generator, _ = node.generator()
     artifact_id = uuid.uuid4()
@@ -339,82 +355,39 @@ def _make(scene: Scene, run: Run, step: AgentStep, decision: Decision, *, force:
         content_url=reverse("artifact-content", kwargs={"artifact_id": artifact_id}),
     )
     try:
-        result = generator(context)  # no transaction and no lock are held while it runs
+        with stop.interruptible():
+            result = generator(context)  # no transaction and no lock are held while it runs
     except Exception as exc:
         raise GeneratorFailed(str(exc)) from exc
+    artifact_type = get_type(node.name)
     content = mime_type = None
     if isinstance(result, tuple):
         payload, content, mime_type = result
     else:
         payload = result
-    return _record_made(
-        scene, run, step, decision, payload, content=content, mime_type=mime_type, artifact_id=artifact_id, force=force
-    )
-
-
-@atomic_write
-def _record_made(
-    scene, run, step, decision, payload, *, content, mime_type, artifact_id, force
-) -> tuple[Artifact, bool]:
-    node = decision.node
-    locks.lock_stream(story_id=scene.story_id, scene_id=scene.pk, type=node.name)
-    latest = _latest(scene, node.name)
-    if not force and latest is not None and latest.fingerprint == decision.fingerprint:
-        # Another run made this very version while this one generated: keep theirs.
-        return _record_reuse(step, decision, latest, reason="made meanwhile by another run"), False
-    service = ArtifactService()
-    kind = next((k for k in get_type(node.name).kinds if k in MEDIA_KINDS), None) if content is not None else None
-    artifact = service.create_artifact(
-        scene.pk,
-        node.name,
-        payload,
+    check_payload(artifact_type, payload)
+    kind = artifact_type.default_kind
+    prepared = None
+    if content is not None:
+        kind = next((k for k in artifact_type.kinds if k in MEDIA_KINDS), None)
+        if kind is None:
+            raise InvalidContent(f"{node.name} artifacts carry no content; its generator returned bytes")
+        prepared = prepare_content(content, mime_type=mime_type, kind=kind)
+    elif kind in MEDIA_KINDS:
+        raise InvalidContent(f"a {kind} artifact needs its bytes: its generator returned none")
+    stop.check()
+    return run_services.pipeline_record_made(
+        run_id=run_id,
+        step_id=step_id,
+        story_id=scene.story_id,
+        scene_id=scene.pk,
+        type=node.name,
         kind=kind,
-        content=content,
-        mime_type=mime_type,
-        created_by_step=step,
+        payload=payload,
+        content=prepared,
+        inputs=[a.pk for a in decision.inputs.values()],
         fingerprint=decision.fingerprint,
+        force=force,
         artifact_id=artifact_id,
+        request_id=get_request_id(),
     )
-    # The artifact was created just now, in this transaction: its relations cannot close a
-    # cycle, and go in one INSERT without the relation graph's lock (see relate_many).
-    service.relate_many(
-        artifact.pk,
-        [(source.pk, RelationType.DERIVED_FROM) for source in decision.inputs.values()],
-        created_by_step=step,
-        source_is_new=True,
-    )
-    run_services.step_finish(
-        step_id=step.pk,
-        status=StepStatus.SUCCEEDED,
-        output_summary={"action": "made", "artifact_id": str(artifact.pk), "version": artifact.version},
-        links=_links(decision, artifact),
-    )
-    return artifact, True
-
-
-def _record_reuse(step, decision, artifact, *, reason: str | None = None) -> Artifact:
-    """The step finishes skipped, with its links: one action (``step_finish``'s transaction,
-    or the caller's when it runs inside ``_record_made``)."""
-    run_services.step_finish(
-        step_id=step.pk,
-        status=StepStatus.SKIPPED,
-        links=_links(decision, artifact),
-        output_summary={
-            "action": "reused",
-            "artifact_id": str(artifact.pk),
-            "version": artifact.version,
-            "reason": reason or "; ".join(decision.reasons),
-        },
-    )
-    return artifact
-
-
-def _links(decision, output) -> list[tuple]:
-    """What the step consumed and produced, recorded with its finish (stage: its node)."""
-    return [*((source.pk, Direction.CONSUMED) for source in decision.inputs.values()), (output.pk, Direction.PRODUCED)]
-
-
-def story_scenes(story_id) -> list[Scene]:
-    """A story's scenes in position order, the order ``--story`` runs them in."""
-    get_or_not_found(Story.objects.only("id"), story_id, what="story")
-    return list(story_selectors.story_scenes(story_id).only("id", "position", "title"))

@@ -13,9 +13,9 @@ each generator reads any payload its schema allows and says in extra fields how 
 its output. Indexes into other payloads (a panel's "beats", "dialogue_lines") are only
 hints: each is checked before use and there is a fallback by text.
 
-``SHIPPED`` maps each type to its generator's dotted path (the engine's registry and the
-``PIPELINE_GENERATORS`` setting use dotted paths); ``DEFAULT_PARAMS`` holds each node's
-default params.
+``GENERATORS`` maps each type to its generator (the nodes, in ``nodes.py``, name them by
+dotted path, as the ``PIPELINE_GENERATORS`` setting does); ``DEFAULT_PARAMS`` holds each
+node's default params.
 """
 
 from __future__ import annotations
@@ -29,22 +29,6 @@ from itertools import combinations
 from . import render, text
 
 # -- the registry ---------------------------------------------------------------------
-
-PIPELINE_TYPES = (
-    "scene_intent",
-    "visual_plan",
-    "dialogue_suggestions",
-    "panel_plan",
-    "panel_plan_normalized",
-    "layout_template",
-    "panel_semantics",
-    "render_spec",
-    "render_result",
-    "qc_report",
-    "blind_test_report",
-)
-
-SHIPPED = {t: f"runs.pipeline.generators.generate_{t}" for t in PIPELINE_TYPES}
 
 MAX_PANELS = 9
 
@@ -976,4 +960,5 @@ def generate_blind_test_report(ctx) -> dict:
     }
 
 
-GENERATORS = {t: globals()[f"generate_{t}"] for t in PIPELINE_TYPES}
+# generate_<type> for each type, in the order they are defined (the stage order).
+GENERATORS = {name.removeprefix("generate_"): f for name, f in list(globals().items()) if name.startswith("generate_")}

@@ -2,7 +2,8 @@
 
 A node is a name, the types it consumes, the type it produces, whether it reads the scene
 text, and a generator. Generators are found by dotted path: the shipped ones
-(``generators.SHIPPED``), or those the ``PIPELINE_GENERATORS`` setting names instead.
+(``generate_<type>`` in ``generators.py``), or those the ``PIPELINE_GENERATORS`` setting
+names instead. ``NODES`` is the one list of the stages, in order.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from django.utils.module_loading import import_string
 
 from artifacts_project.errors import InvalidInput
 
-from .generators import DEFAULT_PARAMS, SHIPPED
+from .generators import DEFAULT_PARAMS
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ NODES: tuple[Node, ...] = (
     Node("blind_test_report", ("scene_intent", "visual_plan", "panel_semantics")),
 )
 BY_NAME = {node.name: node for node in NODES}
+SHIPPED = {node.name: f"runs.pipeline.generators.generate_{node.name}" for node in NODES}
 
 
 def selected(only: list[str] | None) -> list[Node]:

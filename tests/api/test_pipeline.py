@@ -1,6 +1,7 @@
 """POST /v1/scenes/{id}/pipeline and /v1/stories/{id}/pipeline (SPEC §7, §10): 202 with the
-run (or runs) and a Location; runs.add_run is needed; without a broker the work is done
-in-process before the answer."""
+run (or runs) and a Location, before any generator runs; runs.add_run is needed. Without a
+broker a thread of the serving process takes the runs up once the request has committed:
+these tests are transactional, so that thread sees what the request wrote."""
 
 import uuid
 
@@ -8,6 +9,7 @@ import pytest
 
 from artifacts.models import Artifact
 from runs.models import Run
+from runs.pipeline import driver
 from stories import services as story_services
 
 from .conftest import assert_error, client_for
@@ -20,30 +22,64 @@ def scene(story):
     return story_services.scene_create(story_id=story.pk, title="Storm", source_text=TEXT)
 
 
-def test_a_scene_pipeline_answers_202_with_its_run_and_location(writer, scene):
+@pytest.fixture
+def background():
+    """The runs a request started, driven to their end before the test looks (and before the
+    test database is flushed)."""
+    yield lambda: driver.wait_for_background(timeout=120)
+    assert driver.wait_for_background(timeout=120), "a pipeline run was still going on"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_scene_pipeline_answers_202_with_its_run_and_location(writer, scene, background):
     response = writer.post(f"/v1/scenes/{scene.pk}/pipeline", {}, format="json")
     assert response.status_code == 202, response.content
     body = response.json()
     run = Run.objects.get(pk=body["run_id"])
     assert response["Location"] == f"http://testserver/v1/runs/{run.pk}"
-    assert body["status"] == "succeeded" and body["scene_id"] == str(scene.pk)
-    assert Artifact.objects.filter(scene=scene).count() == 11
+    assert body["status"] == "pending" and body["scene_id"] == str(scene.pk)
+    assert background()
     assert writer.get(response["Location"]).json()["status"] == "succeeded"
+    assert Artifact.objects.filter(scene=scene).count() == 11
 
     again = writer.post(f"/v1/scenes/{scene.pk}/pipeline/", {"only": ["render_spec"], "force": True}, format="json")
     assert again.status_code == 202
+    assert background()
     assert Artifact.objects.filter(scene=scene, type="render_spec").count() == 2
     assert Artifact.objects.filter(scene=scene).count() == 12
 
 
-def test_a_story_pipeline_runs_each_scene_in_position_order(writer, story):
+@pytest.mark.django_db(transaction=True)
+def test_without_a_broker_the_answer_comes_before_any_generator_runs(
+    writer, scene, background, settings, tmp_path, monkeypatch
+):
+    settings.PIPELINE_GENERATORS = {"scene_intent": "tests.runs.plugins.slow_intent"}
+    monkeypatch.setenv("PIPELINE_TEST_STATE", str(tmp_path))
+    monkeypatch.setenv("PIPELINE_TEST_SLEEP", "2")
+    response = writer.post(f"/v1/scenes/{scene.pk}/pipeline", {}, format="json")
+    assert response.status_code == 202
+    assert not (tmp_path / "slow_intent.returned").exists()  # the generator has not finished
+    assert response.json()["status"] == "pending"
+    assert background()
+    assert (tmp_path / "slow_intent.started").exists() and (tmp_path / "slow_intent.returned").exists()
+    run = Run.objects.get(pk=response.json()["run_id"])
+    assert run.status == "succeeded" and not run.queued and "serving process" in run.holder
+    assert Artifact.objects.filter(scene=scene).count() == 11
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_story_pipeline_runs_each_scene_in_position_order(writer, story, background):
     second = story_services.scene_create(story_id=story.pk, title="b", source_text="Tomas sleeps.", position=2)
     first = story_services.scene_create(story_id=story.pk, title="a", source_text=TEXT, position=1)
     response = writer.post(f"/v1/stories/{story.pk}/pipeline", {"only": ["scene_intent"]}, format="json")
     assert response.status_code == 202
     assert [run["scene_id"] for run in response.json()] == [str(first.pk), str(second.pk)]
     assert response["Location"] == f"http://testserver/v1/runs?story_id={story.pk}"
-    assert len(writer.get(response["Location"]).json()["results"]) == 2
+    assert background()
+    listed = writer.get(response["Location"]).json()["results"]
+    assert len(listed) == 2 and {run["status"] for run in listed} == {"succeeded"}
+    runs = Run.objects.filter(story=story).order_by("started_at")
+    assert [run.scene_id for run in runs] == [first.pk, second.pk]  # driven in position order
 
 
 @pytest.mark.parametrize(

@@ -1,15 +1,14 @@
-"""ArtifactService.relate_many: a new version's relations to its inputs in one INSERT, with
-relate's rules (SPEC §3: unique per edge, no self-edges, derived_from and transcoded_from
-never form a cycle)."""
+"""ArtifactService.relate_many: many relations of one artifact in one INSERT, with relate's
+rules (SPEC §3: unique per edge, no self-edges, derived_from and transcoded_from never form
+a cycle). (The pipeline's new versions take ``relations_of_new_version``: tests/runs.)"""
 
 import uuid
 
 import pytest
-from django.db import connection, transaction
+from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from artifacts.models import ArtifactRelation
-from artifacts.services import ArtifactService
 from artifacts_project.errors import Cycle, DuplicateRelation, InvalidRelation, NotFound
 from tests.conftest import SCENE_INTENT
 
@@ -41,19 +40,14 @@ def test_queries_do_not_grow_with_the_number_of_relations(service, scene, is_pos
             service.relate_many(source.pk, [(t.pk, "derived_from") for t in targets], **options)
         return [q["sql"] for q in queries]
 
-    # A new source: the artifacts (one IN, with what the checks need) and one INSERT, and
-    # this test's transaction's savepoint: no lock, no walk.
-    one, many = (
-        relate(artifacts[0], artifacts[1:2], source_is_new=True),
-        relate(artifacts[2], artifacts[3:7], source_is_new=True),
-    )
-    assert len(one) == len(many) == 4
-    assert not any("advisory" in sql or "RECURSIVE" in sql for sql in one + many)
-    # Otherwise the relation graph's lock comes first (PostgreSQL); nothing points at these
-    # sources, so there is still no walk.
-    one, many = relate(artifacts[7], artifacts[8:9]), relate(artifacts[9], artifacts[10:14])
+    # The relation graph's lock (PostgreSQL), the artifacts (one IN, with what the checks
+    # need), one INSERT, and this test's transaction's savepoint; nothing points at these
+    # sources, so there is no walk.
+    one, many = relate(artifacts[0], artifacts[1:2]), relate(artifacts[2], artifacts[3:7])
     assert len(one) == len(many) == (5 if is_postgres else 4)
     assert not any("RECURSIVE" in sql for sql in one + many)
+    one, many = relate(artifacts[7], artifacts[8:9]), relate(artifacts[9], artifacts[10:14])
+    assert len(one) == len(many) == (5 if is_postgres else 4)
     assert len(edges()) == 10
 
 
@@ -61,7 +55,7 @@ def test_a_missing_artifact_is_refused_and_nothing_is_written(service, scene):
     source, a = intents(service, scene, 2)
     missing = uuid.uuid4()
     with pytest.raises(NotFound) as refused:
-        service.relate_many(source.pk, [(a.pk, "derived_from"), (missing, "derived_from")], source_is_new=True)
+        service.relate_many(source.pk, [(a.pk, "derived_from"), (missing, "derived_from")])
     assert (refused.value.field, str(missing) in str(refused.value)) == ("to_artifact_id", True)
     with pytest.raises(NotFound) as refused:
         service.relate_many(missing, [(a.pk, "derived_from")])
@@ -93,23 +87,10 @@ def test_relates_rules_hold_and_a_refusal_writes_nothing(service, scene):
     assert len(edges()) == 4
 
 
-def test_a_source_said_new_that_something_points_at_still_gets_the_cycle_check(service, scene):
+def test_an_edge_into_a_source_makes_its_new_edges_take_the_cycle_walk(service, scene):
     a, b = intents(service, scene, 2)
-    with transaction.atomic():
-        service.relate(b.pk, a.pk, "derived_from")  # something points at a...
-        with pytest.raises(Cycle):  # ...so a's edges take the walk, whatever the caller says
-            service.relate_many(a.pk, [(b.pk, "derived_from")], source_is_new=True)
+    service.relate(b.pk, a.pk, "derived_from")  # something points at a...
+    with CaptureQueriesContext(connection) as queries, pytest.raises(Cycle):
+        service.relate_many(a.pk, [(b.pk, "derived_from")])  # ...so a's edges take the walk
+    assert any("RECURSIVE" in q["sql"] for q in queries)
     assert edges() == [(b.pk, a.pk, "derived_from")]
-
-
-@pytest.mark.django_db(transaction=True)
-def test_a_source_said_new_needs_the_transaction_that_created_it(scene):
-    service = ArtifactService()
-    a, b = intents(service, scene, 2)
-    with pytest.raises(InvalidRelation):
-        service.relate_many(a.pk, [(b.pk, "derived_from")], source_is_new=True)
-    assert edges() == []
-    with transaction.atomic():
-        (new,) = intents(service, scene, 1)
-        service.relate_many(new.pk, [(a.pk, "derived_from"), (b.pk, "derived_from")], source_is_new=True)
-    assert len(edges()) == 2

@@ -44,3 +44,16 @@ def flaky_layout(ctx):
 
 
 flaky_layout.version = "1"
+
+
+def slow_intent(ctx):
+    """The shipped scene_intent, after a pause, leaving a mark in PIPELINE_TEST_STATE when it
+    starts and when it returns: a test can tell what had happened when a request answered."""
+    state = Path(os.environ["PIPELINE_TEST_STATE"])
+    (state / "slow_intent.started").touch()
+    time.sleep(float(os.environ.get("PIPELINE_TEST_SLEEP", "2")))
+    (state / "slow_intent.returned").touch()
+    return generators.generate_scene_intent(ctx)
+
+
+slow_intent.version = "1"

@@ -25,8 +25,11 @@ from artifacts.models import Artifact
 from artifacts.payloads import validate_payload
 from artifacts.services import ArtifactService
 from runs.pipeline import generators
-from runs.pipeline.generators import DEFAULT_PARAMS, GENERATORS, PIPELINE_TYPES, SHIPPED
+from runs.pipeline.generators import DEFAULT_PARAMS, GENERATORS
+from runs.pipeline.nodes import NODES, SHIPPED
 from stories import services as story_services
+
+PIPELINE_TYPES = [node.name for node in NODES]
 
 # What each node reads (SPEC §10, the engine's contract); the first three read the scene text.
 CONSUMES = {

@@ -134,7 +134,8 @@ def test_explain_writes_nothing_and_says_why(scene):
     before = world_counts()
     code, out, _ = run_pipeline("--scene", scene.pk, "--explain")
     assert code == 0 and world_counts() == before
-    assert all(f"{t}" in out for t in TYPES) and "nothing yet" in out and "will be remade" in out
+    lines = {line.split()[0]: line for line in out.splitlines()[2:]}
+    assert sorted(lines) == sorted(TYPES) and all("remake  nothing yet" in line for line in lines.values())
     run_pipeline("--scene", scene.pk)
     _, out, _ = run_pipeline("--scene", scene.pk, "--explain")
     assert out.count("fingerprint matches") == 11
@@ -161,13 +162,21 @@ def test_an_edit_in_the_admin_remakes_exactly_what_is_downstream_and_explain_nam
             assert "remake" in lines[type_name], lines[type_name]
         else:
             assert "reuse" in lines[type_name], lines[type_name]
-    assert "input panel_plan changed (v1 -> v2)" in lines["panel_plan_normalized"]
+    # Every node downstream names the root change, and the input it arrives through.
+    assert lines["panel_plan_normalized"].endswith("remake  panel_plan changed (v1 -> v2)")
+    for type_name in expected - {"panel_plan_normalized"}:
+        assert "panel_plan changed (v1 -> v2), through " in lines[type_name], lines[type_name]
+    assert "through panel_plan_normalized" in lines["layout_template"]
 
     before = latest_versions(scene)
     code, _, _ = run_pipeline("--scene", scene.pk)
     assert code == 0
     assert remade(scene, before) == expected
     assert latest(scene, "panel_plan").pk == edited.pk  # kept, not remade
+    # The run's steps give the same reasons (the admin's run page shows them).
+    run = Run.objects.filter(scene=scene).order_by("-created_at").first()
+    for step in AgentStep.objects.filter(run=run, node__in=expected):
+        assert any("panel_plan changed (v1 -> v2)" in r for r in step.input_summary["reasons"]), step.node
 
 
 def test_a_clients_new_version_over_the_api_remakes_what_is_downstream(scene, make_user):
@@ -261,6 +270,7 @@ def test_a_locked_scene_with_nothing_to_keep_fails_the_node(scene):
 
 def test_a_failing_generator_fails_the_run_keeps_what_was_made_and_resume_finishes_it(scene, settings):
     settings.PIPELINE_GENERATORS = {"layout_template": "tests.runs.plugins.failing_layout"}
+    settings.PIPELINE_RETRY_BACKOFF = 0  # the workers' retry rule, applied here too: 3 attempts
     code, _, err = run_pipeline("--scene", scene.pk)
     assert code == 1 and "the layout model is down" in err
     run = Run.objects.get(scene=scene)
@@ -279,7 +289,7 @@ def test_a_failing_generator_fails_the_run_keeps_what_was_made_and_resume_finish
     assert all(v == 1 for v in latest_versions(scene).values())  # nothing made twice
     assert kept <= set(Artifact.objects.values_list("pk", flat=True))
     attempts = list(AgentStep.objects.filter(run=run, node="layout_template").values_list("attempt", "status"))
-    assert attempts == [(1, "failed"), (2, "succeeded")]
+    assert attempts == [(1, "failed"), (2, "failed"), (3, "failed"), (4, "succeeded")]
     assert AgentStep.objects.filter(run=run, node="scene_intent").count() == 1
 
     code, _, err = run_pipeline("--resume", run.pk)

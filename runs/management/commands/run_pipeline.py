@@ -4,7 +4,9 @@
                                   [--resume RUN_ID] [--explain] [--queue]
 
 Progress per node on a terminal; a summary at the end (made and reused per type); exit 1
-when a node failed (its run is failed and can be resumed), 2 for a usage error.
+when a node failed (its run is failed and can be resumed), 2 for a usage error, 130 when
+SIGINT or SIGTERM stopped it (between two writes: the run is cancelled, and resumable).
+``--resume RUN_ID`` may stand alone or beside the ``--scene``/``--story`` its run belongs to.
 ``--queue`` hands the runs to the workers (CELERY_BROKER_URL), prints their ids and returns
 at once; without a broker it runs them here.
 """
@@ -16,9 +18,10 @@ from collections import Counter
 from django.core.management.base import CommandError
 from tqdm import tqdm
 
-from artifacts_project.commands import RequestIdCommand
+from artifacts_project.commands import EXIT_INTERRUPTED, EXIT_USAGE, RequestIdCommand
 from artifacts_project.errors import ArtifactError, ServerFault
-from runs.pipeline import engine, scheduling
+from runs.pipeline import driver, engine
+from runs.pipeline.holding import Interrupted, SignalStop
 from runs.pipeline.nodes import NODES, selected
 
 
@@ -29,7 +32,11 @@ class Command(RequestIdCommand):
         target = parser.add_mutually_exclusive_group()
         target.add_argument("--scene", help="the scene to run")
         target.add_argument("--story", help="run every scene of the story, in position order, one run each")
-        target.add_argument("--resume", metavar="RUN_ID", help="continue a failed run where it stopped")
+        parser.add_argument(
+            "--resume",
+            metavar="RUN_ID",
+            help="continue a failed, cancelled or lost run where it stopped (alone, or beside its --scene or --story)",
+        )
         parser.add_argument(
             "--only", nargs="+", metavar="TYPE", choices=[n.name for n in NODES], help="run only these nodes"
         )
@@ -45,38 +52,58 @@ class Command(RequestIdCommand):
         self, *args, scene=None, story=None, resume=None, only=None, force=False, explain=False, queue=False, **options
     ):
         if not (scene or story or resume):
-            raise CommandError("give --scene ID, --story ID or --resume RUN_ID", returncode=2)
+            raise CommandError("give --scene ID, --story ID or --resume RUN_ID", returncode=EXIT_USAGE)
         if resume and (only or force or explain or queue):
             raise CommandError(
-                "--resume continues a run as it was started: no --only, --force, --explain or --queue", returncode=2
+                "--resume continues a run as it was started: no --only, --force, --explain or --queue",
+                returncode=EXIT_USAGE,
             )
         if explain and queue:
-            raise CommandError("--explain writes nothing: there is nothing to queue", returncode=2)
+            raise CommandError("--explain writes nothing: there is nothing to queue", returncode=EXIT_USAGE)
         self.verbosity = options["verbosity"]
         self.interactive = self.stdout.isatty() and self.verbosity > 0
+        stop = SignalStop()
+        results = []
         try:
-            if resume:
-                results = [self._run(lambda on_node: engine.resume(resume, on_node=on_node), label=f"run {resume}")]
-            else:
-                scenes = [scene] if scene else [s.pk for s in engine.story_scenes(story)]
-                if explain:
-                    for scene_id in scenes:
-                        self._explain(scene_id, force=force, only=only)
-                    return
-                if queue:
-                    self._queue(scenes, force=force, only=only)
-                    return
-                results = [
-                    self._run(
-                        lambda on_node, s=scene_id: engine.run_scene(s, force=force, only=only, on_node=on_node),
-                        label=f"scene {scene_id}",
-                        total=len(selected(only)),
+            with stop.installed():
+                if resume:
+                    results.append(
+                        self._run(
+                            lambda on_node: driver.resume(
+                                resume, scene_id=scene, story_id=story, on_node=on_node, stop=stop
+                            ),
+                            label=f"run {resume}",
+                        )
                     )
-                    for scene_id in scenes
-                ]
+                else:
+                    scenes = [scene] if scene else [s.pk for s in engine.story_scenes(story)]
+                    if explain:
+                        for scene_id in scenes:
+                            self._explain(scene_id, force=force, only=only)
+                        return
+                    if queue and driver.queued():  # without a broker the runs are done here, as without --queue
+                        self._queue(scenes, force=force, only=only)
+                        return
+                    for scene_id in scenes:
+                        results.append(
+                            self._run(
+                                lambda on_node, s=scene_id: driver.run_scene(
+                                    s, force=force, only=only, on_node=on_node, stop=stop
+                                ),
+                                label=f"scene {scene_id}",
+                                total=len(selected(only)),
+                            )
+                        )
+        except Interrupted as exc:
+            self._summary(results)
+            raise CommandError(
+                f"{exc}: run {exc.run_id} is cancelled, its step in progress failed; "
+                f"continue it with --resume {exc.run_id}",
+                returncode=EXIT_INTERRUPTED,
+            ) from None
         except ArtifactError as exc:  # a usage error (2), or the service's own fault (1: a broker down)
             raise CommandError(
-                f"{exc.code}: {exc.message}", returncode=1 if isinstance(exc, ServerFault) else 2
+                f"{exc.code}: {exc.message}", returncode=1 if isinstance(exc, ServerFault) else EXIT_USAGE
             ) from None
         self._summary(results)
         if any(result.failed for result in results):
@@ -99,7 +126,7 @@ class Command(RequestIdCommand):
             bar.close()
 
     def _queue(self, scenes, *, force: bool, only):
-        runs = scheduling.start(scenes, force=force, only=only)
+        runs = driver.start(scenes, force=force, only=only)
         for run in runs:
             self.stdout.write(f"run {run.pk} {run.status} (scene {run.scene_id})")
         if any(run.status == "failed" for run in runs):
