@@ -220,22 +220,26 @@ def decide(scene: Scene, node: Node, *, force: bool = False, pending: dict[str, 
             return Decision(node, REUSE, [f"v{latest.version}: planning is locked on this scene"], found, latest)
         return Decision(node, REFUSE, ["planning is locked on this scene and it has no version to keep"], found)
     will_change = {t: roots for t, roots in pending.items() if t in node.consumes}
-    if will_change:
-        roots = list(dict.fromkeys(root for upstream in will_change.values() for root in upstream))
-        reasons = _through(will_change) if latest is not None else ["nothing yet"]
-        return Decision(node, MAKE, reasons, latest=latest, roots=roots)
     missing = [t for t, artifact in inputs.items() if artifact is None]
-    if missing:
+    if missing and not will_change:
         return Decision(node, REFUSE, [f"no {t} to read yet" for t in missing], latest=latest)
     _, version = node.generator()
     basis = fp.basis(
         node=node.name,
         generator=node.generator_path,
         generator_version=version,
-        inputs={t: a.pk for t, a in inputs.items()},
+        inputs={t: a.pk for t, a in inputs.items() if a is not None},
         text_sha256=fp.text_digest(scene.source_text) if node.reads_text else None,
         params=node.params,
     )
+    if will_change:  # (--explain) its own changes, then those that will reach it
+        if latest is None:
+            return Decision(node, MAKE, ["nothing yet"], latest=latest)
+        before = _previous_basis(scene, latest)
+        roots = _local_roots(node, before, basis) if before is not None else []
+        reasons = [*roots, *_through(will_change)]
+        roots += [root for upstream in will_change.values() for root in upstream]
+        return Decision(node, MAKE, reasons, latest=latest, roots=list(dict.fromkeys(roots)))
     decision = Decision(node, MAKE, [], inputs=inputs, latest=latest, basis=basis, fingerprint=fp.fingerprint(basis))
     if force:
         decision.reasons = decision.roots = ["forced"]

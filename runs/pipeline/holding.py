@@ -69,8 +69,9 @@ class RunHold:
             connection.close()
 
 
-class Interrupted(Exception):
-    """SIGINT or SIGTERM stopped the driver between two writes."""
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM stopped the driver between two writes. A BaseException, as
+    KeyboardInterrupt is: no handler of a generator's errors may take it for one."""
 
     def __init__(self, signum: int):
         super().__init__(f"interrupted by {signal.Signals(signum).name}")

@@ -179,6 +179,29 @@ def test_an_edit_in_the_admin_remakes_exactly_what_is_downstream_and_explain_nam
         assert any("panel_plan changed (v1 -> v2)" in r for r in step.input_summary["reasons"]), step.node
 
 
+def test_after_an_edit_of_scene_intent_every_remade_node_names_it_in_explain_and_in_its_step(scene):
+    run_pipeline("--scene", scene.pk)
+    intent = latest(scene, "scene_intent")
+    ArtifactService().edit_artifact(intent.pk, {**intent.payload, "mood": "hopeful"})
+    _, out, _ = run_pipeline("--scene", scene.pk, "--explain")
+    lines = {line.split()[0]: line for line in out.splitlines()[2:]}
+    expected = downstream({"scene_intent"})
+    for type_name in TYPES:
+        if type_name in expected:
+            assert "scene_intent changed (v1 -> v2)" in lines[type_name], lines[type_name]
+        else:
+            assert "reuse" in lines[type_name], lines[type_name]
+    assert lines["panel_plan"].endswith("remake  scene_intent changed (v1 -> v2)")  # read directly
+    assert "scene_intent changed (v1 -> v2), through panel_semantics" in lines["render_spec"]
+
+    code, _, _ = run_pipeline("--scene", scene.pk)
+    assert code == 0
+    run = Run.objects.filter(scene=scene).order_by("-created_at").first()
+    reasons = {s.node: s.input_summary["reasons"] for s in AgentStep.objects.filter(run=run, status="succeeded")}
+    assert set(reasons) == expected
+    assert all(any("scene_intent changed (v1 -> v2)" in r for r in rs) for rs in reasons.values()), reasons
+
+
 def test_a_clients_new_version_over_the_api_remakes_what_is_downstream(scene, make_user):
     run_pipeline("--scene", scene.pk)
     writer = client_for(make_user("writer", *WRITER_PERMS))
@@ -211,10 +234,29 @@ def test_a_new_generator_version_remakes_that_node_and_below(scene, monkeypatch)
     function, _ = BY_NAME["layout_template"].generator()
     monkeypatch.setattr(function, "version", "2")
     _, out, _ = run_pipeline("--scene", scene.pk, "--explain")
-    assert "generator version changed (1 -> 2)" in out
+    lines = {line.split()[0]: line for line in out.splitlines()[2:]}
+    assert lines["layout_template"].endswith("remake  layout_template's generator version changed (1 -> 2)")
+    for type_name in downstream({"layout_template"}):  # named in every node it reaches
+        assert "layout_template's generator version changed (1 -> 2), through " in lines[type_name], type_name
     before = latest_versions(scene)
     run_pipeline("--scene", scene.pk)
     assert remade(scene, before) == {"layout_template"} | downstream({"layout_template"})
+
+
+def test_explain_names_a_nodes_own_change_beside_one_that_reaches_it_from_upstream(scene, monkeypatch):
+    run_pipeline("--scene", scene.pk)
+    from runs.pipeline.nodes import BY_NAME
+
+    function, _ = BY_NAME["layout_template"].generator()
+    monkeypatch.setattr(function, "version", "2")
+    story_services.scene_update(scene_id=scene.pk, source_text=TEXT + " Mara smiles.")
+    _, out, _ = run_pipeline("--scene", scene.pk, "--explain")
+    lines = {line.split()[0]: line for line in out.splitlines()[2:]}
+    assert lines["layout_template"].endswith(
+        "remake  layout_template's generator version changed (1 -> 2); "
+        "the scene text changed, through panel_plan_normalized"
+    )
+    assert "layout_template's generator version changed (1 -> 2), through layout_template" in lines["panel_semantics"]
 
 
 def test_force_remakes_everything_once(scene):
