@@ -40,7 +40,6 @@ TEXT = (
 SLOW_RENDER = '{"render_result": "tests.runs.plugins.slow_render"}'
 
 
-
 @pytest.fixture
 def scene(story):
     return story_services.scene_create(story_id=story.pk, title="Storm", source_text=TEXT)
