@@ -81,3 +81,19 @@ def atomic_write(func):
         raise Conflict("the database kept refusing this write (deadlock or serialization failure); retry it")
 
     return wrapper
+
+
+def may_be_lost_in_a_crash() -> None:
+    """Let the transaction in progress commit without waiting for its WAL to reach the disk
+    (PostgreSQL's ``synchronous_commit = off``, for this transaction only).
+
+    For bookkeeping that is cheap to lose and that nothing else depends on durably: should
+    the database server crash in the next few hundred milliseconds, the transaction is gone,
+    but never half there, and a later synchronous commit flushes it with itself (the WAL is
+    written in order). The pipeline's "this step began" and "these steps reused" records use
+    it: lost, they are redone by the run's next attempt. Never for a new version.
+    """
+    connection = transaction.get_connection()
+    if connection.vendor == "postgresql" and connection.in_atomic_block:
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")

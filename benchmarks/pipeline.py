@@ -3,7 +3,7 @@
 For each of several scenes (each a different size: more sentences, names and quoted lines
 each time), made through ``stories.services``:
 
-- **run 1**: ``engine.run_scene`` in this process, as ``run_pipeline --scene`` does, with the
+- **run 1**: ``driver.run_scene`` in this process, as ``run_pipeline --scene`` does, with the
   shipped generators: every node makes its first version. Beside each node, its generator
   alone, called directly with the very inputs it got in the run (the scene, the input
   artifacts its step recorded, its params), with the database shut: the ratio is what
@@ -15,10 +15,10 @@ each time), made through ``stories.services``:
   links, SPEC §10).
 
 Per node and run: wall time (the median over the scenes), SQL queries (counted with
-``connection.execute_wrapper`` around ``engine.run_node``: decide, step, generate, record),
+``connection.execute_wrapper`` around ``engine.attempt_node``: decide, step, generate, record),
 the time spent in those queries and in the commits ("db ms"), and the outcome. "run" is
-what ``run_scene`` does outside its nodes (the run row, the scene read before each node,
-the run's end). Query counts must be the same for every scene: a count that grows with the
+what ``run_scene`` does outside its nodes (the scene, the run row, its holder, the run's
+end). Query counts must be the same for every scene: a count that grows with the
 scene is an N+1, and is flagged (exit 1). A first scene, not counted, warms up.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/artifacts_bench_pipeline .venv/bin/python benchmarks/pipeline.py
@@ -61,7 +61,7 @@ from django.urls import reverse  # noqa: E402
 from artifacts import selectors  # noqa: E402
 from artifacts.models import Artifact  # noqa: E402
 from benchmarks import databases  # noqa: E402
-from runs.pipeline import engine  # noqa: E402
+from runs.pipeline import driver, engine  # noqa: E402
 from runs.pipeline import fingerprint as fp  # noqa: E402
 from runs.pipeline.nodes import NODES  # noqa: E402
 from stories import services as story_services  # noqa: E402
@@ -176,27 +176,27 @@ class RunFigures:
 
 
 def measured_run(scene_id) -> RunFigures:
-    """``engine.run_scene`` with ``engine.run_node`` (what ``_execute`` calls per node) timed
-    and its queries counted."""
+    """``driver.run_scene`` with ``engine.attempt_node`` (what the driver calls per node)
+    timed and its queries counted."""
     figures = RunFigures()
-    original = engine.run_node
+    original = engine.attempt_node
 
-    def run_node(scene, run, node, **kwargs):
+    def attempt_node(scene, run_id, node, **kwargs):
         with QueryCounter() as counter:
             started = time.perf_counter()
-            outcome = original(scene, run, node, **kwargs)
+            outcome = original(scene, run_id, node, **kwargs)
             elapsed = time.perf_counter() - started
         figures.nodes[node.name] = NodeFigure(elapsed, counter.count, counter.seconds, outcome.result)
         return outcome
 
-    engine.run_node = run_node
+    engine.attempt_node = attempt_node
     try:
         with QueryCounter() as counter:
             started = time.perf_counter()
-            result = engine.run_scene(scene_id)
+            result = driver.run_scene(scene_id)
             figures.seconds = time.perf_counter() - started
     finally:
-        engine.run_node = original
+        engine.attempt_node = original
     figures.queries, figures.database = counter.count, counter.seconds
     figures.outcomes = result.outcomes
     if result.failed:

@@ -38,8 +38,11 @@ def may_be_lost(run: Run, *, by_heartbeat: bool, now=None) -> bool:
     - A running run on the workers is held only while a worker runs one of its nodes: lost
       when a step is running and nobody holds it (that worker died). Between two nodes it
       waits in the broker.
-    - Any other running run is held by the process driving it, from start to end.
+    - Any other running run of the pipeline is held by the process driving it, from start
+      to end. A run that an API client records (no holder) is the client's: never lost here.
     """
+    if not run.queued and not run.holder:
+        return False
     now = now or timezone.now()
     stale_before = now - timedelta(seconds=settings.PIPELINE_RUN_STALE_SECONDS)
     if run.status == RunStatus.PENDING:

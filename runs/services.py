@@ -24,7 +24,7 @@ from artifacts_project.errors import ArtifactError, InvalidInput, InvalidTransit
 from artifacts_project.input_limits import check_columns, check_int, check_json, check_text
 from artifacts_project.lookups import ensure_exists, get_or_not_found, parse_uuid
 from artifacts_project.request_id import get_request_id
-from artifacts_project.transactions import atomic_write
+from artifacts_project.transactions import atomic_write, may_be_lost_in_a_crash
 from stories.models import Scene, Story
 
 from . import selectors
@@ -57,10 +57,19 @@ def _check_json_object(value, *, field: str) -> None:
 
 @atomic_write
 def run_create(
-    *, story_id, workflow: str, scene_id=None, params=None, actor=None, start: bool = False, queued: bool = False
+    *,
+    story_id,
+    workflow: str,
+    scene_id=None,
+    params=None,
+    actor=None,
+    start: bool = False,
+    queued: bool = False,
+    holder: str = "",
 ) -> Run:
     """Record a run (pending, or running when ``start``); it becomes the story's current run.
-    ``queued``: the pipeline's workers drive it (SPEC §10)."""
+    The pipeline's runs are driven by its workers (``queued``) or by a process of ours that
+    holds them (``holder``, SPEC §10); a run an API client records drives itself."""
     if not isinstance(workflow, str) or not workflow.strip():
         raise InvalidInput("workflow must be a non-empty string", field="workflow")
     check_columns(Run, workflow=workflow)
@@ -79,6 +88,7 @@ def run_create(
         status=RunStatus.RUNNING if start else RunStatus.PENDING,
         started_at=timezone.now() if start else None,
         queued=queued,
+        holder=holder,
         request_id=get_request_id(),
         triggered_by=acting_user(actor),
     )
@@ -455,16 +465,18 @@ def _write_step(
     *, run_id, step_id, node: str, agent: str, attempt: int, status: str, input_summary, output_summary=None
 ) -> uuid.UUID:
     """The node's step in ``status``: the pending step ``step_id`` (a worker's) taken from
-    pending, or a new one appended (sequence: the run's last + 1, in the same statement).
-    Raises StepTaken when the pending step was taken meanwhile."""
+    pending, or a new one appended (sequence: the run's last + 1, in the same statement),
+    provided the run is running (in the same statement too: RunStopped otherwise). Raises
+    StepTaken when the pending step was taken meanwhile."""
     now = timezone.now()
     finished = status in FINISHED_STEP_STATUSES
     if step_id is not None:
         changes = {"status": status, "agent": agent, "started_at": now, "input_summary": input_summary or {}}
         if finished:
             changes.update(output_summary=output_summary or {}, finished_at=now)
-        if not AgentStep.objects.filter(pk=step_id, status=StepStatus.PENDING).update(**changes):
-            raise StepTaken(f"step {step_id} is no longer pending")
+        pending = AgentStep.objects.filter(pk=step_id, status=StepStatus.PENDING, run__status=RunStatus.RUNNING)
+        if not pending.update(**changes):
+            _stopped_or(StepTaken(f"step {step_id} is no longer pending"), run_id)
         return step_id
     step = AgentStep(
         id=uuid.uuid4(),
@@ -481,20 +493,33 @@ def _write_step(
     meta = AgentStep._meta
     fields = [meta.get_field(name) for name in _STEP_COLUMNS]
     quote = connection.ops.quote_name
-    table = quote(meta.db_table)
+    table, runs = quote(meta.db_table), quote(Run._meta.db_table)
     sql = (
         f"INSERT INTO {table} ({', '.join(quote(f.column) for f in fields)}, {quote('sequence')}) "
-        f"SELECT {', '.join(['%s'] * len(fields))}, COALESCE(MAX({quote('sequence')}), 0) + 1 FROM {table} "
-        f"WHERE {quote('run_id')} = %s ON CONFLICT ({quote('run_id')}, {quote('sequence')}) DO NOTHING RETURNING 1"
+        f"SELECT {', '.join(['%s'] * len(fields))}, "
+        f"COALESCE((SELECT MAX(s.{quote('sequence')}) FROM {table} s WHERE s.{quote('run_id')} = r.id), 0) + 1 "
+        f"FROM {runs} r WHERE r.id = %s AND r.status = %s "
+        f"ON CONFLICT ({quote('run_id')}, {quote('sequence')}) DO NOTHING RETURNING 1"
     )
     params = [f.get_db_prep_save(getattr(step, f.attname), connection) for f in fields]
-    params.append(meta.get_field("run").get_db_prep_save(run_id, connection))
+    params += [meta.get_field("run").get_db_prep_save(run_id, connection), RunStatus.RUNNING]
     for _ in range(3):  # a step appended meanwhile took the sequence (an API client's): the next one
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             if cursor.fetchall():
                 return step.pk
+        _stopped_or(None, run_id)
     raise IntegrityError(f"no free sequence number for a step of run {run_id}")
+
+
+def _stopped_or(error: Exception | None, run_id) -> None:
+    """After a conditional write that wrote nothing: RunStopped if the run is not running,
+    else ``error`` (if any)."""
+    status = Run.objects.filter(pk=run_id).values_list("status", flat=True).first()
+    if status != RunStatus.RUNNING:
+        raise RunStopped(status)
+    if error is not None:
+        raise error
 
 
 def _require_running(run_id) -> None:
@@ -507,8 +532,9 @@ def _require_running(run_id) -> None:
 def step_claim(*, run_id, node: str, agent: str, attempt: int, input_summary: dict, step_id=None) -> uuid.UUID:
     """The node's step begins running: before its generator, so a run shows what it does.
     Raises RunStopped when the run is not running, StepTaken when a second delivery of the
-    node began its pending step first."""
-    _require_running(run_id)
+    node began its pending step first. Lost in a server crash, the step is begun again by
+    the run's next attempt (and the record, which needs it running, writes nothing)."""
+    may_be_lost_in_a_crash()
     return _write_step(
         run_id=run_id,
         step_id=step_id,
@@ -534,35 +560,67 @@ def _reuse_summary(artifact: Artifact, reason: str) -> dict:
     return {"action": "reused", "artifact_id": str(artifact.pk), "version": artifact.version, "reason": reason}
 
 
+@dataclass
+class Reuse:
+    """One node that reuses ``artifact``: what its step records."""
+
+    node: str
+    agent: str
+    attempt: int
+    input_summary: dict
+    artifact: Artifact
+    inputs: list  # the artifact ids it consumed
+    reason: str
+    step_id: uuid.UUID | None = None  # the pending step a worker was handed
+
+
 @atomic_write
-def pipeline_record_reused(
-    *,
-    run_id,
-    node: str,
-    agent: str,
-    attempt: int,
-    input_summary: dict,
-    artifact: Artifact,
-    inputs: list,
-    reason: str,
-    step_id=None,
-) -> uuid.UUID:
-    """A node reuses ``artifact``: its step is recorded skipped, with what it consumed
-    (``inputs``, artifact ids) and produced. Four statements: the run's shared lock, the
-    step, the links (and the commit)."""
+def pipeline_record_reused(*, run_id, reuses: list[Reuse]) -> list[uuid.UUID]:
+    """Nodes reuse existing versions: each step is recorded skipped, with what it consumed and
+    produced, all in one transaction (the in-process driver gathers the reuses it decides in a
+    row: a fully reused scene is one commit). The run row shared, a step per node, the links of
+    all in one INSERT. Lost in a server crash, they are decided again by the run's next attempt."""
+    may_be_lost_in_a_crash()
     _require_running(run_id)
-    step = _write_step(
-        run_id=run_id,
-        step_id=step_id,
-        node=node,
-        agent=agent,
-        attempt=attempt,
-        status=StepStatus.SKIPPED,
-        input_summary=input_summary,
-        output_summary=_reuse_summary(artifact, reason),
+    steps, links = [], []
+    for reuse in reuses:
+        step = _write_step(
+            run_id=run_id,
+            step_id=reuse.step_id,
+            node=reuse.node,
+            agent=reuse.agent,
+            attempt=reuse.attempt,
+            status=StepStatus.SKIPPED,
+            input_summary=reuse.input_summary,
+            output_summary=_reuse_summary(reuse.artifact, reuse.reason),
+        )
+        steps.append(step)
+        links += [(step, reuse.node, *key) for key in _consumed_and_produced(reuse.inputs, reuse.artifact.pk)]
+    _insert_step_links(run_id=run_id, links=links)
+    return steps
+
+
+def _insert_step_links(*, run_id, links) -> None:
+    """Links of several steps, ``(step_id, stage, artifact_id, direction)``, in one INSERT; one
+    recorded already (a run resumed) is left as it is."""
+    if not links:
+        return
+    now = timezone.now()
+    rows = [
+        RunArtifactLink(run_id=run_id, step_id=step, artifact_id=a, stage=stage, direction=d, created_at=now)
+        for step, stage, a, d in links
+    ]
+    meta = RunArtifactLink._meta
+    fields = [meta.get_field(name) for name in _LINK_COLUMNS]
+    quote = connection.ops.quote_name
+    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+        f"VALUES {', '.join([row] * len(rows))} ON CONFLICT DO NOTHING"
     )
-    _insert_links(run_id=run_id, step_id=step, stage=node, keys=_consumed_and_produced(inputs, artifact.pk))
-    return step
+    params = [f.get_db_prep_save(getattr(link, f.attname), connection) for link in rows for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 @atomic_write
@@ -648,7 +706,7 @@ def pipeline_record_made(
         raise VersionConflict(f"could not assign a version on {type}")
     _require_running(run_id)
     artifact_services.relations_of_new_version(made, inputs, created_by_step_id=step_id, request_id=request_id)
-    _insert_links(run_id=run_id, step_id=step_id, stage=type, keys=_consumed_and_produced(inputs, made.pk))
+    _insert_step_links(run_id=run_id, links=[(step_id, type, *k) for k in _consumed_and_produced(inputs, made.pk)])
     _finish_running_step(
         step_id,
         status=StepStatus.SUCCEEDED,
@@ -668,7 +726,7 @@ def _keep_latest(*, run_id, step_id, story_id, scene_id, type: str, inputs, reas
 
 def _keep(*, run_id, step_id, node: str, kept: Artifact, inputs, reason: str) -> Recorded:
     _require_running(run_id)
-    _insert_links(run_id=run_id, step_id=step_id, stage=node, keys=_consumed_and_produced(inputs, kept.pk))
+    _insert_step_links(run_id=run_id, links=[(step_id, node, *k) for k in _consumed_and_produced(inputs, kept.pk)])
     _finish_running_step(step_id, status=StepStatus.SKIPPED, output_summary=_reuse_summary(kept, reason))
     return Recorded(kept, False, reason)
 

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import connection, transaction
 
+from artifacts import selectors
 from artifacts_project import locks
 from artifacts_project.celery import app
 from artifacts_project.errors import BrokerUnavailable, InvalidInput, InvalidTransition
@@ -131,16 +132,18 @@ def run_scene(
     scene = engine.load_scene(scene_id)
     nodes = selected(only)
     reap_lost(scene.pk)
+    label = holder_label("run_pipeline")
     run = run_services.run_create(
         story_id=scene.story_id,
         scene_id=scene.pk,
         workflow=WORKFLOW,
         params=_run_params(force, only, nodes),
         actor=actor,
+        holder=label,
     )
     with RunHold([run.pk]):
-        run = run_services.run_begin(run_id=run.pk, holder=holder_label("run_pipeline"))
-        return drive(scene, run, nodes, force=force, on_node=on_node, stop=stop)
+        run = run_services.run_begin(run_id=run.pk, holder=label)
+        return drive(scene, run, nodes, force=force, on_node=on_node, stop=stop, resumed=False)
 
 
 def resume(
@@ -187,22 +190,63 @@ def drive(
     force: bool,
     on_node: Callable[[Outcome], None] | None = None,
     stop: Stop = NEVER,
+    resumed: bool = True,
 ) -> SceneRun:
-    """Run the run's nodes in this thread, which holds the run, until it ends."""
+    """Run the run's nodes in this thread, which holds the run, until it ends (``resumed``:
+    it may have steps already; a run just created has none to read).
+
+    Nodes that reuse their latest version in a row are decided on one read of the scene's
+    latest versions and recorded together, in one transaction, once the next node is to
+    make something (or at the end): a reuse writes nothing the next decision reads, so a
+    fully reused scene costs a read and a commit, not one of each per node.
+    """
     on_node = on_node or (lambda outcome: None)
     last = {}
-    for step in run_selectors.run_steps(run.pk).only("id", "node", "status", "attempt"):
-        last[step.node] = step
+    if resumed:
+        for step in run_selectors.run_steps(run.pk).only("id", "node", "status", "attempt"):
+            last[step.node] = step
     done = {name for name, step in last.items() if step.status in DONE}
     outcomes = []
     for node in nodes:
         if node.name in done:
             outcomes.append(Outcome(node, "done", [f"finished earlier in this run ({last[node.name].status})"]))
             on_node(outcomes[-1])
+    types = list(dict.fromkeys(t for node in nodes for t in (node.name, *node.consumes)))
+    heads, reuses = None, []
+
+    def record_reuses() -> bool:
+        """The reuses gathered so far, recorded; False when the run was stopped meanwhile."""
+        if not reuses:
+            return True
+        stop.check()
+        try:
+            run_services.pipeline_record_reused(
+                run_id=run.pk, reuses=[engine.reuse_of(d, attempt=a) for d, a in reuses]
+            )
+        except run_services.RunStopped as exc:
+            outcomes.extend(Outcome(d.node, "stopped", [str(exc)], attempt=a) for d, a in reuses)
+            return False
+        for decision, attempt in reuses:
+            outcomes.append(Outcome(decision.node, "reused", decision.reasons, decision.latest, attempt=attempt))
+            on_node(outcomes[-1])
+        reuses.clear()
+        return True
+
     try:
         while batch := ready(nodes, done=done, started=set()):
             node = batch[0]
-            outcome = _attempts(scene, run, node, force=force, last=last.get(node.name), stop=stop)
+            previous = last.get(node.name)
+            if heads is None:
+                heads = selectors.scene_heads(scene.pk, types)
+            decision = engine.decide(scene, node, force=force, heads=heads)
+            if decision.action == engine.REUSE and not (previous and previous.status == StepStatus.PENDING):
+                reuses.append((decision, previous.attempt + 1 if previous is not None else 1))
+                done.add(node.name)
+                continue
+            if not record_reuses():
+                return SceneRun(scene, Run.objects.get(pk=run.pk), outcomes)
+            heads = None  # what this node makes changes what the next ones read
+            outcome = _attempts(scene, run, node, force=force, last=previous, stop=stop, decision=decision)
             outcomes.append(outcome)
             on_node(outcome)
             if outcome.result in ("made", "reused"):
@@ -211,6 +255,8 @@ def drive(
             if outcome.result == "failed":
                 return SceneRun(scene, _end(run, RunStatus.FAILED, error=f"{node.name}: {outcome.error}"), outcomes)
             return SceneRun(scene, Run.objects.get(pk=run.pk), outcomes)  # ended meanwhile: cancelled, lost
+        if not record_reuses():
+            return SceneRun(scene, Run.objects.get(pk=run.pk), outcomes)
         return SceneRun(scene, _end(run, RunStatus.SUCCEEDED), outcomes)
     except Interrupted as exc:
         exc.run_id = run.pk
@@ -223,14 +269,20 @@ def drive(
         raise
 
 
-def _attempts(scene: Scene, run: Run, node: Node, *, force: bool, last: AgentStep | None, stop: Stop) -> Outcome:
-    """Attempts of one node until one does not call for another (``retry_delay``)."""
+def _attempts(
+    scene: Scene, run: Run, node: Node, *, force: bool, last: AgentStep | None, stop: Stop, decision=None
+) -> Outcome:
+    """Attempts of one node until one does not call for another (``retry_delay``); the first
+    on ``decision`` when the caller made it, the others decide again."""
     while True:
         if last is not None and last.status == StepStatus.PENDING:  # handed to the workers, never begun
             attempt, step_id = last.attempt, last.pk
         else:
             attempt, step_id = (last.attempt + 1 if last is not None else 1), None
-        outcome = engine.attempt_node(scene, run.pk, node, force=force, attempt=attempt, step_id=step_id, stop=stop)
+        outcome = engine.attempt_node(
+            scene, run.pk, node, force=force, attempt=attempt, step_id=step_id, stop=stop, decision=decision
+        )
+        decision = None
         delay = retry_delay(outcome)
         if delay is None:
             return outcome
@@ -274,6 +326,7 @@ def _create(scene_id, *, force: bool, only, actor, on_workers: bool) -> tuple[Ru
         params=_run_params(force, only, nodes),
         actor=actor,
         queued=on_workers,
+        holder="" if on_workers else holder_label("the serving process"),
     )
     return run, schedule(run.pk) if on_workers else []
 

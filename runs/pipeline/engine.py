@@ -206,12 +206,21 @@ def _changes(scene: Scene, node: Node, latest: Artifact, basis: dict) -> tuple[l
     return reasons, list(dict.fromkeys(roots))
 
 
-def decide(scene: Scene, node: Node, *, force: bool = False, pending: dict[str, list[str]] | None = None) -> Decision:
+def decide(
+    scene: Scene,
+    node: Node,
+    *,
+    force: bool = False,
+    pending: dict[str, list[str]] | None = None,
+    heads: dict[str, Artifact] | None = None,
+) -> Decision:
     """What ``node`` would do now, and why. ``pending``: the nodes that will make a new version
     before this one runs, with their roots (``--explain`` cannot know those versions' ids
-    yet). One query reads the latest version of the node's type and of each input."""
+    yet). One query reads the latest version of the node's type and of each input, unless
+    the caller read them already (``heads``, by type)."""
     pending = pending or {}
-    heads = selectors.scene_heads(scene.pk, [node.name, *(t for t in node.consumes if t not in pending)])
+    if heads is None:
+        heads = selectors.scene_heads(scene.pk, [node.name, *(t for t in node.consumes if t not in pending)])
     latest = heads.get(node.name)
     inputs = {t: heads.get(t) for t in node.consumes if t not in pending}
     if get_type(node.name).planning and scene.planning_locked:
@@ -286,31 +295,49 @@ class Stop:
 NEVER = Stop()
 
 
+def reuse_of(decision: Decision, *, attempt: int, step_id=None) -> run_services.Reuse:
+    """What the step of a node that reuses its latest version records."""
+    return run_services.Reuse(
+        node=decision.node.name,
+        agent=decision.node.generator_path[:100],
+        attempt=attempt,
+        input_summary=decision.summary(),
+        artifact=decision.latest,
+        inputs=[a.pk for a in decision.inputs.values()],
+        reason="; ".join(decision.reasons),
+        step_id=step_id,
+    )
+
+
 def attempt_node(
-    scene: Scene, run_id, node: Node, *, force: bool, attempt: int, step_id=None, stop: Stop = NEVER
+    scene: Scene,
+    run_id,
+    node: Node,
+    *,
+    force: bool,
+    attempt: int,
+    step_id=None,
+    stop: Stop = NEVER,
+    decision: Decision | None = None,
 ) -> Outcome:
-    """One attempt of one node: decide, then reuse or make, on the run's step for it
-    (``step_id``: the pending step a worker was handed; otherwise a new one)."""
-    decision = decide(scene, node, force=force)
-    agent = node.generator_path[:100]
-    summary = decision.summary()
+    """One attempt of one node: decide (unless the caller did, ``decision``), then reuse or
+    make, on the run's step for it (``step_id``: the pending step a worker was handed;
+    otherwise a new one)."""
+    decision = decision or decide(scene, node, force=force)
     stop.check()
     try:
         if decision.action == REUSE:
             run_services.pipeline_record_reused(
-                run_id=run_id,
-                node=node.name,
-                agent=agent,
-                attempt=attempt,
-                input_summary=summary,
-                artifact=decision.latest,
-                inputs=[a.pk for a in decision.inputs.values()],
-                reason="; ".join(decision.reasons),
-                step_id=step_id,
+                run_id=run_id, reuses=[reuse_of(decision, attempt=attempt, step_id=step_id)]
             )
             return Outcome(node, "reused", decision.reasons, decision.latest, attempt=attempt)
         step_id = run_services.step_claim(
-            run_id=run_id, node=node.name, agent=agent, attempt=attempt, input_summary=summary, step_id=step_id
+            run_id=run_id,
+            node=node.name,
+            agent=node.generator_path[:100],
+            attempt=attempt,
+            input_summary=decision.summary(),
+            step_id=step_id,
         )
     except RunStopped as exc:
         return Outcome(node, "stopped", [str(exc)], attempt=attempt)

@@ -9,7 +9,6 @@ from django.db import connection, transaction
 
 from artifacts.models import Artifact
 from artifacts.services import ArtifactService
-from artifacts_project import locks
 from tests.commands.conftest import jsonl, line, run
 from tests.conftest import SCENE_INTENT
 
@@ -23,8 +22,7 @@ def test_an_import_waits_for_a_create_on_its_stream_and_then_refuses_the_taken_v
 
     def create_and_hold():
         try:
-            with transaction.atomic():
-                locks.lock_stream(story_id=story.pk, scene_id=scene.pk, type="scene_intent")
+            with transaction.atomic():  # the create's stream lock lasts until this block ends
                 ArtifactService().create_artifact(scene.pk, "scene_intent", SCENE_INTENT)
                 created.set()
                 release.wait(WAIT * 2)
