@@ -29,8 +29,17 @@ MAX_ATTEMPTS = 4
 RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
 
 
+# SQLITE_LOCKED: in shared-cache mode (an in-memory database shared by threads, as the test
+# suite's is) SQLite refuses at once a table another connection is using, where a file
+# database would wait for it (the busy timeout): as safe to retry as a deadlock.
+SQLITE_LOCKED = 6
+
+
 def is_retryable(exc: BaseException) -> bool:
-    return getattr(exc.__cause__, "sqlstate", None) in RETRYABLE_SQLSTATES
+    cause = exc.__cause__
+    if getattr(cause, "sqlstate", None) in RETRYABLE_SQLSTATES:
+        return True
+    return (getattr(cause, "sqlite_errorcode", 0) & 0xFF) == SQLITE_LOCKED
 
 
 _outermost = threading.local()

@@ -10,6 +10,8 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
+from django.test import Client
+from django.urls import reverse
 from PIL import Image
 
 from artifacts.models import Artifact, ArtifactRelation
@@ -179,7 +181,7 @@ def test_an_edit_in_the_admin_remakes_exactly_what_is_downstream_and_explain_nam
         assert any("panel_plan changed (v1 -> v2)" in r for r in step.input_summary["reasons"]), step.node
 
 
-def test_after_an_edit_of_scene_intent_every_remade_node_names_it_in_explain_and_in_its_step(scene):
+def test_after_an_edit_of_scene_intent_every_remade_node_names_it_in_explain_and_in_its_step(scene, make_user):
     run_pipeline("--scene", scene.pk)
     intent = latest(scene, "scene_intent")
     ArtifactService().edit_artifact(intent.pk, {**intent.payload, "mood": "hopeful"})
@@ -200,6 +202,13 @@ def test_after_an_edit_of_scene_intent_every_remade_node_names_it_in_explain_and
     reasons = {s.node: s.input_summary["reasons"] for s in AgentStep.objects.filter(run=run, status="succeeded")}
     assert set(reasons) == expected
     assert all(any("scene_intent changed (v1 -> v2)" in r for r in rs) for rs in reasons.values()), reasons
+
+    # The admin's run page says the same for each step.
+    admin = Client()
+    admin.force_login(make_user("boss", superuser=True))
+    page = admin.get(reverse("admin:runs_run_change", args=[run.pk])).content.decode()
+    assert page.count("scene_intent changed (v1 -&gt; v2)") >= len(expected)
+    assert "v1: fingerprint matches" in page  # the reused ones say why too
 
 
 def test_a_clients_new_version_over_the_api_remakes_what_is_downstream(scene, make_user):
