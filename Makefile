@@ -35,8 +35,9 @@ run: install $(DEV_SECRET_KEY)
 test: install
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-## Fault drills (tests/drills): writers under gunicorn while the database, a worker and the
-## media storage fail; PostgreSQL only (DATABASE_URL), a few minutes. See the README's Production.
+## Fault drills (tests/drills): writers under gunicorn (the README's production command) while
+## the database, a worker and the media storage fail and slow clients hold connections;
+## PostgreSQL only (DATABASE_URL), a few minutes. See the README's Production.
 drills:
 	@case "$${DATABASE_URL:-}" in \
 	  postgres://*|postgresql://*) ;; \
