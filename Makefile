@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-postgres drills bench install lint clean
+.PHONY: run manage test test-postgres drills bench install lint clean
 
 $(VENV)/.installed: requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -24,19 +24,26 @@ DEV_SECRET_KEY := $(VENV)/dev-secret-key
 $(DEV_SECRET_KEY): | $(VENV)/.installed
 	umask 077 && $(PY) -c 'import secrets; print(secrets.token_urlsafe(50))' > $@
 
-## Migrate SQLite, load the demo story, print the admin login, serve on http://$(HOST):$(PORT)
+## Migrate SQLite, gather the static files, load the demo story, print the admin login,
+## serve on http://$(HOST):$(PORT)
 run: install $(DEV_SECRET_KEY)
 	export DJANGO_SECRET_KEY="$${DJANGO_SECRET_KEY:-$$(cat $(DEV_SECRET_KEY))}" && \
 	$(PY) manage.py migrate --noinput && \
-	$(PY) manage.py seed_demo && \
+	$(PY) manage.py collectstatic --noinput --verbosity 0 && \
+	$(PY) manage.py seed_demo --site-url http://$(HOST):$(PORT) && \
 	$(PY) manage.py runserver $(HOST):$(PORT)
+
+## Any management command with the venv's Python: make manage ARGS="drf_create_token demo"
+manage: install
+	$(PY) manage.py $(ARGS)
 
 ## The whole suite (SQLite unless DATABASE_URL says otherwise)
 test: install
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-## Fault drills (tests/drills): writers under gunicorn while the database, a worker and the
-## media storage fail; PostgreSQL only (DATABASE_URL), a few minutes. See the README's Production.
+## Fault drills (tests/drills): writers under gunicorn (the README's production command) while
+## the database, a worker and the media storage fail and slow clients hold connections;
+## PostgreSQL only (DATABASE_URL), a few minutes. See the README's Production.
 drills:
 	@case "$${DATABASE_URL:-}" in \
 	  postgres://*|postgresql://*) ;; \

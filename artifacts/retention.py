@@ -391,10 +391,14 @@ class SweepOutcome:
 
 
 def content_files() -> Iterator[str]:
-    """Every file name under the storage's ``content/`` folder (``content/<sha[:2]>/<sha>``)."""
-    if not default_storage.exists(CONTENT_FOLDER):
+    """Every file name under the storage's ``content/`` folder (``content/<sha[:2]>/<sha>``).
+
+    Listed, never asked whether it exists: an object store (S3) has no folders, only keys
+    under a prefix, so ``exists("content")`` is false there however many files it holds."""
+    try:
+        folders, files = default_storage.listdir(CONTENT_FOLDER)
+    except FileNotFoundError:  # a file system storage before its first upload
         return
-    folders, files = default_storage.listdir(CONTENT_FOLDER)
     for name in sorted(files):
         yield f"{CONTENT_FOLDER}/{name}"
     for folder in sorted(folders):

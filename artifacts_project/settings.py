@@ -92,7 +92,7 @@ WSGI_APPLICATION = "artifacts_project.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        "DIRS": [BASE_DIR / "artifacts_project" / "templates"],  # the landing page
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -164,15 +164,42 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
-# WhiteNoise serves the admin's static files straight from the apps, so the service
-# works with DEBUG off and no collectstatic step (production runs collectstatic).
+# Where collectstatic gathers the static files (`make run` runs it, so WhiteNoise finds the
+# folder and does not warn that it is missing).
+STATIC_ROOT = Path(os.environ.get("DJANGO_STATIC_ROOT", "").strip() or BASE_DIR / "staticfiles")
+# WhiteNoise also serves the admin's static files straight from the apps, so the service
+# works with DEBUG off even before collectstatic (production runs collectstatic).
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
+# Files served at the site's root: /favicon.ico, which browsers ask for on every page.
+WHITENOISE_ROOT = BASE_DIR / "artifacts_project" / "root"
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(os.environ.get("DJANGO_MEDIA_ROOT", BASE_DIR / "media"))
+
+
+def artifact_storage(environ) -> dict:
+    """The storage of artifact content: files under MEDIA_ROOT, or, when ARTIFACT_S3_BUCKET
+    names a bucket, S3-compatible storage (AWS, MinIO, R2...) through django-storages.
+    ARTIFACT_S3_ENDPOINT_URL points at a server other than AWS (tests/storage runs moto's);
+    credentials come from the usual AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, read by boto3."""
+    bucket = environ.get("ARTIFACT_S3_BUCKET", "").strip()
+    if not bucket:
+        return {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+    return {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": bucket,
+            "endpoint_url": environ.get("ARTIFACT_S3_ENDPOINT_URL", "").strip() or None,
+            "region_name": environ.get("ARTIFACT_S3_REGION", "").strip() or None,
+            # Content is addressed by digest: the same name always holds the same bytes.
+            "file_overwrite": True,
+            "default_acl": None,
+        },
+    }
+
+
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": artifact_storage(os.environ),
     "staticfiles": {
         "BACKEND": (
             "whitenoise.storage.CompressedManifestStaticFilesStorage"
@@ -181,21 +208,6 @@ STORAGES = {
         )
     },
 }
-
-# Artifact content on S3-compatible storage (AWS, MinIO, R2...) when a bucket is named;
-# credentials come from the usual AWS_* environment variables, read by boto3.
-if os.environ.get("ARTIFACT_S3_BUCKET"):
-    STORAGES["default"] = {
-        "BACKEND": "storages.backends.s3.S3Storage",
-        "OPTIONS": {
-            "bucket_name": os.environ["ARTIFACT_S3_BUCKET"],
-            "endpoint_url": os.environ.get("ARTIFACT_S3_ENDPOINT_URL") or None,
-            "region_name": os.environ.get("ARTIFACT_S3_REGION") or None,
-            # Content is addressed by digest: the same name always holds the same bytes.
-            "file_overwrite": True,
-            "default_acl": None,
-        },
-    }
 
 # Largest request body (JSON payload or media upload) the service accepts.
 ARTIFACT_MAX_BODY_BYTES = int(os.environ.get("ARTIFACT_MAX_BODY_BYTES", str(5 * 1024 * 1024)))

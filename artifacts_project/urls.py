@@ -3,7 +3,9 @@ import logging
 from django.contrib import admin
 from django.db import connection
 from django.http import JsonResponse
+from django.shortcuts import render
 from django.urls import include, path, re_path
+from django.views.decorators.http import require_safe
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
@@ -29,6 +31,13 @@ def healthz(request):
         response["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
     return JsonResponse({"status": "ok", "database": connection.vendor})
+
+
+@require_safe
+def landing(request):
+    """The site's front page, where the admin's "View site" leads: links to the admin, the
+    API docs and the health check."""
+    return render(request, "landing.html")
 
 
 def _v1_router(trailing_slash: bool) -> SimpleRouter:
@@ -66,6 +75,7 @@ v1_patterns = [
 ]
 
 urlpatterns = [
+    path("", landing, name="landing"),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("v1/", include(v1_patterns)),

@@ -149,9 +149,11 @@ def site(tmp_path_factory, request_session_failed):
                 DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
                 DJANGO_ALLOWED_HOSTS="127.0.0.1",
                 DJANGO_MEDIA_ROOT=str(folder / "media"),
+                DJANGO_STATIC_ROOT=str(folder / "static"),
                 DJANGO_LOG_LEVEL="WARNING",
             )
             manage(env, "migrate", "--noinput")
+            manage(env, "collectstatic", "--noinput", "--verbosity", "0")  # deployed as the README says
             token = manage(env, "shell", "-c", TOKEN_SCRIPT).strip().splitlines()[-1]
             service = Service(env, folder / "gunicorn.log")
             service.start()

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -27,9 +28,9 @@ import psycopg
 from psycopg import sql
 
 ROOT = Path(__file__).resolve().parents[2]
-WORKERS = 2
-WORKER_TIMEOUT = 20  # gunicorn --timeout: the longest a request may take before its worker is killed
-CLIENT_TIMEOUT = WORKER_TIMEOUT + 10  # past the worker timeout: a slower answer is a hang, and is reported
+WORKERS = 2  # the drills' gunicorn runs the README's production command with 2 workers (2 cores)
+HANG_SECONDS = 20  # an answer slower than this is a hang, and is reported
+CLIENT_TIMEOUT = HANG_SECONDS + 10  # how long a client waits before it gives up (no answer)
 WRITERS = 8
 # The answer to a database outage, acceptable in every drill (SPEC §7).
 DATABASE_BLIP = {503: "database_unavailable"}
@@ -62,7 +63,7 @@ class Answer:
 
 
 def request(base: str, method: str, path: str, *, token=None, body=None, headers=None, timeout=CLIENT_TIMEOUT):
-    """One HTTP request on a new connection (gunicorn's sync workers close after each answer)."""
+    """One HTTP request on a new connection."""
     headers = dict(headers or {})
     if token:
         headers["Authorization"] = f"Token {token}"
@@ -102,32 +103,46 @@ def multipart(fields: dict, files: dict) -> tuple[bytes, str]:
 # -- the service under gunicorn --------------------------------------------------------------
 
 
+def production_command(readme: Path = ROOT / "README.md") -> list[str]:
+    """The README's production command (the one ``gunicorn artifacts_project.wsgi`` command
+    of its shell blocks, continuation lines joined), as the drills run it: this Python's
+    gunicorn, ``WORKERS`` workers, bound to a free loopback port. Every other option is the
+    README's, so what the drills prove holds for what the README tells operators to run."""
+    text = readme.read_text().replace("\\\n", " ")
+    command_line = re.compile(r"(?:[A-Z_]+=\S*\s+)*gunicorn artifacts_project\.wsgi\s")
+    lines = [line.strip() for line in text.splitlines() if command_line.match(line.strip())]
+    if len(lines) != 1:
+        raise DrillFailure(f"README.md should show one production gunicorn command, found {len(lines)}: {lines}")
+    words = shlex.split(lines[0])
+    while words and re.fullmatch(r"[A-Z_]+=\S*", words[0]):  # environment assignments: the drill sets its own
+        words.pop(0)
+    command = [sys.executable, "-m", *words]
+    for option, value in (("--workers", str(WORKERS)), ("--bind", "127.0.0.1:0")):  # port 0: the kernel picks
+        if option not in command:
+            raise DrillFailure(f"the README's gunicorn command has no {option}: {lines[0]}")
+        command[command.index(option) + 1] = value
+    return command
+
+
+def command_option(command: list[str], option: str, default: int) -> int:
+    """The integer value of ``option`` in a gunicorn command line (``default`` without it)."""
+    return int(command[command.index(option) + 1]) if option in command else default
+
+
 class Service:
-    """gunicorn with the project's WSGI application on a free loopback port."""
+    """gunicorn with the project's WSGI application on a free loopback port, started with
+    the README's production command."""
 
     def __init__(self, env: dict, log_path: Path):
         self.env = env
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
         self.base = ""
+        self.command = production_command()
 
     def start(self) -> None:
-        command = [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "artifacts_project.wsgi",
-            "--workers",
-            str(WORKERS),
-            "--timeout",
-            str(WORKER_TIMEOUT),
-            "--graceful-timeout",
-            "5",
-            "--bind",
-            "127.0.0.1:0",  # the kernel picks a free port; gunicorn logs it
-        ]
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(self.command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -348,9 +363,9 @@ def check(
         if answer is None:
             problems.append(f"{write.request_id}: never sent (the writer did not finish)")
             continue
-        if answer.elapsed > WORKER_TIMEOUT:
+        if answer.elapsed > HANG_SECONDS:
             counts["hangs"] += 1
-            problems.append(f"{write.request_id}: answered after {answer.elapsed:.1f} s, past the worker timeout")
+            problems.append(f"{write.request_id}: answered after {answer.elapsed:.1f} s, a hang")
         if write.status == 201:
             counts["acknowledged"] += 1
             if row is None:

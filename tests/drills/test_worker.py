@@ -22,7 +22,7 @@ def test_a_worker_killed_mid_request_loses_nothing_acknowledged(site):
     killed = []
     with Load(site.base, site.token, site.scenes, drill="sigkill") as load:
         time.sleep(2.0)
-        # With 8 writers on 2 sync workers a worker is nearly always mid-request; kill again
+        # With 8 writers on 2 workers a worker is nearly always mid-request; kill again
         # (up to 5 times) until a request was cut, so the drill proves what it says.
         for _ in range(5):
             cut_before = load.unanswered()

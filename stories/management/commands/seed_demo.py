@@ -1,7 +1,8 @@
-"""Demo data for `make run`: a story whose scenes went through the pipeline (SPEC §10),
-one artifact edited by hand and the pipeline run again (so versions, lineage and reuse show
-in the admin), published scene images as primaries, a published cover, and an admin login
-printed on screen."""
+"""Demo data for `make run`: a story whose scenes went through the pipeline, one artifact
+edited by hand and the pipeline run again (so versions, lineage and reuse show in the
+admin), published scene images as primaries, a published cover, sound track and video as
+the story's primaries (so the admin previews an image, a sound and a video), and an admin
+login printed on screen."""
 
 import io
 import os
@@ -14,6 +15,7 @@ from artifacts.services import ArtifactService
 from artifacts_project.commands import RequestIdCommand
 from runs.pipeline import driver
 from stories import services as story_services
+from stories.demo_media import beam_webm, sea_wav
 from stories.models import Story
 
 DEMO_TITLE = "The Lighthouse Keeper"
@@ -56,8 +58,11 @@ class Command(RequestIdCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--username", default="demo")
+        parser.add_argument(
+            "--site-url", default="http://127.0.0.1:8000", help="where the site is served, for the login line"
+        )
 
-    def handle(self, *args, username, **options):
+    def handle(self, *args, username, site_url, **options):
         password = os.environ.get("DEMO_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
         user_model = get_user_model()
         user, _ = user_model.objects.get_or_create(username=username, defaults={"email": f"{username}@example.com"})
@@ -73,7 +78,7 @@ class Command(RequestIdCommand):
             # takes to the end, out of locks.py's order).
             self._seed(user)
             self.stdout.write(self.style.SUCCESS(f"demo story {DEMO_TITLE!r} created"))
-        self.stdout.write(self.style.SUCCESS(f"admin login: {username} / {password}  at http://127.0.0.1:8000/admin/"))
+        self.stdout.write(self.style.SUCCESS(f"admin login: {username} / {password}  at {site_url.rstrip('/')}/admin/"))
 
     def _seed(self, user):
         service = ArtifactService(user=user)
@@ -98,13 +103,18 @@ class Command(RequestIdCommand):
             service.transition(image.pk, "published")
             story_services.story_set_primary(story_id=story.pk, role="scene_image", artifact_id=image.pk, actor=user)
 
-        cover = service.create_story_artifact(
-            story.pk,
-            "cover_image",
-            {"alt": "A lighthouse beam over a dark sea"},
-            content=cover_png(),
-            mime_type="image/png",
-        )
-        service.transition(cover.pk, "candidate")
-        service.transition(cover.pk, "published")
-        story_services.story_set_primary(story_id=story.pk, role="cover", artifact_id=cover.pk, actor=user)
+        scene_images = [service.get_latest_artifact(scene.pk, "render_result") for scene in scenes]
+        media = [
+            ("cover", "cover_image", "A lighthouse beam over a dark sea", cover_png(), "image/png"),
+            ("final_audio", "audio_track", "Surf on the rocks below the lighthouse", sea_wav(), "audio/wav"),
+            ("final_video", "video_render", "The lighthouse beam sweeps the sea", beam_webm(), "video/webm"),
+        ]
+        for role, type_, alt, content, mime_type in media:
+            artifact = service.create_story_artifact(
+                story.pk, type_, {"alt": alt}, content=content, mime_type=mime_type
+            )
+            if type_ == "video_render":  # the video animates the scenes' images: lineage to them
+                service.relate_many(artifact.pk, [(image.pk, "derived_from") for image in scene_images])
+            service.transition(artifact.pk, "candidate")
+            service.transition(artifact.pk, "published")
+            story_services.story_set_primary(story_id=story.pk, role=role, artifact_id=artifact.pk, actor=user)
