@@ -97,6 +97,8 @@ COMPARED_FIELDS = (
 PRUNED_AWAY = frozenset({"payload", "pruned_at"})
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 DEFAULT_STORY_TITLE = "Imported story {id}"
+_EARLIEST = datetime.datetime.min.replace(tzinfo=datetime.UTC) + datetime.timedelta(days=1)
+_LATEST = datetime.datetime.max.replace(tzinfo=datetime.UTC) - datetime.timedelta(days=1)
 
 
 class Refused(Exception):
@@ -178,7 +180,22 @@ def _time(value, name: str) -> datetime.datetime | None:
     if parsed is None:
         raise Refused(f"{name} {value[:80]!r} is not an ISO 8601 time")
     # A time without an offset is read as UTC, the database's own zone.
-    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, datetime.UTC)
+    if timezone.is_naive(parsed):
+        parsed = timezone.make_aware(parsed, datetime.UTC)
+    # Python's datetime holds the years 1 to 9999 and no more; PostgreSQL holds far more,
+    # and SQLite stores text, so a time PostgreSQL kept beyond 9999 (or before year 1) in UTC
+    # could never be read back. A day to spare on each side: the time can be shown in any
+    # time zone (offsets reach 14 hours).
+    try:
+        parsed = parsed.astimezone(datetime.UTC)
+    except OverflowError:  # 9999-12-31T23:00-05:00 is in year 10000 in UTC
+        parsed = None
+    if parsed is None or not _EARLIEST <= parsed <= _LATEST:
+        raise Refused(
+            f"{name} {value[:80]!r} is outside {_EARLIEST.date()} to {_LATEST.date()} (UTC), the times both"
+            " databases and Python hold"
+        )
+    return parsed
 
 
 def _text(value, name: str, *, max_length: int) -> str:

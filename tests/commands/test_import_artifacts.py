@@ -281,3 +281,30 @@ def test_lines_without_request_id_or_time_get_the_invocations(tmp_path, scene):
     request_id = outcome.out.splitlines()[0].removeprefix("request id: ")
     assert imported(row).request_id == request_id
     assert run("import_artifacts", jsonl(tmp_path / "n.jsonl", [row])).code == 0  # still "the same content"
+
+
+def test_a_time_outside_what_python_and_the_databases_hold_is_a_bad_line_by_number(tmp_path, scene):
+    rows = [
+        line(scene, 1, created_at="9999-12-30T00:00:00Z"),  # a day before the latest time accepted
+        line(scene, 1, type="panel_plan", payload={"panels": [{"grammar_id": "g", "weight": 1, "must_show": []}]}),
+        line(scene, 1, type="render_spec", created_at="9999-12-31T23:00:00-05:00"),
+        line(scene, 1, type="qc_report", created_at="0001-01-01T00:00:00Z"),
+    ]
+    rows[2]["payload"] = {"prompt": "p", "style": "s", "characters": [], "reference_images": []}
+    rows[3]["payload"] = {"passed": True, "issues": [], "metrics": {}}
+    rows.append({**line(scene, 1, type="visual_plan"), "payload": None, "pruned_at": "9999-12-31T23:59:59-00:01"})
+    outcome = run("import_artifacts", jsonl(tmp_path / "times.jsonl", rows))
+
+    assert outcome.code == 1
+    reasons = [entry for entry in outcome.err.splitlines() if entry.startswith("line ")]
+    assert reasons == [
+        "line 3: created_at '9999-12-31T23:00:00-05:00' is outside 0001-01-02 to 9999-12-30 (UTC),"
+        " the times both databases and Python hold",
+        "line 4: created_at '0001-01-01T00:00:00Z' is outside 0001-01-02 to 9999-12-30 (UTC),"
+        " the times both databases and Python hold",
+        "line 5: pruned_at '9999-12-31T23:59:59-00:01' is outside 0001-01-02 to 9999-12-30 (UTC),"
+        " the times both databases and Python hold",
+    ]
+    assert sorted(Artifact.objects.values_list("type", flat=True)) == ["panel_plan", "scene_intent"]
+    assert imported(rows[0]).created_at == datetime.datetime(9999, 12, 30, tzinfo=datetime.UTC)
+    assert list(Artifact.objects.order_by("created_at").values_list("created_at", flat=True))  # every row reads back
