@@ -293,10 +293,10 @@ def story_sync_references(*, story_ids, actor=None) -> list[selectors.ReferenceD
     return drifts
 
 
-def stories_import(story_ids, *, title: str) -> None:
-    """Stories an import names but the database lacks, made with ``title`` (formatted with
-    the id), in one INSERT. The importer holds their streams' locks."""
-    Story.objects.bulk_create([Story(id=pk, title=title.format(id=pk)) for pk in sorted(story_ids)])
+def stories_import(titles: dict) -> None:
+    """Stories an import names but the database lacks (id -> title), in one INSERT. The
+    importer holds their streams' locks."""
+    Story.objects.bulk_create([Story(id=pk, title=titles[pk]) for pk in sorted(titles)])
 
 
 def scenes_import(new_scenes: dict) -> None:
