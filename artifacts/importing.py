@@ -20,7 +20,9 @@ one is written), then each batch is one transaction that reads what it needs in 
 of queries (the ids already there, the streams' latest versions, the parents, the scenes)
 and inserts its rows in one COPY on PostgreSQL (multi-row INSERTs on SQLite). The batch
 locks the streams it writes (``locks.lock_streams``) before reading them, so it cannot
-race a concurrent create on PostgreSQL; SQLite's IMMEDIATE transactions serialize it anyway.
+race a concurrent create on PostgreSQL, and the digests of the files its lines name, so a
+prune cannot delete one between the check that it is stored and the commit; SQLite's
+IMMEDIATE transactions serialize it anyway.
 """
 
 from __future__ import annotations
@@ -443,6 +445,11 @@ class Importer:
             locks.lock_stories(
                 {line.story_id or self.home_story for line in lines if line.scene_id and line.scene_id not in known}
             )
+        # The files the lines name: under their digests' locks, a prune's or a sweep's
+        # deletion of one either happened before the check below (the line is refused) or
+        # waits for this batch to commit and then finds the file named (it stays).
+        for sha in sorted({line.content_sha256 for line in lines if line.has_file}):
+            locks.lock_content(sha)
         locks.lock_streams((line.story_id, line.scene_id, line.type) for line in lines)
         plan = self._plan(lines)
         self._insert(plan)

@@ -229,6 +229,14 @@ class ArtifactService:
         Media content is carried over: an edit changes the metadata, not the bytes.
         """
         original = selectors.artifact_get(artifact_id)
+        if original.content_sha256 and not original.is_pruned:
+            # The new version names the original's file, which a prune deletes once no live
+            # artifact names it: the digest's lock (before the stream's, the lock order)
+            # holds that deletion off until this version is committed and names the file, or
+            # else this edit waits for it and, reading again, finds the original pruned.
+            # Row locks would not do: the prune's file deletion runs after its batch commits.
+            locks.lock_content(original.content_sha256)
+            original = selectors.artifact_get(original.pk)
         if original.is_pruned:
             raise Pruned(f"artifact {original.pk} was pruned; edit a version that still has its payload")
         if original.payload == payload:
