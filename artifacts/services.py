@@ -302,12 +302,15 @@ class ArtifactService:
                 f"unknown relation type {relation_type!r}; one of {', '.join(RelationType.values)}",
                 field="relation_type",
             )
-        source = self._existing(from_artifact_id, field="from_artifact_id")
-        target = self._existing(to_artifact_id, field="to_artifact_id")
+        source = parse_uuid(from_artifact_id, what="artifact")
+        target = parse_uuid(to_artifact_id, what="artifact")
         if source == target:
+            hold_unpruned({source: "from_artifact_id"})  # a missing artifact is reported first
             raise InvalidRelation("an artifact cannot relate to itself", field="to_artifact_id")
         if relation_type in ACYCLIC_RELATIONS:
             locks.lock_relation_graph()
+        hold_unpruned({source: "from_artifact_id", target: "to_artifact_id"})
+        if relation_type in ACYCLIC_RELATIONS:
             # A cycle needs a path back to ``source``, whose last edge points at it: nothing
             # points at a new artifact, so its relations skip the walk (one index probe).
             points_at_source = ArtifactRelation.objects.filter(
@@ -371,6 +374,9 @@ class ArtifactService:
         locked = bool(acyclic) and not source_is_new
         if locked:
             locks.lock_relation_graph()  # before the read below, so that it sees every committed edge
+        # The rows' locks before the read below, which then sees any prune committed meanwhile
+        # (see hold_unpruned: a prune is refused here or keeps the targets).
+        locks.lock_artifacts({source, *(target for target, _ in edges)})
         rows = (
             Artifact.objects.filter(pk__in={source, *(target for target, _ in edges)})
             .order_by()
@@ -382,14 +388,20 @@ class ArtifactService:
                 # Whether ``source`` relates to this row already, by any type.
                 related=Exists(ArtifactRelation.objects.filter(from_artifact_id=source, to_artifact_id=OuterRef("pk"))),
             )
-            .values_list("pk", "points_at_source", "related")
+            .values_list("pk", "points_at_source", "related", "pruned_at")
         )
-        found = {pk: (pointed, related) for pk, pointed, related in rows}
+        found = {pk: (pointed, related) for pk, pointed, related, _ in rows}
+        pruned = {pk for pk, _, _, pruned_at in rows if pruned_at is not None}
         if source not in found:
             raise NotFound(f"artifact {from_artifact_id} does not exist", field="from_artifact_id")
         for target, _ in edges:
             if target not in found:
                 raise NotFound(f"artifact {target} does not exist", field="to_artifact_id")
+        if source in pruned:
+            raise _pruned(source, field="from_artifact_id")
+        for target, _ in edges:
+            if target in pruned:
+                raise _pruned(target, field="to_artifact_id")
         related = [target for target in found if target != source and found[target][1]]
         if related:
             existing = ArtifactRelation.objects.filter(from_artifact_id=source, to_artifact_id__in=related)
@@ -473,12 +485,6 @@ class ArtifactService:
         )
 
     # -- internals -----------------------------------------------------------------
-
-    def _existing(self, artifact_id, *, field: str):
-        pk = parse_uuid(artifact_id, what="artifact")
-        if not Artifact.objects.filter(pk=pk).exists():
-            raise NotFound(f"artifact {artifact_id} does not exist", field=field)
-        return pk
 
     def _create(
         self,
@@ -679,6 +685,40 @@ class ArtifactService:
         return parent_uuid, self._stream_version_fingerprint(
             parent_uuid, story_id=story_id, scene_id=scene_id, type=type
         )
+
+
+def hold_unpruned(fields: dict) -> None:
+    """Before a new reference to artifacts (a relation, a story link, a run link, a new
+    version made from them): refuse one that does not exist (404) or is pruned (409
+    ``pruned``, SPEC §9), and keep them from being pruned until the caller's transaction ends.
+
+    ``fields``: artifact id -> the request field that names it, in the order to report them.
+
+    A prune's batch locks the rows it prunes (``locks.lock_artifacts``, FOR NO KEY UPDATE),
+    reads again under those locks which of them something references, and prunes the rest.
+    The foreign-key check of the reference's INSERT takes only FOR KEY SHARE, which does not
+    conflict with that lock: a reference checked and inserted beside a batch could point at
+    a row the batch prunes without seeing it. So the referenced rows are locked here, with
+    the same lock as the batch's (level 6 of the lock order: after the relation graph's lock,
+    before a run's or a step's), then read: either the batch committed first, and the read
+    below, a new snapshot taken once the lock is granted, sees ``pruned_at``; or the batch
+    waits for this transaction and, reading after it, finds the reference and keeps the row
+    (a relation or a story link keeps it, SPEC §9). A row share lock would do, and would let
+    references to one artifact proceed side by side; ``locks`` has none for artifact rows yet.
+    """
+    wanted = list(dict.fromkeys(fields))
+    found = set(locks.lock_artifacts(wanted))
+    for pk in wanted:
+        if pk not in found:
+            raise NotFound(f"artifact {pk} does not exist", field=fields[pk])
+    pruned = set(Artifact.objects.filter(pk__in=wanted, pruned_at__isnull=False).values_list("pk", flat=True))
+    for pk in wanted:
+        if pk in pruned:
+            raise _pruned(pk, field=fields[pk])
+
+
+def _pruned(pk, *, field: str) -> Pruned:
+    return Pruned(f"artifact {pk} was pruned: it takes no new reference", field=field)
 
 
 # -- writes of the batch paths (import, prune, backfill) and of the audit trail ----------------

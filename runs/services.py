@@ -10,7 +10,7 @@ from django.db import IntegrityError, connection
 from django.db.models import Max
 from django.utils import timezone
 
-from artifacts.models import Artifact
+from artifacts.services import hold_unpruned
 from artifacts_project import locks
 from artifacts_project.audit import acting_user
 from artifacts_project.errors import InvalidInput, InvalidTransition, NotFound
@@ -188,11 +188,12 @@ def step_finish(*, step_id, status: str, output_summary=None, error: str = "", l
     _check_json_object(output_summary, field="output_summary")
     check_text(error, field="error")
     keys = _link_keys(links)
+    if keys:  # the artifact rows before the step's (the lock order)
+        _check_artifacts_exist(keys)
     step = locks.lock_step(step_id)
     if step.status not in (StepStatus.PENDING, StepStatus.RUNNING):
         raise InvalidTransition(f"step {step.pk} already finished as {step.status}")
     if keys:
-        _check_artifacts_exist(keys)
         _insert_links(run_id=step.run_id, step_id=step.pk, stage=step.node, keys=keys)
     step.status = status
     step.output_summary = output_summary or {}
@@ -220,11 +221,11 @@ def run_link_artifacts(*, run_id, stage: str, links, step_id=None) -> list[tuple
 
     Idempotent as ``run_link_artifact`` is: a link that exists already (the same run,
     artifact, stage and direction) is returned as it is, not an error. Whatever the number
-    of links: one read of the step (or of the run, without a step), one ``IN`` query that
-    checks the artifacts exist (a missing one is refused, NotFound, before anything is
-    written), and one INSERT of the links that do not exist yet (``ON CONFLICT DO
-    NOTHING``, so a concurrent writer of the same link is no error either); one more read
-    only when some existed already. Takes no lock: the links' foreign keys hold the rows.
+    of links: one read of the step (or of the run, without a step), two ``IN`` queries that
+    lock the artifacts and check them (a missing one is refused, NotFound, and a pruned one,
+    Pruned, before anything is written), and one INSERT of the links that do not exist yet
+    (``ON CONFLICT DO NOTHING``, so a concurrent writer of the same link is no error
+    either); one more read only when some existed already.
     """
     if not isinstance(stage, str) or not stage.strip():
         raise InvalidInput("stage must be a non-empty string", field="stage")
@@ -266,12 +267,10 @@ def _link_keys(links) -> list[tuple]:
 
 
 def _check_artifacts_exist(keys) -> None:
-    """One ``IN`` query; NotFound names the first artifact (in the order given) that does not exist."""
-    wanted = list(dict.fromkeys(artifact_id for artifact_id, _ in keys))
-    found = set(Artifact.objects.filter(pk__in=wanted).order_by().values_list("pk", flat=True))
-    for artifact_id in wanted:
-        if artifact_id not in found:
-            raise NotFound(f"artifact {artifact_id} does not exist", field="artifact_id")
+    """NotFound names the first artifact (in the order given) that does not exist, Pruned
+    the first that is pruned (it takes no new run link); the rows stay locked against a
+    prune until the transaction ends (``artifacts.services.hold_unpruned``)."""
+    hold_unpruned({artifact_id: "artifact_id" for artifact_id, _ in keys})
 
 
 _LINK_COLUMNS = ("id", "run", "step", "artifact", "stage", "direction", "created_at")

@@ -7,10 +7,12 @@ import uuid
 import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
-from artifacts.models import ArtifactRelation
-from artifacts.services import ArtifactService
-from artifacts_project.errors import Cycle, DuplicateRelation, InvalidRelation, NotFound
+from artifacts.models import Artifact, ArtifactRelation
+from artifacts.payloads import ARTIFACT_TYPES
+from artifacts.services import ArtifactService, prune_rows
+from artifacts_project.errors import Cycle, DuplicateRelation, InvalidRelation, NotFound, Pruned
 from tests.conftest import SCENE_INTENT
 
 
@@ -41,18 +43,19 @@ def test_queries_do_not_grow_with_the_number_of_relations(service, scene, is_pos
             service.relate_many(source.pk, [(t.pk, "derived_from") for t in targets], **options)
         return [q["sql"] for q in queries]
 
-    # A new source: the artifacts (one IN, with what the checks need) and one INSERT, and
-    # this test's transaction's savepoint: no lock, no walk.
+    # A new source: the artifacts' row locks (one IN, against a prune), the artifacts (one
+    # IN, with what the checks need) and one INSERT, and this test's transaction's
+    # savepoint: no graph lock, no walk.
     one, many = (
         relate(artifacts[0], artifacts[1:2], source_is_new=True),
         relate(artifacts[2], artifacts[3:7], source_is_new=True),
     )
-    assert len(one) == len(many) == 4
+    assert len(one) == len(many) == 5
     assert not any("advisory" in sql or "RECURSIVE" in sql for sql in one + many)
     # Otherwise the relation graph's lock comes first (PostgreSQL); nothing points at these
     # sources, so there is still no walk.
     one, many = relate(artifacts[7], artifacts[8:9]), relate(artifacts[9], artifacts[10:14])
-    assert len(one) == len(many) == (5 if is_postgres else 4)
+    assert len(one) == len(many) == (6 if is_postgres else 5)
     assert not any("RECURSIVE" in sql for sql in one + many)
     assert len(edges()) == 10
 
@@ -113,3 +116,19 @@ def test_a_source_said_new_needs_the_transaction_that_created_it(scene):
         (new,) = intents(service, scene, 1)
         service.relate_many(new.pk, [(a.pk, "derived_from"), (b.pk, "derived_from")], source_is_new=True)
     assert len(edges()) == 2
+
+
+def test_a_new_version_made_from_a_pruned_input_is_refused_whole(service, scene):
+    """The pipeline's record: the new version and its relations in one transaction; an input
+    pruned meanwhile refuses the relations (409 pruned) and so the version too."""
+    kept, gone = intents(service, scene, 2)
+    prune_rows([gone.pk], at=timezone.now())
+    before = Artifact.objects.count()
+    with pytest.raises(Pruned) as refused, transaction.atomic():
+        new = service.create_artifact(scene.pk, "panel_plan", ARTIFACT_TYPES["panel_plan"].example)
+        service.relate_many(new.pk, [(kept.pk, "derived_from"), (gone.pk, "derived_from")], source_is_new=True)
+    assert (refused.value.code, refused.value.field) == ("pruned", "to_artifact_id")
+    assert Artifact.objects.count() == before and edges() == []
+    with pytest.raises(Pruned) as refused:
+        service.relate(gone.pk, kept.pk, "variant_of")
+    assert refused.value.field == "from_artifact_id" and edges() == []

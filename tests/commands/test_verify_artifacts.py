@@ -13,7 +13,7 @@ from django.core.files.storage import default_storage
 
 from artifacts.content import storage_name
 from artifacts.models import Artifact, ArtifactRelation
-from artifacts.services import ArtifactService
+from artifacts.services import ArtifactService, prune_rows
 from artifacts.verification import strongly_connected
 from runs import services as run_services
 from runs.models import RunArtifactLink
@@ -103,6 +103,26 @@ def relation_cycle(store, story, scene):
     return "relation_cycles", [store["v2"].pk, store["spec"].pk], "2 artifacts derive from each other"
 
 
+def made_from_a_tombstone(store, story, scene):
+    prune_rows([store["v2"].pk], at=datetime.datetime.now(datetime.UTC))  # as a relation racing a prune left it
+    return "tombstone_references", [store["spec"].pk, store["v2"].pk], "was made from pruned scene_intent (derived"
+
+
+def made_by_a_step_from_a_tombstone(store, story, scene):
+    step = run_services.step_start(run_id=store["run"].pk, node="scene_intent")
+    links = [(store["v1"].pk, "consumed"), (store["branch"].pk, "produced")]
+    run_services.run_link_artifacts(run_id=store["run"].pk, stage="scene_intent", links=links, step_id=step.pk)
+    prune_rows([store["v1"].pk], at=datetime.datetime.now(datetime.UTC))
+    return "tombstone_references", [store["branch"].pk, store["v1"].pk], "(consumed by its step)"
+
+
+def link_to_a_tombstone(store, story, scene):
+    image = make_image(scene, "a panel")
+    link = story_services.link_create(story_id=story.pk, artifact_id=image.pk, role="scene_image")
+    prune_rows([image.pk], at=datetime.datetime.now(datetime.UTC))
+    return "tombstone_references", [image.pk, link.pk], "a scene_image link names a pruned artifact"
+
+
 def run_link_of_another_run(store, story, scene):
     other = run_services.run_create(story_id=story.pk, workflow="w")
     link = RunArtifactLink.objects.create(
@@ -144,6 +164,9 @@ def unreferenced_file(store, story, scene):
         unpublished_primary,
         reference_drift,
         relation_cycle,
+        made_from_a_tombstone,
+        made_by_a_step_from_a_tombstone,
+        link_to_a_tombstone,
         run_link_of_another_run,
         missing_file,
         other_bytes,

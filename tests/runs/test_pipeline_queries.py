@@ -32,9 +32,10 @@ def test_a_node_records_in_queries_that_do_not_grow_with_its_inputs(scene, monke
     assert {result for result, _ in reused.values()} == {"reused"}
     # Reused: the latest of its own type and of each input; the step started (savepoint, the
     # run's lock, its last sequence, INSERT, release); the step finished with its links
-    # (savepoint, the step's lock, the artifacts in one IN, the links' INSERT, UPDATE, release).
+    # (savepoint, the artifacts' locks in one IN, whether any is pruned, the step's lock, the
+    # links' INSERT, UPDATE, release).
     for node in NODES:
-        assert reused[node.name][1] == 1 + len(node.consumes) + 5 + 6, node.name
+        assert reused[node.name][1] == 1 + len(node.consumes) + 5 + 7, node.name
     # Made: the same plus the create and the relations (one INSERT); per input, only its read.
     # What a create costs depends on the type (a planning type holds its scene, a media type
     # its content) and a node without inputs records no relations: compared within each kind.
