@@ -20,13 +20,16 @@ one is written), then each batch is one transaction that reads what it needs in 
 of queries (the ids already there, the streams' latest versions, the parents, the scenes)
 and inserts its rows in one COPY on PostgreSQL (multi-row INSERTs on SQLite). The batch
 locks the streams it writes (``locks.lock_streams``) before reading them, so it cannot
-race a concurrent create on PostgreSQL; SQLite's IMMEDIATE transactions serialize it anyway.
+race a concurrent create on PostgreSQL, and the digests of the files its lines name, so a
+prune cannot delete one between the check that it is stored and the commit; SQLite's
+IMMEDIATE transactions serialize it anyway.
 """
 
 from __future__ import annotations
 
 import datetime
 import itertools
+import os
 import re
 import uuid
 from collections.abc import Iterable, Iterator
@@ -97,6 +100,11 @@ COMPARED_FIELDS = (
 PRUNED_AWAY = frozenset({"payload", "pruned_at"})
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 DEFAULT_STORY_TITLE = "Imported story {id}"
+# The namespace of the ids of the stories made for an import (``Importer.home_story``).
+_IMPORT_STORY = uuid.UUID("0d6c1f0e-3a51-4f7e-9b1a-5c2e8d4f7a10")
+_TITLE_MAX = Story._meta.get_field("title").max_length
+_EARLIEST = datetime.datetime.min.replace(tzinfo=datetime.UTC) + datetime.timedelta(days=1)
+_LATEST = datetime.datetime.max.replace(tzinfo=datetime.UTC) - datetime.timedelta(days=1)
 
 
 class Refused(Exception):
@@ -148,8 +156,8 @@ class BatchResult:
     imported: int = 0
     skipped: int = 0
     refused: list[tuple[int, str]] = field(default_factory=list)
-    stories_created: int = 0
-    scenes_created: int = 0
+    stories_created: list[tuple[uuid.UUID, str]] = field(default_factory=list)  # (id, title)
+    scenes_created: list[tuple[uuid.UUID, uuid.UUID]] = field(default_factory=list)  # (id, story id)
 
 
 # -- one line ----------------------------------------------------------------------------
@@ -178,7 +186,22 @@ def _time(value, name: str) -> datetime.datetime | None:
     if parsed is None:
         raise Refused(f"{name} {value[:80]!r} is not an ISO 8601 time")
     # A time without an offset is read as UTC, the database's own zone.
-    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, datetime.UTC)
+    if timezone.is_naive(parsed):
+        parsed = timezone.make_aware(parsed, datetime.UTC)
+    # Python's datetime holds the years 1 to 9999 and no more; PostgreSQL holds far more,
+    # and SQLite stores text, so a time PostgreSQL kept beyond 9999 (or before year 1) in UTC
+    # could never be read back. A day to spare on each side: the time can be shown in any
+    # time zone (offsets reach 14 hours).
+    try:
+        parsed = parsed.astimezone(datetime.UTC)
+    except OverflowError:  # 9999-12-31T23:00-05:00 is in year 10000 in UTC
+        parsed = None
+    if parsed is None or not _EARLIEST <= parsed <= _LATEST:
+        raise Refused(
+            f"{name} {value[:80]!r} is outside {_EARLIEST.date()} to {_LATEST.date()} (UTC), the times both"
+            " databases and Python hold"
+        )
+    return parsed
 
 
 def _text(value, name: str, *, max_length: int) -> str:
@@ -321,7 +344,9 @@ def parse_lines(numbered: list[tuple[int, bytes | str]]) -> list[tuple[int, int,
         if isinstance(raw, str):
             raw = raw.encode("utf-8", "surrogatepass")
         try:
-            text = raw.decode("utf-8")
+            # utf-8-sig on line 1: a byte order mark there (as some editors and spreadsheet
+            # exports write) is no part of the JSON.
+            text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
         except UnicodeDecodeError as exc:
             parsed.append((number, len(raw), Refused(f"not UTF-8 ({exc.reason} at byte {exc.start})")))
             continue
@@ -340,12 +365,32 @@ class Importer:
 
     ``import_stream`` yields one ``BatchResult`` per batch after that batch committed (or,
     in a dry run, was checked), so a caller can show progress and stop at any point.
+
+    With ``create_missing``, a line whose scene does not exist is given one: in the story
+    the line names, else in ``story_id`` (``--story``), else in one story made for this
+    import (the seed's own table names no story). That story is titled after ``source``
+    and the date, and its id is derived from them, so a rerun of the same file on the
+    same day (after an interruption, say) finds it rather than making a second one.
     """
 
-    def __init__(self, *, create_missing: bool = False, dry_run: bool = False, request_id: str | None = None):
+    def __init__(
+        self,
+        *,
+        create_missing: bool = False,
+        dry_run: bool = False,
+        request_id: str | None = None,
+        story_id: uuid.UUID | None = None,
+        source: str = "-",
+    ):
         self.create_missing = create_missing
         self.dry_run = dry_run
         self.request_id = request_id if request_id is not None else get_request_id()
+        today = timezone.localdate()
+        name = "standard input" if source == "-" else os.path.basename(source)
+        title = f"Imported from {name} on {today.isoformat()}"
+        # Where scenes no line places go, and its title should it be made.
+        self.home_story = story_id or uuid.uuid5(_IMPORT_STORY, f"{os.path.abspath(source)}\n{today.isoformat()}")
+        self.home_title = title if len(title) <= _TITLE_MAX else title[: _TITLE_MAX - 1] + "…"
         # A dry run writes nothing, so later batches see what earlier ones would have
         # written through these (a real run reads it back from the database).
         self._pending: dict[uuid.UUID, Line] = {}
@@ -379,8 +424,8 @@ class Importer:
             result.imported = len(plan.accepted)
             result.skipped = plan.skipped
             result.refused.extend(plan.refused)
-            result.stories_created = len(plan.new_stories)
-            result.scenes_created = len(plan.new_scenes)
+            result.stories_created = [(pk, self._story_title(pk)) for pk in sorted(plan.new_stories)]
+            result.scenes_created = list(plan.new_scenes.items())
             if self.dry_run:
                 self._pending.update((line.id, line) for line in plan.accepted)
                 self._pending_heads.update(plan.heads)
@@ -398,8 +443,13 @@ class Importer:
             scene_ids = {line.scene_id for line in lines if line.scene_id}
             known = set(Scene.objects.filter(pk__in=scene_ids).values_list("pk", flat=True))
             locks.lock_stories(
-                {line.story_id for line in lines if line.scene_id and line.scene_id not in known and line.story_id}
+                {line.story_id or self.home_story for line in lines if line.scene_id and line.scene_id not in known}
             )
+        # The files the lines name: under their digests' locks, a prune's or a sweep's
+        # deletion of one either happened before the check below (the line is refused) or
+        # waits for this batch to commit and then finds the file named (it stays).
+        for sha in sorted({line.content_sha256 for line in lines if line.has_file}):
+            locks.lock_content(sha)
         locks.lock_streams((line.story_id, line.scene_id, line.type) for line in lines)
         plan = self._plan(lines)
         self._insert(plan)
@@ -410,10 +460,13 @@ class Importer:
 
     def _insert(self, plan: _Plan) -> None:
         if plan.new_stories:
-            story_services.stories_import(plan.new_stories, title=DEFAULT_STORY_TITLE)
+            story_services.stories_import({pk: self._story_title(pk) for pk in plan.new_stories})
         if plan.new_scenes:
             story_services.scenes_import(plan.new_scenes)
         insert_keeping_times(Artifact, [self._row(line) for line in plan.accepted])
+
+    def _story_title(self, story_id: uuid.UUID) -> str:
+        return self.home_title if story_id == self.home_story else DEFAULT_STORY_TITLE.format(id=story_id)
 
     def _row(self, line: Line) -> dict:
         """The row of a line: each column's attribute name and value."""
@@ -477,6 +530,8 @@ class _Plan:
         self._scenes = dict(Scene.objects.filter(pk__in=scene_ids).values_list("pk", "story_id"))
         self._scenes.update({k: v for k, v in importer._pending_scenes.items() if k in scene_ids})
         story_ids = {line.story_id for line in lines if line.story_id} | set(self._scenes.values())
+        if importer.create_missing:
+            story_ids.add(importer.home_story)
         self._stories = set(Story.objects.filter(pk__in=story_ids).values_list("pk", flat=True))
         self._stories |= importer._pending_stories & story_ids
         self._db_heads = selectors.stream_heads(
@@ -547,9 +602,7 @@ class _Plan:
                 if not self.importer.create_missing:
                     raise Refused(f"scene {line.scene_id} does not exist (--create-missing creates it)")
                 if line.story_id is None:
-                    raise Refused(
-                        f"scene {line.scene_id} does not exist, and the line names no story_id to create it in"
-                    )
+                    line.story_id = self.importer.home_story
                 new_scene = True
             elif line.story_id is not None and line.story_id != story_id:
                 raise Refused(f"scene {line.scene_id} belongs to story {story_id}, not {line.story_id}")

@@ -229,6 +229,14 @@ class ArtifactService:
         Media content is carried over: an edit changes the metadata, not the bytes.
         """
         original = selectors.artifact_get(artifact_id)
+        if original.content_sha256 and not original.is_pruned:
+            # The new version names the original's file, which a prune deletes once no live
+            # artifact names it: the digest's lock (before the stream's, the lock order)
+            # holds that deletion off until this version is committed and names the file, or
+            # else this edit waits for it and, reading again, finds the original pruned.
+            # Row locks would not do: the prune's file deletion runs after its batch commits.
+            locks.lock_content(original.content_sha256)
+            original = selectors.artifact_get(original.pk)
         if original.is_pruned:
             raise Pruned(f"artifact {original.pk} was pruned; edit a version that still has its payload")
         if original.payload == payload:
@@ -294,12 +302,15 @@ class ArtifactService:
                 f"unknown relation type {relation_type!r}; one of {', '.join(RelationType.values)}",
                 field="relation_type",
             )
-        source = self._existing(from_artifact_id, field="from_artifact_id")
-        target = self._existing(to_artifact_id, field="to_artifact_id")
+        source = parse_uuid(from_artifact_id, what="artifact")
+        target = parse_uuid(to_artifact_id, what="artifact")
         if source == target:
+            hold_unpruned({source: "from_artifact_id"})  # a missing artifact is reported first
             raise InvalidRelation("an artifact cannot relate to itself", field="to_artifact_id")
         if relation_type in ACYCLIC_RELATIONS:
             locks.lock_relation_graph()
+        hold_unpruned({source: "from_artifact_id", target: "to_artifact_id"})
+        if relation_type in ACYCLIC_RELATIONS:
             # A cycle needs a path back to ``source``, whose last edge points at it: nothing
             # points at a new artifact, so its relations skip the walk (one index probe).
             points_at_source = ArtifactRelation.objects.filter(
@@ -343,6 +354,9 @@ class ArtifactService:
         acyclic = [target for target, relation_type in edges if relation_type in ACYCLIC_RELATIONS]
         if acyclic:
             locks.lock_relation_graph()  # before the read below, so that it sees every committed edge
+        # The rows held before the read below, which then sees any prune committed meanwhile
+        # (see hold_unpruned: a prune is refused here or keeps the targets).
+        locks.share_artifacts({source, *(target for target, _ in edges)})
         rows = (
             Artifact.objects.filter(pk__in={source, *(target for target, _ in edges)})
             .order_by()
@@ -354,14 +368,20 @@ class ArtifactService:
                 # Whether ``source`` relates to this row already, by any type.
                 related=Exists(ArtifactRelation.objects.filter(from_artifact_id=source, to_artifact_id=OuterRef("pk"))),
             )
-            .values_list("pk", "points_at_source", "related")
+            .values_list("pk", "points_at_source", "related", "pruned_at")
         )
-        found = {pk: (pointed, related) for pk, pointed, related in rows}
+        found = {pk: (pointed, related) for pk, pointed, related, _ in rows}
+        pruned = {pk for pk, _, _, pruned_at in rows if pruned_at is not None}
         if source not in found:
             raise NotFound(f"artifact {from_artifact_id} does not exist", field="from_artifact_id")
         for target, _ in edges:
             if target not in found:
                 raise NotFound(f"artifact {target} does not exist", field="to_artifact_id")
+        if source in pruned:
+            raise _pruned(source, field="from_artifact_id")
+        for target, _ in edges:
+            if target in pruned:
+                raise _pruned(target, field="to_artifact_id")
         related = [target for target in found if target != source and found[target][1]]
         if related:
             existing = ArtifactRelation.objects.filter(from_artifact_id=source, to_artifact_id__in=related)
@@ -443,12 +463,6 @@ class ArtifactService:
         )
 
     # -- internals -----------------------------------------------------------------
-
-    def _existing(self, artifact_id, *, field: str):
-        pk = parse_uuid(artifact_id, what="artifact")
-        if not Artifact.objects.filter(pk=pk).exists():
-            raise NotFound(f"artifact {artifact_id} does not exist", field=field)
-        return pk
 
     def _create(
         self,
@@ -671,6 +685,39 @@ def insert_next_version(
     artifact._state.adding = False
     artifact._state.db = db.alias
     return artifact
+
+
+def hold_unpruned(fields: dict) -> None:
+    """Before a new reference to artifacts (a relation, a story link, a run link, a new
+    version made from them): refuse one that does not exist (404) or is pruned (409
+    ``pruned``, SPEC §9), and keep them from being pruned until the caller's transaction ends.
+
+    ``fields``: artifact id -> the request field that names it, in the order to report them.
+
+    A prune's batch locks the rows it prunes (``locks.lock_artifacts``, FOR NO KEY UPDATE),
+    reads again under those locks which of them something references, and prunes the rest.
+    The foreign-key check of the reference's INSERT takes only FOR KEY SHARE, which does not
+    conflict with that lock: a reference checked and inserted beside a batch could point at
+    a row the batch prunes without seeing it. So the referenced rows are held here FOR SHARE
+    (``locks.share_artifacts``, level 6 of the lock order), which does conflict with it, and
+    read in the same statement: either the batch committed first, and the read, made once
+    the lock is granted, sees ``pruned_at``; or the batch waits for this transaction and,
+    reading after it, finds the reference and keeps the row (SPEC §9). References to one
+    artifact do not wait for each other.
+    """
+    wanted = list(dict.fromkeys(parse_uuid(pk, what="artifact") for pk in fields))
+    fields = {parse_uuid(pk, what="artifact"): field for pk, field in fields.items()}
+    found = locks.share_artifacts(wanted)
+    for pk in wanted:
+        if pk not in found:
+            raise NotFound(f"artifact {pk} does not exist", field=fields[pk])
+    for pk in wanted:
+        if found[pk] is not None:
+            raise _pruned(pk, field=fields[pk])
+
+
+def _pruned(pk, *, field: str) -> Pruned:
+    return Pruned(f"artifact {pk} was pruned: it takes no new reference", field=field)
 
 
 # -- writes of the batch paths (import, prune, backfill) and of the audit trail ----------------

@@ -28,7 +28,7 @@ from django.utils import timezone
 from artifacts_project.errors import ArtifactError
 from runs import selectors as run_selectors
 from runs import services as run_services
-from runs.models import RunArtifactLink
+from runs.models import Direction, RunArtifactLink
 from stories import selectors as story_selectors
 from stories import services as story_services
 from stories.models import KIND_FOR_ROLE, ROLE_SCENE_IMAGE, Story, StoryArtifactLink
@@ -66,6 +66,8 @@ class Options:
 
 
 _ART = Artifact._meta.db_table
+_REL = ArtifactRelation._meta.db_table
+_LINK = RunArtifactLink._meta.db_table
 
 
 def _rows(sql: str, params=()) -> list[tuple]:
@@ -353,6 +355,55 @@ def strongly_connected(edges: list[tuple]) -> list[list]:
     return components
 
 
+def check_tombstone_references(options: Options) -> Iterator[Problem]:
+    """No live artifact was made from a pruned one (a relation of any type from it, or a
+    step, or a run's stage without steps, that produced it and consumed the pruned one),
+    and no story link names a pruned one (a primary is ``check_primaries``'s).
+
+    None should: a prune keeps everything a kept artifact was made from, and reads again,
+    under its batch's row locks, what references them; a new reference to a pruned artifact
+    is refused (SPEC §9). What is found is a reference that raced a prune before that rule
+    (or went around the services), or a prune interrupted between two batches, which the
+    next run finishes (the live artifact found is then a tombstone to be).
+    """
+    consumed, produced = f"'{Direction.CONSUMED.value}'", f"'{Direction.PRODUCED.value}'"
+
+    def made_from(how: str, edges: str, made: str, source: str, where: str = "") -> str:
+        return (
+            f"SELECT a.id, a.type, t.id, t.type, {how} FROM {edges}"
+            f" JOIN {_ART} a ON a.id = {made} AND a.pruned_at IS NULL"
+            f" JOIN {_ART} t ON t.id = {source} AND t.pruned_at IS NOT NULL" + (f" WHERE {where}" if where else "")
+        )
+
+    by_step = f"{_LINK} p JOIN {_LINK} c ON c.run_id = p.run_id AND c.step_id = p.step_id AND c.direction = {consumed}"
+    by_stage = (
+        f"{_LINK} p JOIN {_LINK} c ON c.run_id = p.run_id AND c.stage = p.stage"
+        f" AND c.step_id IS NULL AND c.direction = {consumed}"
+    )
+    sql = " UNION ALL ".join(
+        [
+            made_from("r.relation_type", f"{_REL} r", "r.from_artifact_id", "r.to_artifact_id"),
+            made_from("'consumed by its step'", by_step, "p.artifact_id", "c.artifact_id", f"p.direction = {produced}"),
+            made_from(
+                "'consumed by its run stage'",
+                by_stage,
+                "p.artifact_id",
+                "c.artifact_id",
+                f"p.direction = {produced} AND p.step_id IS NULL",
+            ),
+        ]
+    )
+    for made, made_type, source, source_type, how in _rows(sql):
+        yield Problem(
+            "tombstone_references",
+            f"live {made_type} was made from pruned {source_type} ({how}): its payload and content are gone",
+            (selectors.as_uuid(made), selectors.as_uuid(source)),
+        )
+    links = StoryArtifactLink.objects.filter(artifact__pruned_at__isnull=False, is_primary=False)
+    for link_id, artifact_id, role in links.order_by().values_list("id", "artifact_id", "role"):
+        yield Problem("tombstone_references", f"a {role} link names a pruned artifact", (artifact_id, link_id))
+
+
 def check_run_links(options: Options) -> Iterator[Problem]:
     """A run link's step belongs to the link's run."""
     wrong = RunArtifactLink.objects.filter(step__isnull=False).exclude(step__run_id=F("run_id"))
@@ -444,6 +495,7 @@ CHECKS: dict[str, Callable[[Options], Iterator[Problem]]] = {
     "primaries": check_primaries,
     "story_references": check_story_references,
     "relation_cycles": check_relation_cycles,
+    "tombstone_references": check_tombstone_references,
     "run_links": check_run_links,
     "lost_runs": check_lost_runs,
     "content": check_content,

@@ -153,6 +153,27 @@ def lock_artifacts(artifact_ids: Iterable) -> list:
     return _lock_rows(Artifact, artifact_ids, level=ARTIFACT)
 
 
+def share_artifacts(artifact_ids: Iterable) -> dict:
+    """Hold several artifact rows ``FOR SHARE`` and read when each was pruned: id ->
+    ``pruned_at`` (None: not pruned) of those that exist. A prune's batch locks the rows it
+    prunes for update, which conflicts with this: a new reference either sees the prune, or
+    the prune waits for it and then sees the reference. References to one artifact do not
+    wait for each other. One query."""
+    _taking(ARTIFACT, "artifact rows (shared)")
+    ids = sorted({parse_uuid(pk, what="artifact") for pk in artifact_ids})
+    if not ids:
+        return {}
+    key = Artifact._meta.pk
+    sql = (
+        f"SELECT id, pruned_at FROM {Artifact._meta.db_table} WHERE id IN ({', '.join(['%s'] * len(ids))})"
+        " ORDER BY id"  # the order two holders lock rows in: never in a circle
+    )
+    if connection.vendor == "postgresql":
+        sql += " FOR SHARE"
+    rows = Artifact.objects.raw(sql, [key.get_db_prep_value(pk, connection) for pk in ids])
+    return {row.pk: row.pruned_at for row in rows}
+
+
 def _lock_rows(model, pks: Iterable, *, level: int) -> list:
     _taking(level, f"{model._meta.model_name} rows")
     return list(
@@ -170,9 +191,9 @@ def lock_run(run_id) -> Run:
 def share_run(run_id) -> str | None:
     """Hold the run row ``FOR SHARE`` and read its status (None: no such run).
 
-    The pipeline's writes take it last before writing their step: a cancel (an UPDATE of
-    the row, under ``lock_run``) waits for a write in flight, and a write after the cancel
-    sees it and writes nothing, so no version is made after a cancel is answered.
+    The pipeline's reuse records take it before writing their steps: a cancel (an UPDATE of
+    the row, under ``lock_run``) waits for a record in flight, and a record after the cancel
+    sees it and writes nothing.
     """
     _taking(RUN, "the run row (shared)")
     sql = f"SELECT status FROM {Run._meta.db_table} WHERE id = %s"

@@ -18,6 +18,7 @@ from artifacts import services as artifact_services
 from artifacts.content import PreparedContent, store_content
 from artifacts.models import Artifact
 from artifacts.payloads import get_type
+from artifacts.services import hold_unpruned
 from artifacts_project import locks
 from artifacts_project.audit import acting_user
 from artifacts_project.errors import ArtifactError, InvalidInput, InvalidTransition, NotFound, VersionConflict
@@ -281,11 +282,12 @@ def step_finish(*, step_id, status: str, output_summary=None, error: str = "", l
     _check_json_object(output_summary, field="output_summary")
     check_text(error, field="error")
     keys = _link_keys(links)
+    if keys:  # the artifact rows before the step's (the lock order)
+        _check_artifacts_exist(keys)
     step = locks.lock_step(step_id)
     if step.status not in (StepStatus.PENDING, StepStatus.RUNNING):
         raise InvalidTransition(f"step {step.pk} already finished as {step.status}")
     if keys:
-        _check_artifacts_exist(keys)
         _insert_links(run_id=step.run_id, step_id=step.pk, stage=step.node, keys=keys)
     step.status = status
     step.output_summary = output_summary or {}
@@ -313,11 +315,11 @@ def run_link_artifacts(*, run_id, stage: str, links, step_id=None) -> list[tuple
 
     Idempotent as ``run_link_artifact`` is: a link that exists already (the same run,
     artifact, stage and direction) is returned as it is, not an error. Whatever the number
-    of links: one read of the step (or of the run, without a step), one ``IN`` query that
-    checks the artifacts exist (a missing one is refused, NotFound, before anything is
-    written), and one INSERT of the links that do not exist yet (``ON CONFLICT DO
-    NOTHING``, so a concurrent writer of the same link is no error either); one more read
-    only when some existed already. Takes no lock: the links' foreign keys hold the rows.
+    of links: one read of the step (or of the run, without a step), two ``IN`` queries that
+    lock the artifacts and check them (a missing one is refused, NotFound, and a pruned one,
+    Pruned, before anything is written), and one INSERT of the links that do not exist yet
+    (``ON CONFLICT DO NOTHING``, so a concurrent writer of the same link is no error
+    either); one more read only when some existed already.
     """
     if not isinstance(stage, str) or not stage.strip():
         raise InvalidInput("stage must be a non-empty string", field="stage")
@@ -359,12 +361,10 @@ def _link_keys(links) -> list[tuple]:
 
 
 def _check_artifacts_exist(keys) -> None:
-    """One ``IN`` query; NotFound names the first artifact (in the order given) that does not exist."""
-    wanted = list(dict.fromkeys(artifact_id for artifact_id, _ in keys))
-    found = set(Artifact.objects.filter(pk__in=wanted).order_by().values_list("pk", flat=True))
-    for artifact_id in wanted:
-        if artifact_id not in found:
-            raise NotFound(f"artifact {artifact_id} does not exist", field="artifact_id")
+    """NotFound names the first artifact (in the order given) that does not exist, Pruned
+    the first that is pruned (it takes no new run link); the rows stay locked against a
+    prune until the transaction ends (``artifacts.services.hold_unpruned``)."""
+    hold_unpruned({artifact_id: "artifact_id" for artifact_id, _ in keys})
 
 
 _LINK_COLUMNS = ("id", "run", "step", "artifact", "stage", "direction", "created_at")
@@ -512,10 +512,14 @@ def _write_step(
     raise IntegrityError(f"no free sequence number for a step of run {run_id}")
 
 
+def run_status(*, run_id) -> str | None:
+    return Run.objects.filter(pk=run_id).values_list("status", flat=True).first()
+
+
 def _stopped_or(error: Exception | None, run_id) -> None:
     """After a conditional write that wrote nothing: RunStopped if the run is not running,
     else ``error`` (if any)."""
-    status = Run.objects.filter(pk=run_id).values_list("status", flat=True).first()
+    status = run_status(run_id=run_id)
     if status != RunStatus.RUNNING:
         raise RunStopped(status)
     if error is not None:
@@ -646,9 +650,14 @@ def pipeline_record_made(
 
     ``payload`` is checked and ``content`` prepared by the caller, before this transaction.
     Locks, each once, in locks.py's order: the scene row shared (planning types), the content
-    digest (media), the stream (with the INSERT, one round trip), the run row shared. Then
-    the version's derived_from relations (one INSERT), the step's links (one INSERT) and the
-    step (one UPDATE). RunStopped or StepTaken roll everything back.
+    digest (media), the stream (with the INSERT, one round trip), the inputs' rows shared
+    (against a prune). Then the version's derived_from relations (one INSERT), the step's
+    links (one INSERT) and the step, from running to succeeded (one conditional UPDATE, last).
+
+    That UPDATE is what stops a cancelled run: a cancel ends the run's unfinished steps in its
+    own transaction, so either it committed first, the step is no longer running and
+    StepTaken rolls everything back, or it waits for this transaction's lock on the step
+    row and is answered after this version exists.
     """
     if get_type(type).planning:
         scene = locks.share_scene(scene_id)
@@ -704,7 +713,8 @@ def pipeline_record_made(
             )
     if made is None:
         raise VersionConflict(f"could not assign a version on {type}")
-    _require_running(run_id)
+    # Its inputs held against a prune (a pruned one refuses the version: 409 pruned, SPEC §9).
+    hold_unpruned({artifact_id: "inputs" for artifact_id in inputs})
     artifact_services.relations_of_new_version(made, inputs, created_by_step_id=step_id, request_id=request_id)
     _insert_step_links(run_id=run_id, links=[(step_id, type, *k) for k in _consumed_and_produced(inputs, made.pk)])
     _finish_running_step(
@@ -725,7 +735,6 @@ def _keep_latest(*, run_id, step_id, story_id, scene_id, type: str, inputs, reas
 
 
 def _keep(*, run_id, step_id, node: str, kept: Artifact, inputs, reason: str) -> Recorded:
-    _require_running(run_id)
     _insert_step_links(run_id=run_id, links=[(step_id, node, *k) for k in _consumed_and_produced(inputs, kept.pk)])
     _finish_running_step(step_id, status=StepStatus.SKIPPED, output_summary=_reuse_summary(kept, reason))
     return Recorded(kept, False, reason)

@@ -16,6 +16,7 @@ from django.urls import path
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
+from rest_framework.authtoken.models import TokenProxy
 
 from artifacts import selectors as artifact_selectors
 from artifacts.models import Artifact
@@ -45,6 +46,7 @@ from .models import KIND_FOR_ROLE, ROLE_SCENE_IMAGE, STORY_REFERENCE_FOR_ROLE, R
 CANDIDATES_PER_ROLE = 8
 CANDIDATES_FETCHED = 300
 SCENES_IN_CHOOSER = 100
+PRIMARY_PERMISSION = f"{StoryArtifactLink._meta.app_label}.change_{StoryArtifactLink._meta.model_name}"
 
 
 def _adopt(form_instance, saved) -> None:
@@ -180,7 +182,7 @@ class StoryAdmin(IndexedSearchMixin, BaseAdmin):
         context = dict(extra_context or {})
         if story is not None and self.has_view_permission(request, story):
             context["audit_events"] = audit_trail(story=story)
-            context["can_choose_primary"] = self.has_change_permission(request, story)
+            context["can_choose_primary"] = self.may_choose_primary(request, story)
             context["primary_rows"] = self._primary_rows(story)
         return super().change_view(request, object_id, form_url, context)
 
@@ -224,6 +226,11 @@ class StoryAdmin(IndexedSearchMixin, BaseAdmin):
             "candidates": [{"artifact": a, "value": f"{role}|{a.pk}|{scene.pk if scene else ''}"} for a in offered],
         }
 
+    def may_choose_primary(self, request, story) -> bool:
+        """The API's permission for a primary (``stories.change_storyartifactlink``: a primary
+        is a link), on a story this user may see; changing the story itself is not it."""
+        return self.has_view_permission(request, story) and request.user.has_perm(PRIMARY_PERMISSION)
+
     def get_urls(self):
         prefix = f"{self.opts.app_label}_{self.opts.model_name}"
         return [
@@ -239,7 +246,7 @@ class StoryAdmin(IndexedSearchMixin, BaseAdmin):
         story = self.get_object(request, unquote(object_id))
         if story is None:
             raise Http404("no such story")
-        if not self.has_change_permission(request, story):
+        if not self.may_choose_primary(request, story):
             raise PermissionDenied
         role, artifact_id, scene_id = (request.POST.get("primary", "").split("|") + ["", "", ""])[:3]
         try:
@@ -450,3 +457,13 @@ class StoryArtifactLinkAdmin(ArtifactRowColumns, IndexedSearchMixin, ViewOnlyMix
     @admin.display(description="link")
     def short_id(self, obj):
         return short_id(obj.pk)
+
+
+# -- API keys ----------------------------------------------------------------------------------
+
+# DRF's token admin lists every API key in clear to any staff user who may view tokens, and
+# the key is the credential itself (DRF stores it as it is); its change and delete pages and
+# the admin log name a token by its key too, so a prefix-only list would still leak it.
+# Unregistered: keys are issued and rotated with ``manage.py drf_create_token USER`` (``-r``
+# makes a new one, which revokes the old), and a deactivated user's key no longer works.
+admin.site.unregister(TokenProxy)

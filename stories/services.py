@@ -189,11 +189,15 @@ def link_create(*, story_id, artifact_id, role: str, scene_id=None, actor=None) 
     """Attach an artifact to a story role without making it primary.
 
     The artifact's row lock orders this check-then-insert with set-primary's own (which
-    may create the same artifact's link): the second is told the link exists.
+    may create the same artifact's link): the second is told the link exists. It also
+    conflicts with a prune's batch, which locks the rows it prunes: the row read under it is
+    either pruned already (refused) or stays unpruned, since a prune keeps a linked artifact.
     """
     story = get_or_not_found(Story.objects.only("id"), story_id, what="story")
     artifact = locks.lock_artifact(artifact_id)
     scene = _check_link_target(story=story, artifact=artifact, role=role, scene_id=scene_id)
+    if artifact.is_pruned:
+        raise Pruned(f"artifact {artifact.pk} was pruned: it takes no new reference", field="artifact_id")
     if StoryArtifactLink.objects.filter(artifact_id=artifact.pk, role=role).exists():
         raise DuplicateLink(f"artifact {artifact.pk} is already linked as {role}")
     return StoryArtifactLink.objects.create(
@@ -217,8 +221,8 @@ def story_set_primary(*, story_id, role: str, artifact_id, scene_id=None, actor=
     story = locks.lock_story(story_id)
     artifact = locks.lock_artifact(artifact_id)
     scene = _check_link_target(story=story, artifact=artifact, role=role, scene_id=scene_id)
-    if artifact.is_pruned:
-        raise Pruned(f"artifact {artifact.pk} was pruned")
+    if artifact.is_pruned:  # read under the row lock, which a prune's batch takes too (see link_create)
+        raise Pruned(f"artifact {artifact.pk} was pruned: it takes no new reference", field="artifact_id")
     if artifact.lifecycle_state != LifecycleState.PUBLISHED:
         raise NotPublished(
             f"artifact {artifact.pk} is {artifact.lifecycle_state}; only a published artifact can be primary"
@@ -293,10 +297,10 @@ def story_sync_references(*, story_ids, actor=None) -> list[selectors.ReferenceD
     return drifts
 
 
-def stories_import(story_ids, *, title: str) -> None:
-    """Stories an import names but the database lacks, made with ``title`` (formatted with
-    the id), in one INSERT. The importer holds their streams' locks."""
-    Story.objects.bulk_create([Story(id=pk, title=title.format(id=pk)) for pk in sorted(story_ids)])
+def stories_import(titles: dict) -> None:
+    """Stories an import names but the database lacks (id -> title), in one INSERT. The
+    importer holds their streams' locks."""
+    Story.objects.bulk_create([Story(id=pk, title=titles[pk]) for pk in sorted(titles)])
 
 
 def scenes_import(new_scenes: dict) -> None:

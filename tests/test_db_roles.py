@@ -2,24 +2,35 @@
 that owns nothing. Each test connects as those roles to the test database and tries what
 the service must not be able to do; the refusals are PostgreSQL's own."""
 
+import contextlib
 import io
+import json
 import os
 import secrets
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from urllib.parse import quote
 
 import psycopg
 import pytest
+from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
+from django.test import Client
 from psycopg import errors, sql
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
 
 from artifacts.models import Artifact, AuditEvent
+from artifacts.payloads import ARTIFACT_TYPES
 from artifacts.services import ArtifactService
+from runs import services as run_services
+from stories import services as story_services
 from stories.models import Story
+from tests.commands.conftest import run as run_command
 from tests.conftest import SCENE_INTENT
 
 pytestmark = [pytest.mark.postgres_only, pytest.mark.django_db(transaction=True)]
@@ -133,6 +144,28 @@ def test_service_role_reads_inserts_and_updates(roles, story):
         ("TRUNCATE artifacts_artifact", "permission denied for table artifacts_artifact"),
         ("TRUNCATE artifacts_auditevent", "permission denied for table artifacts_auditevent"),
         ("TRUNCATE stories_story", "permission denied for table stories_story"),
+        # Lineage and run history: added to, never changed or erased.
+        ("DELETE FROM artifacts_artifactrelation", "permission denied for table artifacts_artifactrelation"),
+        ("UPDATE artifacts_artifactrelation SET relation_type = 'variant_of'", "permission denied for table"),
+        ("DELETE FROM runs_runartifactlink", "permission denied for table runs_runartifactlink"),
+        ("UPDATE runs_runartifactlink SET stage = 'x'", "permission denied for table runs_runartifactlink"),
+        ("UPDATE artifacts_auditevent SET action = 'x'", "permission denied for table artifacts_auditevent"),
+        # Only the columns the services change, and no row the application never deletes.
+        ("UPDATE artifacts_artifact SET version = version + 100", "permission denied for table artifacts_artifact"),
+        (
+            "UPDATE stories_storyartifactlink SET role = 'cover'",
+            "permission denied for table stories_storyartifactlink",
+        ),
+        ("DELETE FROM stories_storyartifactlink", "permission denied for table stories_storyartifactlink"),
+        ("DELETE FROM stories_scene", "permission denied for table stories_scene"),
+        ("DELETE FROM runs_run", "permission denied for table runs_run"),
+        # Only the owner migrates.
+        ("DELETE FROM django_migrations", "permission denied for table django_migrations"),
+        ("UPDATE django_migrations SET name = 'x'", "permission denied for table django_migrations"),
+        (
+            "INSERT INTO django_migrations (app, name, applied) VALUES ('artifacts', '9999_fake', now())",
+            "permission denied for table django_migrations",
+        ),
         ("ALTER TABLE artifacts_artifact DISABLE TRIGGER USER", "must be owner of table artifacts_artifact"),
         ("ALTER TABLE artifacts_auditevent DISABLE TRIGGER USER", "must be owner of table artifacts_auditevent"),
         ("DROP TRIGGER artifacts_artifact_immutable ON artifacts_artifact", "must be owner of"),
@@ -155,12 +188,23 @@ def test_service_role_cannot_delete_truncate_or_alter(roles, artifact, statement
 
 
 def test_the_triggers_still_guard_what_the_service_may_update(roles, artifact):
-    """UPDATE is granted (lifecycle changes); the immutability trigger refuses the rest."""
+    """UPDATE of lifecycle_state (and the prune's columns) is granted; the triggers allow a
+    SPEC §5 transition only, and the prune's path only."""
     with roles.connect(roles.service) as conn:
         with pytest.raises(errors.RestrictViolation, match="artifact rows are immutable"):
             conn.execute("UPDATE artifacts_artifact SET payload = '{}' WHERE id = %s", [artifact.pk])
+        with pytest.raises(errors.RestrictViolation, match="cannot go from candidate to intermediate"):
+            conn.execute("UPDATE artifacts_artifact SET lifecycle_state = 'intermediate' WHERE id = %s", [artifact.pk])
         conn.execute("UPDATE artifacts_artifact SET lifecycle_state = 'published' WHERE id = %s", [artifact.pk])
     assert Artifact.objects.get(pk=artifact.pk).lifecycle_state == "published"
+
+
+def test_not_even_the_owner_truncates_artifacts_or_audit_events(roles, artifact):
+    with roles.connect(roles.owner) as conn:
+        for table in ("artifacts_artifact", "artifacts_auditevent"):
+            with pytest.raises(errors.RestrictViolation, match=f"{table} is never truncated"):
+                conn.execute(f"TRUNCATE {table} CASCADE")
+    assert Artifact.objects.filter(pk=artifact.pk).exists() and AuditEvent.objects.exists()
 
 
 def test_owner_owns_everything_the_service_owns_nothing(roles):
@@ -193,22 +237,31 @@ def test_owner_can_alter_and_its_new_tables_reach_the_service(roles):
             conn.execute("DROP TABLE probe_later_migration")
 
 
-def test_migrate_as_the_owner_takes_delete_back_from_the_immutable_tables(roles):
-    """Default privileges give every table a migration creates DELETE; migrate (as the
-    owner, via DATABASE_OWNER_URL) revokes it again on artifacts and audit rows."""
+def test_migrate_as_the_owner_takes_back_what_the_service_should_not_have(roles):
+    """Whatever the service was granted since (by hand, or by an older create_db_roles that
+    gave every table DELETE), migrate (as the owner, via DATABASE_OWNER_URL) applies the
+    service's privileges afresh: column grants included."""
+    immutable = ("artifacts_artifact", "artifacts_auditevent", "artifacts_artifactrelation", "django_migrations")
     with roles.connect(roles.owner) as conn:
+        service = sql.Identifier(roles.service)
         conn.execute(
-            sql.SQL("GRANT DELETE ON artifacts_artifact, artifacts_auditevent TO {}").format(
-                sql.Identifier(roles.service)
-            )
+            sql.SQL("GRANT DELETE ON {} TO {}").format(sql.SQL(", ").join(map(sql.Identifier, immutable)), service)
         )
+        conn.execute(sql.SQL("GRANT UPDATE (version) ON artifacts_artifact TO {}").format(service))
 
     def may_delete(table: str) -> bool:
         with connection.cursor() as cursor:
             cursor.execute("SELECT has_table_privilege(%s, %s, 'DELETE')", [roles.service, table])
             return cursor.fetchone()[0]
 
-    assert may_delete("artifacts_artifact") and may_delete("artifacts_auditevent")
+    def may_renumber() -> bool:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT has_column_privilege(%s, 'artifacts_artifact', 'version', 'UPDATE')", [roles.service]
+            )
+            return cursor.fetchone()[0]
+
+    assert all(may_delete(table) for table in immutable) and may_renumber()
 
     out = manage(
         "migrate",
@@ -218,7 +271,7 @@ def test_migrate_as_the_owner_takes_delete_back_from_the_immutable_tables(roles)
     )
     assert out.returncode == 0, out.stderr
     assert f"privileges of the service role {roles.service} applied" in out.stdout
-    assert not may_delete("artifacts_artifact") and not may_delete("artifacts_auditevent")
+    assert not any(may_delete(table) for table in immutable) and not may_renumber()
     assert may_delete("django_session")
 
 
@@ -279,10 +332,14 @@ def test_dry_run_prints_the_sql_and_changes_nothing(db, monkeypatch):
     )
     printed = out.getvalue()
     assert f'CREATE ROLE "{service}" LOGIN NOSUPERUSER' in printed
+    assert f'REVOKE ALL ON ALL TABLES IN SCHEMA "public" FROM "{service}"' in printed
+    assert f'GRANT INSERT ON "public"."artifacts_artifactrelation" TO "{service}"' in printed
     assert (
-        f'REVOKE DELETE, TRUNCATE ON "public"."artifacts_artifact", "public"."artifacts_auditevent" FROM "{service}"'
-        in printed
+        f'GRANT INSERT, UPDATE ("lifecycle_state", "payload", "content", "pruned_at")'
+        f' ON "public"."artifacts_artifact" TO "{service}"' in printed
     )
+    assert f'GRANT INSERT, UPDATE, DELETE ON "public"."django_session" TO "{service}"' in printed
+    assert f'ON "public"."django_migrations" TO "{service}"' not in printed
     assert f'ALTER DEFAULT PRIVILEGES FOR ROLE "{owner}"' in printed
     assert "never-printed-password" not in printed and "dry run: nothing changed" in printed
     with connection.cursor() as cursor:
@@ -302,3 +359,74 @@ def test_new_roles_without_a_password_variable_get_one_printed_once(db):
         assert "password" not in second.getvalue()
     finally:
         drop_roles(owner, service)
+
+
+@contextlib.contextmanager
+def connected_as(role: str, password: str):
+    """The suite's own connection, as ``role``, for what runs inside: the real services,
+    commands and API then write with that role's privileges and nothing more."""
+    settings = connection.settings_dict
+    saved = settings["USER"], settings["PASSWORD"]
+    connection.close()
+    settings["USER"], settings["PASSWORD"] = role, password
+    try:
+        yield
+    finally:
+        connection.close()
+        settings["USER"], settings["PASSWORD"] = saved
+
+
+def test_every_feature_works_as_the_service_role(roles, tmp_path, settings):
+    """The narrowed grants leave no write path of the application without a privilege it
+    needs: the demo seed (stories, scenes, the pipeline, edits, transitions, primaries, a
+    media upload), relations, links, runs, the batch commands, the API and its tokens, and
+    an admin login's session."""
+    user = User.objects.create_user("service-probe", password="pw-service-probe", is_staff=True)
+    with connected_as(roles.service, roles.service_password):
+        assert run_command("seed_demo", username="demo-owner").code == 0
+        story = Story.objects.get()
+        scene = story.scenes.order_by("position").first()
+        service = ArtifactService()
+        intent = service.get_latest_artifact(scene.pk, "scene_intent")
+        plan = service.get_latest_artifact(scene.pk, "panel_plan")
+        extra = service.create_artifact(
+            scene.pk, "dialogue_suggestions", ARTIFACT_TYPES["dialogue_suggestions"].example
+        )
+        service.relate(extra.pk, intent.pk, "derived_from")
+        service.relate_many(extra.pk, [(plan.pk, "variant_of")])
+        assert service.lineage(extra.pk).nodes  # the walk's temporary table
+        story_services.scene_update(scene_id=scene.pk, title="Renamed")
+        story_services.scene_lock_planning(scene_id=scene.pk)
+        story_services.scene_unlock_planning(scene_id=scene.pk)
+        run = run_services.run_create(story_id=story.pk, scene_id=scene.pk, workflow="w", start=True)
+        step = run_services.step_start(run_id=run.pk, node="dialogue_suggestions")
+        run_services.step_finish(step_id=step.pk, status="succeeded", links=[(extra.pk, "produced")])
+        run_services.run_set_status(run_id=run.pk, status="succeeded")
+
+        export = [
+            {"artifact_id": str(uuid.uuid4()), "scene_id": str(uuid.uuid4()), "type": "scene_intent", "version": 1}
+        ]
+        export[0]["payload"] = SCENE_INTENT
+        path = tmp_path / "seed.jsonl"
+        path.write_text(json.dumps(export[0]) + "\n")
+        for command, args, options in [
+            ("import_artifacts", [str(path)], {"create_missing": True}),  # COPY, new story and scene
+            ("backfill_relations", [], {}),
+            ("sync_story_links", [], {}),
+            ("prune_artifacts", ["--older-than", "0", "--yes"], {}),  # temporary tables, locks, the UPDATE
+            ("verify_artifacts", [], {}),
+        ]:
+            outcome = run_command(command, *args, **options)
+            assert outcome.code == 0, (command, outcome.err)
+        assert Artifact.objects.filter(pruned_at__isnull=False).exists()
+
+        api = APIClient()
+        token = Token.objects.create(user=user)
+        api.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        assert api.get(f"/v1/stories/{story.pk}").status_code == 200
+        token.delete()  # a key regenerated
+        browser = Client()
+        assert browser.login(username="service-probe", password="pw-service-probe")  # the session's INSERT
+        assert browser.get("/admin/").status_code == 200
+        browser.logout()  # its DELETE
+    assert Artifact.objects.filter(story=story).count() > 20

@@ -352,8 +352,8 @@ def attempt_node(
         return Outcome(node, "reused", [recorded.reason], recorded.artifact, attempt=attempt)
     except RunStopped as exc:
         return Outcome(node, "stopped", [str(exc)], attempt=attempt)
-    except StepTaken:
-        return Outcome(node, "superseded", decision.reasons, attempt=attempt)
+    except StepTaken:  # ended meanwhile: by a cancel (or a failure) of the run, or by a second delivery
+        return _taken(node, run_id, decision, attempt=attempt)
     except LockOrderViolation:  # a bug of ours, not the node's: never a node failure
         raise
     except Exception as exc:  # a generator is plugged-in code: whatever it raises fails the node, not the process
@@ -369,10 +369,19 @@ def attempt_node(
         try:
             run_services.step_fail(step_id=step_id, error=error)
         except StepTaken:  # ended meanwhile: the run was cancelled, or a second delivery took it over
-            return Outcome(node, "superseded", decision.reasons, error=error, attempt=attempt)
+            return _taken(node, run_id, decision, attempt=attempt)
         return Outcome(
             node, "failed", decision.reasons, error=error, retryable=isinstance(exc, GeneratorFailed), attempt=attempt
         )
+
+
+def _taken(node: Node, run_id, decision: Decision, *, attempt: int) -> Outcome:
+    """The node's step was ended by someone else: the run's end (stopped), or a second
+    delivery of the node that took the step over (superseded; that one carries on)."""
+    status = run_services.run_status(run_id=run_id)
+    if status != "running":
+        return Outcome(node, "stopped", [f"the run is {status}"], attempt=attempt)
+    return Outcome(node, "superseded", decision.reasons, attempt=attempt)
 
 
 def _make(scene: Scene, run_id, step_id, decision: Decision, *, force: bool, stop: Stop):

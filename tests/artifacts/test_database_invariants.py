@@ -162,15 +162,20 @@ class TestPrimaryLinks:
 
     def test_second_primary_per_story_role_is_refused(self, service, story, published_cover):
         story_services.story_set_primary(story_id=story.pk, role="cover", artifact_id=published_cover.pk)
-        other = make_image(story, "b")
+        other = make_image(story, "b", state="published")  # a primary may be published: the index refuses
         assert refused(*self.insert_link(story=story, artifact=other, role="cover"))
         assert not refused(*self.insert_link(story=story, artifact=other, role="cover", primary=False))
 
     def test_one_primary_scene_image_per_scene(self, service, story, scene):
         second_scene = story_services.scene_create(story_id=story.pk, title="Calm")
-        images = [make_image(scene, str(n)) for n in range(2)]
+        images = [make_image(scene, str(n), state="published") for n in range(2)]
         elsewhere = service.create_artifact(
-            second_scene.pk, "cover_image", {"alt": "z"}, content=PNG_BYTES, mime_type="image/png"
+            second_scene.pk,
+            "cover_image",
+            {"alt": "z"},
+            content=PNG_BYTES,
+            mime_type="image/png",
+            lifecycle_state="published",
         )
         assert not refused(*self.insert_link(story=story, artifact=images[0], role="scene_image", scene=scene))
         assert refused(*self.insert_link(story=story, artifact=images[1], role="scene_image", scene=scene))
@@ -184,6 +189,52 @@ class TestPrimaryLinks:
         assert not refused(*self.insert_link(story=story, artifact=published_cover, role="cover", primary=False))
         assert refused(*self.insert_link(story=story, artifact=published_cover, role="cover", primary=False))
         assert StoryArtifactLink.objects.count() == 1
+
+    def test_a_primary_needs_a_published_unpruned_artifact(self, service, story):
+        """SPEC §5, also for raw SQL: inserting a primary, or promoting a link, of an artifact
+        that is not published (or is pruned) is refused."""
+        draft = make_image(story, "draft")
+        assert refused(*self.insert_link(story=story, artifact=draft, role="cover"))
+        assert not refused(*self.insert_link(story=story, artifact=draft, role="cover", primary=False))
+        promote = "UPDATE stories_storyartifactlink SET is_primary = %s WHERE artifact_id = %s"
+        assert refused(promote, [True, db_id(draft.pk)])
+        service.transition(draft.pk, "candidate")
+        service.transition(draft.pk, "published")
+        assert not refused(promote, [True, db_id(draft.pk)])
+
+
+class TestLifecycle:
+    """SPEC §5 in the database: lifecycle_state moves only along the transitions, never on a
+    pruned artifact, and a primary stays published (raw SQL, as the service role may)."""
+
+    def move(self, artifact, to):
+        return refused("UPDATE artifacts_artifact SET lifecycle_state = %s WHERE id = %s", [to, db_id(artifact.pk)])
+
+    def test_only_the_transitions_of_spec_5_are_allowed(self, artifact):
+        assert self.move(artifact, "published")  # intermediate -> published skips candidate
+        assert self.move(artifact, "golden")
+        assert not self.move(artifact, "candidate")
+        assert self.move(artifact, "intermediate")
+        assert not self.move(artifact, "published")
+        assert self.move(artifact, "candidate")
+        assert not self.move(artifact, "archived")
+        assert not self.move(artifact, "candidate")  # restore
+        assert not self.move(artifact, "archived")
+        assert Artifact.objects.get(pk=artifact.pk).lifecycle_state == "archived"
+
+    def test_a_pruned_artifact_keeps_its_state(self, artifact):
+        execute(
+            "UPDATE artifacts_artifact SET payload = NULL, content = '', pruned_at = %s WHERE id = %s",
+            [timezone.now(), db_id(artifact.pk)],
+        )
+        assert self.move(artifact, "archived")
+        assert Artifact.objects.get(pk=artifact.pk).lifecycle_state == "intermediate"
+
+    def test_a_primary_is_not_archived(self, story, published_cover):
+        story_services.story_set_primary(story_id=story.pk, role="cover", artifact_id=published_cover.pk)
+        assert self.move(published_cover, "archived")
+        StoryArtifactLink.objects.filter(artifact_id=published_cover.pk).update(is_primary=False)
+        assert not self.move(published_cover, "archived")
 
 
 class TestRelations:

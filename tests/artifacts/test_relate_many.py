@@ -7,9 +7,11 @@ import uuid
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
-from artifacts.models import ArtifactRelation
-from artifacts_project.errors import Cycle, DuplicateRelation, InvalidRelation, NotFound
+from artifacts.models import Artifact, ArtifactRelation
+from artifacts.services import prune_rows
+from artifacts_project.errors import Cycle, DuplicateRelation, InvalidRelation, NotFound, Pruned
 from tests.conftest import SCENE_INTENT
 
 
@@ -40,14 +42,14 @@ def test_queries_do_not_grow_with_the_number_of_relations(service, scene, is_pos
             service.relate_many(source.pk, [(t.pk, "derived_from") for t in targets], **options)
         return [q["sql"] for q in queries]
 
-    # The relation graph's lock (PostgreSQL), the artifacts (one IN, with what the checks
-    # need), one INSERT, and this test's transaction's savepoint; nothing points at these
-    # sources, so there is no walk.
+    # The relation graph's lock (PostgreSQL), the artifacts' row locks (one IN, against a
+    # prune), the artifacts (one IN, with what the checks need), one INSERT, and this test's
+    # transaction's savepoint; nothing points at these sources, so there is no walk.
     one, many = relate(artifacts[0], artifacts[1:2]), relate(artifacts[2], artifacts[3:7])
-    assert len(one) == len(many) == (5 if is_postgres else 4)
+    assert len(one) == len(many) == (6 if is_postgres else 5)
     assert not any("RECURSIVE" in sql for sql in one + many)
     one, many = relate(artifacts[7], artifacts[8:9]), relate(artifacts[9], artifacts[10:14])
-    assert len(one) == len(many) == (5 if is_postgres else 4)
+    assert len(one) == len(many) == (6 if is_postgres else 5)
     assert len(edges()) == 10
 
 
@@ -94,3 +96,17 @@ def test_an_edge_into_a_source_makes_its_new_edges_take_the_cycle_walk(service, 
         service.relate_many(a.pk, [(b.pk, "derived_from")])  # ...so a's edges take the walk
     assert any("RECURSIVE" in q["sql"] for q in queries)
     assert edges() == [(b.pk, a.pk, "derived_from")]
+
+
+def test_relations_to_a_pruned_artifact_are_refused_whole(service, scene):
+    kept, gone = intents(service, scene, 2)
+    (source,) = intents(service, scene, 1)
+    prune_rows([gone.pk], at=timezone.now())
+    with pytest.raises(Pruned) as refused:
+        service.relate_many(source.pk, [(kept.pk, "derived_from"), (gone.pk, "derived_from")])
+    assert (refused.value.code, refused.value.field) == ("pruned", "to_artifact_id")
+    assert edges() == []
+    with pytest.raises(Pruned) as refused:
+        service.relate(gone.pk, kept.pk, "variant_of")
+    assert refused.value.field == "from_artifact_id" and edges() == []
+    assert Artifact.objects.filter(pk=gone.pk, pruned_at__isnull=False).exists()

@@ -281,3 +281,126 @@ def test_lines_without_request_id_or_time_get_the_invocations(tmp_path, scene):
     request_id = outcome.out.splitlines()[0].removeprefix("request id: ")
     assert imported(row).request_id == request_id
     assert run("import_artifacts", jsonl(tmp_path / "n.jsonl", [row])).code == 0  # still "the same content"
+
+
+def test_a_time_outside_what_python_and_the_databases_hold_is_a_bad_line_by_number(tmp_path, scene):
+    rows = [
+        line(scene, 1, created_at="9999-12-30T00:00:00Z"),  # a day before the latest time accepted
+        line(scene, 1, type="panel_plan", payload={"panels": [{"grammar_id": "g", "weight": 1, "must_show": []}]}),
+        line(scene, 1, type="render_spec", created_at="9999-12-31T23:00:00-05:00"),
+        line(scene, 1, type="qc_report", created_at="0001-01-01T00:00:00Z"),
+    ]
+    rows[2]["payload"] = {"prompt": "p", "style": "s", "characters": [], "reference_images": []}
+    rows[3]["payload"] = {"passed": True, "issues": [], "metrics": {}}
+    rows.append({**line(scene, 1, type="visual_plan"), "payload": None, "pruned_at": "9999-12-31T23:59:59-00:01"})
+    outcome = run("import_artifacts", jsonl(tmp_path / "times.jsonl", rows))
+
+    assert outcome.code == 1
+    reasons = [entry for entry in outcome.err.splitlines() if entry.startswith("line ")]
+    assert reasons == [
+        "line 3: created_at '9999-12-31T23:00:00-05:00' is outside 0001-01-02 to 9999-12-30 (UTC),"
+        " the times both databases and Python hold",
+        "line 4: created_at '0001-01-01T00:00:00Z' is outside 0001-01-02 to 9999-12-30 (UTC),"
+        " the times both databases and Python hold",
+        "line 5: pruned_at '9999-12-31T23:59:59-00:01' is outside 0001-01-02 to 9999-12-30 (UTC),"
+        " the times both databases and Python hold",
+    ]
+    assert sorted(Artifact.objects.values_list("type", flat=True)) == ["panel_plan", "scene_intent"]
+    assert imported(rows[0]).created_at == datetime.datetime(9999, 12, 30, tzinfo=datetime.UTC)
+    assert list(Artifact.objects.order_by("created_at").values_list("created_at", flat=True))  # every row reads back
+
+
+def seed_rows(count_scenes: int) -> list[dict]:
+    """Rows as the seed's own artifacts table has them: a scene_id, no story_id, scenes not
+    in the store."""
+    rows = []
+    for _ in range(count_scenes):
+        scene = Scene(pk=uuid.uuid4())
+        rows += chain(scene, 2)
+    return rows
+
+
+def made(out: str) -> list[str]:
+    return [entry for entry in out.splitlines() if entry.startswith(("created ", "would create "))]
+
+
+def test_the_seeds_own_table_goes_into_one_story_made_for_the_import(tmp_path, db):
+    rows = seed_rows(3)
+    path = jsonl(tmp_path / "seed.jsonl", rows)
+    refused = run("import_artifacts", path)
+    assert refused.code == 1 and "--create-missing creates it" in refused.err and not Scene.objects.exists()
+
+    outcome = run("import_artifacts", path, create_missing=True, batch_size=4)
+
+    assert outcome.code == 0, outcome.err
+    story = Story.objects.get()
+    assert story.title == f"Imported from seed.jsonl on {datetime.date.today().isoformat()}"
+    scene_ids = list(dict.fromkeys(uuid.UUID(row["scene_id"]) for row in rows))
+    assert list(Scene.objects.filter(story=story).order_by("position").values_list("pk", "position")) == [
+        (scene_id, position) for position, scene_id in enumerate(scene_ids, start=1)
+    ]
+    assert Artifact.objects.filter(story=story).count() == 6
+    assert (summary(outcome.out)["stories created"], summary(outcome.out)["scenes created"]) == ("1", "3")
+    assert made(outcome.out) == [f"created story {story.pk} {story.title!r}"] + [
+        f"created scene {scene_id} in story {story.pk}" for scene_id in scene_ids
+    ]
+    again = run("import_artifacts", path, create_missing=True)
+    assert (again.code, summary(again.out)["skipped (already imported)"], made(again.out)) == (0, "6", [])
+    assert Story.objects.count() == 1
+
+
+def test_a_rerun_after_an_interruption_finds_the_story_it_made(tmp_path, db):
+    rows = seed_rows(2)
+    path = tmp_path / "seed.jsonl"
+    jsonl(path, rows[:2])  # the first run dies after the first scene's lines
+    assert run("import_artifacts", str(path), create_missing=True).code == 0
+    jsonl(path, rows)
+    rerun = run("import_artifacts", str(path), create_missing=True)
+    assert rerun.code == 0, rerun.err
+    story = Story.objects.get()
+    assert made(rerun.out) == [f"created scene {rows[2]['scene_id']} in story {story.pk}"]
+    assert Scene.objects.filter(story=story).count() == 2 and Artifact.objects.count() == 4
+
+
+def test_story_puts_the_new_scenes_after_its_own(tmp_path, story, scene):
+    rows = seed_rows(2)
+    outcome = run("import_artifacts", jsonl(tmp_path / "seed.jsonl", rows), create_missing=True, story=str(story.pk))
+    assert outcome.code == 0, outcome.err
+    assert Story.objects.count() == 1
+    assert list(Scene.objects.filter(story=story).order_by("position").values_list("pk", flat=True)) == [
+        scene.pk,
+        uuid.UUID(rows[0]["scene_id"]),
+        uuid.UUID(rows[2]["scene_id"]),
+    ]
+    assert made(outcome.out) == [f"created scene {rows[i]['scene_id']} in story {story.pk}" for i in (0, 2)]
+
+
+def test_story_is_made_when_missing_and_a_dry_run_says_so(tmp_path, db):
+    story_id = uuid.uuid4()
+    rows = seed_rows(1)
+    path = jsonl(tmp_path / "seed.jsonl", rows)
+    dry = run("import_artifacts", path, create_missing=True, story=str(story_id), dry_run=True)
+    assert dry.code == 0, dry.err
+    assert made(dry.out)[1:] == [f"would create scene {rows[0]['scene_id']} in story {story_id}"]
+    assert made(dry.out)[0].startswith(f"would create story {story_id} 'Imported from seed.jsonl on ")
+    assert not Story.objects.exists() and not Scene.objects.exists()
+
+    real = run("import_artifacts", path, create_missing=True, story=str(story_id))
+    assert real.code == 0, real.err
+    assert Scene.objects.get().story_id == story_id and Artifact.objects.filter(story_id=story_id).count() == 2
+
+
+def test_story_needs_create_missing_and_an_id(tmp_path, db):
+    path = jsonl(tmp_path / "seed.jsonl", seed_rows(1))
+    assert run("import_artifacts", path, story=str(uuid.uuid4())).code == 2
+    assert run("import_artifacts", path, "--create-missing", "--story", "nope").code == 2
+    assert not Artifact.objects.exists()
+
+
+def test_a_byte_order_mark_on_line_1_is_read_past(tmp_path, scene):
+    rows = chain(scene, 2)
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + "".join(json.dumps(row) + "\n" for row in rows).encode())
+    outcome = run("import_artifacts", str(path))
+    assert outcome.code == 0, outcome.err
+    assert Artifact.objects.count() == 2

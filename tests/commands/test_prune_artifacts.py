@@ -5,6 +5,7 @@ files go, young ones stay; a second run, or a run after an interruption, ends th
 import datetime
 import hashlib
 import os
+import uuid
 
 import pytest
 from django.core.files.base import ContentFile
@@ -14,10 +15,12 @@ from django.utils import timezone
 from artifacts import retention
 from artifacts.content import storage_name
 from artifacts.models import Artifact, ArtifactRelation
+from artifacts.payloads import ARTIFACT_TYPES
 from artifacts.services import ArtifactService
+from artifacts_project.errors import Pruned
 from runs import services as run_services
 from stories import services as story_services
-from tests.commands.conftest import Rows, png, run, snapshot, summary
+from tests.commands.conftest import Rows, jsonl, png, run, snapshot, summary
 
 DAYS = "30"
 
@@ -197,3 +200,43 @@ def test_a_file_a_live_artifact_names_is_never_removed(graph):
 
 def test_usage_errors_exit_2(db):
     assert run("prune_artifacts", "--older-than", "1", "--yes", "--dry-run").code == 2
+
+
+def test_an_edit_before_a_prune_keeps_the_file_and_one_after_it_is_refused(graph):
+    service = ArtifactService()
+    # Before: M1 goes, and so does M2, but the edit's new version names their file.
+    edited = service.edit_artifact(graph["M1"].pk, {"alt": "retold"})
+    assert run("prune_artifacts", "--older-than", DAYS, "--yes").code == 0
+    assert Artifact.objects.get(pk=graph["M1"].pk).is_pruned
+    assert default_storage.exists(edited.content.name)
+    # After: A1 has no payload and M2 no content any more; no new version is made from them.
+    before = snapshot()
+    for name in ("A1", "M2"):
+        with pytest.raises(Pruned):
+            service.edit_artifact(graph[name].pk, ARTIFACT_TYPES[graph[name].type].example | {"edited": True})
+    assert snapshot() == before
+    assert run("verify_artifacts").code == 0
+
+
+def test_an_import_before_a_prune_keeps_the_file_and_one_after_it_is_refused(graph, story, tmp_path):
+    def cover(version, data):
+        return {
+            "artifact_id": str(uuid.uuid4()),
+            "story_id": str(story.pk),
+            "type": "cover_image",
+            "version": version,
+            "payload": {"alt": "imported"},
+            "kind": "image",
+            "content_sha256": hashlib.sha256(data).hexdigest(),
+            "content_size": len(data),
+            "mime_type": "image/png",
+        }
+
+    # Before: M1 and M2 are pruned, but the imported row names their file now.
+    assert run("import_artifacts", jsonl(tmp_path / "before.jsonl", [cover(3, png(1))])).code == 0
+    assert run("prune_artifacts", "--older-than", DAYS, "--yes").code == 0
+    assert default_storage.exists(storage_name(hashlib.sha256(png(1)).hexdigest()))
+    # After: O1's leftover file was removed; a line naming it is refused.
+    refused = run("import_artifacts", jsonl(tmp_path / "after.jsonl", [cover(4, png(4))]))
+    assert refused.code == 1 and "is not in storage" in refused.err
+    assert run("verify_artifacts").code == 0

@@ -2,6 +2,7 @@
 back) is reported by its check with the ids concerned, and the exit code says so; --fix
 repairs the stories' references and nothing else."""
 
+import contextlib
 import datetime
 import hashlib
 import os
@@ -10,10 +11,12 @@ import uuid
 import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.db import connection
 
 from artifacts.content import storage_name
+from artifacts.migrations._immutability import SQLITE_PRIMARY_LINK
 from artifacts.models import Artifact, ArtifactRelation
-from artifacts.services import ArtifactService
+from artifacts.services import ArtifactService, prune_rows
 from artifacts.verification import strongly_connected
 from runs import services as run_services
 from runs.models import RunArtifactLink
@@ -85,10 +88,28 @@ def never_pruned_without_payload(store, story, scene):
     return "tombstones", [empty.pk], "no payload but were never pruned"
 
 
+@contextlib.contextmanager
+def primary_guard_off():
+    """The database's own primary-link guard set aside (as in a dump restored before it, or
+    by an owner who disabled it), for this test's transaction only."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":  # every trigger off, for this transaction (the suite's a superuser)
+            cursor.execute("SET LOCAL session_replication_role = replica")
+            yield
+            cursor.execute("SET LOCAL session_replication_role = DEFAULT")
+            return
+        for name in SQLITE_PRIMARY_LINK:
+            cursor.execute(f"DROP TRIGGER {name}")
+        yield
+        for trigger in SQLITE_PRIMARY_LINK.values():
+            cursor.execute(trigger)
+
+
 def unpublished_primary(store, story, scene):
     image = make_image(story, "draft")
     StoryArtifactLink.objects.filter(role="cover").update(is_primary=False)
-    StoryArtifactLink.objects.create(story=story, artifact=image, role="cover", is_primary=True)
+    with primary_guard_off():
+        StoryArtifactLink.objects.create(story=story, artifact=image, role="cover", is_primary=True)
     Story.objects.filter(pk=story.pk).update(cover_artifact=image)  # the reference follows: one problem only
     return "primaries", [image.pk], "is intermediate, not published"
 
@@ -101,6 +122,26 @@ def reference_drift(store, story, scene):
 def relation_cycle(store, story, scene):
     ArtifactRelation.objects.create(from_artifact=store["v2"], to_artifact=store["spec"], relation_type="derived_from")
     return "relation_cycles", [store["v2"].pk, store["spec"].pk], "2 artifacts derive from each other"
+
+
+def made_from_a_tombstone(store, story, scene):
+    prune_rows([store["v2"].pk], at=datetime.datetime.now(datetime.UTC))  # as a relation racing a prune left it
+    return "tombstone_references", [store["spec"].pk, store["v2"].pk], "was made from pruned scene_intent (derived"
+
+
+def made_by_a_step_from_a_tombstone(store, story, scene):
+    step = run_services.step_start(run_id=store["run"].pk, node="scene_intent")
+    links = [(store["v1"].pk, "consumed"), (store["branch"].pk, "produced")]
+    run_services.run_link_artifacts(run_id=store["run"].pk, stage="scene_intent", links=links, step_id=step.pk)
+    prune_rows([store["v1"].pk], at=datetime.datetime.now(datetime.UTC))
+    return "tombstone_references", [store["branch"].pk, store["v1"].pk], "(consumed by its step)"
+
+
+def link_to_a_tombstone(store, story, scene):
+    image = make_image(scene, "a panel")
+    link = story_services.link_create(story_id=story.pk, artifact_id=image.pk, role="scene_image")
+    prune_rows([image.pk], at=datetime.datetime.now(datetime.UTC))
+    return "tombstone_references", [image.pk, link.pk], "a scene_image link names a pruned artifact"
 
 
 def run_link_of_another_run(store, story, scene):
@@ -144,6 +185,9 @@ def unreferenced_file(store, story, scene):
         unpublished_primary,
         reference_drift,
         relation_cycle,
+        made_from_a_tombstone,
+        made_by_a_step_from_a_tombstone,
+        link_to_a_tombstone,
         run_link_of_another_run,
         missing_file,
         other_bytes,

@@ -2,10 +2,14 @@
 
 The *owner* owns every table, sequence and function of the schema: migrations run as it
 (``DATABASE_OWNER_URL``). The *service* (``DATABASE_URL``) owns nothing: it reads, inserts
-and updates, deletes only where Django needs to (sessions, tokens, join tables), and can
-neither delete artifacts or audit rows nor truncate or alter any table. Since only an
-owner (or a superuser) may ALTER a table or disable its triggers, and only a superuser may
-set ``session_replication_role``, the service cannot switch the immutability triggers off.
+and updates what the application writes (``INSERT_ONLY``, ``UPDATE_COLUMNS``: history
+tables take inserts only, artifacts and links only the columns their services change),
+deletes only what Django itself deletes (``DELETE_ALLOWED``: sessions, API tokens, a
+user's rows), and can neither delete artifacts, relations or audit rows nor truncate or
+alter any table. Since only an owner (or a
+superuser) may ALTER a table or disable its triggers, and only a superuser may set
+``session_replication_role``, the service cannot switch the immutability triggers off, and
+these triggers decide which of the changes it may make are allowed (SPEC §3, §5).
 
 Safe to run again: missing roles are created, existing ones are brought back to these
 attributes and privileges. ``--dry-run`` prints the SQL without running it.
@@ -21,9 +25,32 @@ from psycopg import sql
 from artifacts_project.commands import RequestIdCommand
 
 SCHEMA = "public"
-# Tables whose rows are never deleted (the triggers of migration artifacts/0003 refuse it
-# too): the service role gets no DELETE on them, whatever the default privileges say.
-IMMUTABLE_TABLES = ("artifacts_artifact", "artifacts_auditevent")
+# What the service role may write in each table (it may read them all), SPEC §12. A table
+# not named here takes INSERT and UPDATE; a new table whose rows the service deletes must
+# be added to DELETE_ALLOWED.
+READ_ONLY = frozenset({"django_migrations"})  # only the owner migrates
+# History: rows are added, never changed or removed.
+INSERT_ONLY = frozenset({"artifacts_artifactrelation", "artifacts_auditevent", "runs_runartifactlink"})
+# The columns a service changes; the triggers of migrations artifacts/0003 and 0009 then
+# say which changes are allowed (a SPEC §5 transition, the prune's path, a primary).
+UPDATE_COLUMNS = {
+    "artifacts_artifact": ("lifecycle_state", "payload", "content", "pruned_at"),
+    "stories_storyartifactlink": ("is_primary",),
+}
+# What Django deletes itself: expired sessions and logouts, regenerated API tokens, and a
+# user deleted in the admin with their group and permission rows and admin log entries.
+DELETE_ALLOWED = frozenset(
+    {
+        "django_session",
+        "authtoken_token",
+        "auth_user",
+        "auth_group",
+        "auth_user_groups",
+        "auth_user_user_permissions",
+        "auth_group_permissions",
+        "django_admin_log",
+    }
+)
 # Ordinary login roles: CREATEROLE would let the service grant itself membership in the
 # owner role, so it is switched off explicitly, also on roles that already exist.
 ROLE_ATTRIBUTES = sql.SQL("LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS")
@@ -51,26 +78,48 @@ ROUTINES_TO_ADOPT = """
 
 
 def service_grants(cursor, service: str) -> list[sql.Composed]:
-    """The service role's privileges on what the schema holds now.
-
-    Run by create_db_roles and again by ``migrate`` as the owner: the owner's default
-    privileges give tables a migration creates SELECT/INSERT/UPDATE/DELETE, and this takes
-    DELETE back from the immutable ones."""
+    """The service role's privileges on what the schema holds now, from scratch: every
+    privilege it had is revoked (column grants too), then what ``READ_ONLY``,
+    ``INSERT_ONLY``, ``UPDATE_COLUMNS`` and ``DELETE_ALLOWED`` say is granted, all in the
+    caller's transaction. Run by create_db_roles and again by ``migrate`` as the owner, so
+    the tables a migration creates get the same treatment."""
     schema, role = sql.Identifier(SCHEMA), sql.Identifier(service)
-    statements = [
-        sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {} TO {}").format(schema, role),
-        sql.SQL("REVOKE TRUNCATE, REFERENCES, TRIGGER ON ALL TABLES IN SCHEMA {} FROM {}").format(schema, role),
+    statements = [sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA {} FROM {}").format(schema, role)]
+    cursor.execute(
+        "SELECT c.relname, array_agg(a.attname ORDER BY a.attnum) FROM pg_attribute a"
+        " JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND a.attnum > 0 AND NOT a.attisdropped AND a.attacl IS NOT NULL AND EXISTS ("
+        "   SELECT 1 FROM aclexplode(a.attacl) x JOIN pg_roles r ON r.oid = x.grantee WHERE r.rolname = %s)"
+        " GROUP BY c.relname ORDER BY c.relname",
+        [SCHEMA, service],
+    )
+    for table, columns in cursor.fetchall():  # REVOKE ALL ON a table leaves its column grants
+        statements.append(
+            sql.SQL("REVOKE ALL ({}) ON {} FROM {}").format(
+                sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Identifier(SCHEMA, table), role
+            )
+        )
+    statements.append(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(schema, role))
+    cursor.execute(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relkind IN ('r', 'p') ORDER BY c.relname",
+        [SCHEMA],
+    )
+    for (table,) in cursor.fetchall():
+        if table in READ_ONLY:
+            continue
+        if table in INSERT_ONLY:
+            writes = sql.SQL("INSERT")
+        elif table in UPDATE_COLUMNS:
+            columns = sql.SQL(", ").join(map(sql.Identifier, UPDATE_COLUMNS[table]))
+            writes = sql.SQL("INSERT, UPDATE ({})").format(columns)
+        else:
+            writes = sql.SQL("INSERT, UPDATE, DELETE" if table in DELETE_ALLOWED else "INSERT, UPDATE")
+        statements.append(sql.SQL("GRANT {} ON {} TO {}").format(writes, sql.Identifier(SCHEMA, table), role))
+    statements += [
         sql.SQL("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {} TO {}").format(schema, role),
         sql.SQL("GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA {} TO {}").format(schema, role),
     ]
-    cursor.execute(
-        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE n.nspname = %s AND c.relname = ANY(%s) ORDER BY c.relname",
-        [SCHEMA, list(IMMUTABLE_TABLES)],
-    )
-    immutable = [sql.Identifier(SCHEMA, name) for (name,) in cursor.fetchall()]
-    if immutable:  # before the first migration there is nothing to revoke on
-        statements.append(sql.SQL("REVOKE DELETE, TRUNCATE ON {} FROM {}").format(sql.SQL(", ").join(immutable), role))
     return statements
 
 
@@ -200,11 +249,12 @@ class Command(RequestIdCommand):
             )
 
         statements += service_grants(cursor, service)
-        # What later migrations create (as the owner) gets the same grants; `migrate` then
-        # takes DELETE back from the immutable tables (service_grants).
+        # What later migrations create (as the owner) can be read and written at once, never
+        # deleted from; `migrate` then applies service_grants to it.
         defaults = sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA {} ").format(owner_id, schema)
         statements += [
-            defaults + sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {}").format(service_id),
+            defaults + sql.SQL("REVOKE ALL ON TABLES FROM {}").format(service_id),
+            defaults + sql.SQL("GRANT SELECT, INSERT, UPDATE ON TABLES TO {}").format(service_id),
             defaults + sql.SQL("GRANT USAGE, SELECT ON SEQUENCES TO {}").format(service_id),
             defaults + sql.SQL("GRANT EXECUTE ON FUNCTIONS TO {}").format(service_id),
         ]

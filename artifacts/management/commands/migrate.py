@@ -2,8 +2,9 @@
 
 With the "owner" database alias defined, ``--database`` defaults to it, so a deploy runs
 plain ``manage.py migrate``. Afterwards the service role (the user of DATABASE_URL) gets
-its privileges on what the migrations created, and loses DELETE on the immutable tables
-again (the owner's default privileges granted it on any new table).
+its privileges on what the migrations created (``create_db_roles.service_grants``: the
+owner's default privileges let it read and write a new table, not delete from it, and
+these narrow that to what each table needs).
 """
 
 from django.conf import settings
@@ -51,4 +52,4 @@ class Command(DjangoMigrateCommand):
             for statement in service_grants(cursor, service):
                 cursor.execute(statement.as_string(connection.connection))
         if self.verbosity >= 1:
-            self.stdout.write(f"privileges of the service role {service} applied (no DELETE on immutable tables)")
+            self.stdout.write(f"privileges of the service role {service} applied (SPEC §12)")
