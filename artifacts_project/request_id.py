@@ -56,5 +56,9 @@ class RequestIdMiddleware:
 
 class RequestIdLogFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = get_request_id() or "-"
+        # Django logs every 4xx and 5xx answer ("Not Found: /v1/...", logger django.request)
+        # once the whole middleware chain has returned, outside the id's scope; the request
+        # it logs with carries the id the middleware gave it.
+        from_request = getattr(getattr(record, "request", None), "request_id", None)
+        record.request_id = get_request_id() or (from_request if isinstance(from_request, str) else "") or "-"
         return True
