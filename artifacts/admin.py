@@ -131,6 +131,7 @@ class ArtifactAdmin(IndexedSearchMixin, BaseAdmin):
     list_select_related = ("story", "scene")
     # Each filter is served by an index: (type|lifecycle_state|kind, -created_at), created_at.
     list_filter = (ArtifactTypeFilter, "lifecycle_state", "kind", "created_at")
+    link_lookups = ("story", "scene")  # the story and scene columns' links, the story and scene pages'
     sortable_by = ("created_at",)
     search_fields = ("=id", "=story", "=scene", "=parent", "=request_id", "=type")
     search_help_text = "An artifact, story, scene or parent id, a request id, or a type name (exact)."

@@ -20,7 +20,9 @@ from django.http import Http404, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.views import defaults
 from drf_spectacular.utils import extend_schema
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework import exceptions, permissions
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView, set_rollback
@@ -149,9 +151,9 @@ def database_unavailable(exc) -> bool:
 
 
 def database_unavailable_response(request) -> HttpResponse:
-    """The 503 of an outage: the JSON error under /v1 and for /healthz, a short page elsewhere
+    """The 503 of an outage: the JSON error under /v1 and /healthz, a short page elsewhere
     (the admin); ``Retry-After`` on both."""
-    if _is_api(request) or request.path == "/healthz":
+    if answers_json(request.path):
         response = JsonResponse(error_body("database_unavailable", UNAVAILABLE_MESSAGE), status=503)
     else:
         response = HttpResponse(
@@ -247,12 +249,35 @@ class UnknownEndpoint(LimitedBodyMixin, APIView):
     get = post = put = patch = delete = head = options = dispatch_not_found
 
 
-def _is_api(request) -> bool:
-    return request.path.startswith(API_PREFIX)
+class JSONErrorsMixin:
+    """Errors, and the description OPTIONS answers, as JSON from a view that renders
+    something else: the schema (YAML) and the docs page (HTML). The docs page rendered
+    them with its HTML template renderer, which has no template for them: a bare
+    "405 Method Not Allowed" page, and OPTIONS was a 500."""
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if getattr(response, "exception", False) or request.method == "OPTIONS":
+            response.accepted_renderer = JSONRenderer()
+            response.accepted_media_type = JSONRenderer.media_type
+        return response
+
+
+class SchemaView(JSONErrorsMixin, SpectacularAPIView):
+    pass
+
+
+class DocsView(JSONErrorsMixin, SpectacularSwaggerView):
+    pass
+
+
+def answers_json(path: str) -> bool:
+    """Paths whose every answer, an error Django raises itself included, is JSON."""
+    return any(path == root or path.startswith(root + "/") for root in ("/v1", "/healthz"))
 
 
 def handler400(request, exception=None):
-    if _is_api(request):
+    if answers_json(request.path):
         if isinstance(exception, RequestDataTooBig):
             return JsonResponse(error_body("payload_too_large", "request body is over the limit"), status=413)
         return JsonResponse(error_body("bad_request", "malformed request"), status=400)
@@ -260,13 +285,13 @@ def handler400(request, exception=None):
 
 
 def handler403(request, exception=None):
-    if _is_api(request):
+    if answers_json(request.path):
         return JsonResponse(error_body("permission_denied", "permission denied"), status=403)
     return defaults.permission_denied(request, exception)
 
 
 def handler404(request, exception=None):
-    if _is_api(request):
+    if answers_json(request.path):
         return JsonResponse(error_body("not_found", f"no endpoint at {request.path}"), status=404)
     return defaults.page_not_found(request, exception)
 
@@ -276,7 +301,7 @@ def handler500(request):
     # A middleware that lost the database (sessions, auth) ends here, not in a view.
     if database_unavailable(sys.exc_info()[1]):
         return database_unavailable_response(request)
-    if _is_api(request):
+    if answers_json(request.path):
         return JsonResponse(error_body("server_error", "internal error; quote the request_id"), status=500)
     return defaults.server_error(request)
 

@@ -14,18 +14,24 @@ killed at any point leaves only whole batches behind and a rerun finishes the jo
 from __future__ import annotations
 
 import argparse
+import datetime
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from django.core.management.base import BaseCommand, CommandError, OutputWrapper
-from django.db import connection
+from django.db import DatabaseError, connection
+from django.utils import timezone
 from tqdm import tqdm
 
+from .api import database_unavailable
 from .request_id import request_id_scope
 
 EXIT_PROBLEMS = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+# Rows in one batch, one transaction: past a million a batch is no batch (its locks, its
+# memory); the bound also keeps the number within what a LIMIT and islice() take.
+MAX_BATCH_SIZE = 1_000_000
 
 
 class RequestIdCommand(BaseCommand):
@@ -40,14 +46,30 @@ class RequestIdCommand(BaseCommand):
             return super().execute(*args, **options)
 
 
+# argparse types: a value they refuse is a usage error, one line, exit 2, never a traceback
+# from deeper in the command (an OverflowError of a timedelta, a ValueError of islice()).
+
+
+def _shown(text: str) -> str:
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def positive_int(text: str) -> int:
-    """An argparse type: a whole number from 1 up (argparse turns the error into exit 2)."""
+    """A whole number from 1 up."""
     try:
         value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    except ValueError:  # not a number, or one of over 4,300 digits
+        raise argparse.ArgumentTypeError(f"{_shown(text)!r} is not a whole number") from None
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {_shown(text)}")
+    return value
+
+
+def batch_size(text: str) -> int:
+    """``--batch-size``: a whole number from 1 to MAX_BATCH_SIZE."""
+    value = positive_int(text)
+    if value > MAX_BATCH_SIZE:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_BATCH_SIZE:,}, got {_shown(text)}")
     return value
 
 
@@ -55,10 +77,29 @@ def non_negative_number(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        raise argparse.ArgumentTypeError(f"{_shown(text)!r} is not a number") from None
     if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number from 0 up, got {text}")
+        raise argparse.ArgumentTypeError(f"must be a number from 0 up, got {_shown(text)}")
     return value
+
+
+def time_back(unit: str) -> Callable[[str], float]:
+    """A type for a span back from now in ``unit`` (``days``, ``hours``): from 0 up, and no
+    further back than 0001-01-01, the first day a date holds (``--older-than 1e9`` was an
+    OverflowError when the command made its cutoff)."""
+
+    def parse(text: str) -> float:
+        value = non_negative_number(text)
+        earliest = datetime.datetime.min.replace(tzinfo=datetime.UTC)
+        limit = (timezone.now() - earliest) // datetime.timedelta(**{unit: 1}) - 1
+        if value > limit:
+            raise argparse.ArgumentTypeError(
+                f"must be at most {limit:,} {unit} (further back than the year 1 is no date), got {_shown(text)}"
+            )
+        return value
+
+    parse.__name__ = unit  # argparse names the type in its own messages
+    return parse
 
 
 class BatchCommand(RequestIdCommand):
@@ -75,7 +116,7 @@ class BatchCommand(RequestIdCommand):
         parser.add_argument("--dry-run", action="store_true", help=self.dry_run_help)
         parser.add_argument(
             "--batch-size",
-            type=positive_int,
+            type=batch_size,
             default=self.default_batch_size,
             metavar="N",
             help=f"rows per batch, each batch one transaction (default {self.default_batch_size:,})",
@@ -96,6 +137,17 @@ class BatchCommand(RequestIdCommand):
             raise CommandError(
                 "interrupted: finished batches are kept, the one in progress was rolled back; run it again to finish",
                 returncode=EXIT_INTERRUPTED,
+            ) from None
+        except DatabaseError as exc:
+            if not database_unavailable(exc):
+                raise  # a fault of this code: its traceback is what to read
+            # The database went away (restarted, the connection terminated, unreachable):
+            # one line for the operator, as for an interruption; the batches are the same.
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CommandError(
+                f"the database became unavailable ({reason}): finished batches are kept, the one in progress "
+                "was rolled back; run it again once the database is back",
+                returncode=EXIT_PROBLEMS,
             ) from None
 
     # -- output ----------------------------------------------------------------------

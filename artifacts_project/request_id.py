@@ -26,6 +26,11 @@ def get_request_id() -> str:
     return _current.get()
 
 
+def accepted_request_id(incoming: str) -> str:
+    """The client's ``X-Request-ID`` when it is one we accept, else a fresh id."""
+    return incoming if _ACCEPTED.match(incoming) else new_request_id()
+
+
 @contextlib.contextmanager
 def request_id_scope(value: str | None = None):
     """Run a block under ``value`` (or a fresh id); yields the id in force."""
@@ -41,8 +46,7 @@ class RequestIdMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        incoming = request.headers.get(HEADER, "")
-        value = incoming if _ACCEPTED.match(incoming) else new_request_id()
+        value = accepted_request_id(request.headers.get(HEADER, ""))
         request.request_id = value
         with request_id_scope(value):
             response = self.get_response(request)
@@ -52,5 +56,9 @@ class RequestIdMiddleware:
 
 class RequestIdLogFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = get_request_id() or "-"
+        # Django logs every 4xx and 5xx answer ("Not Found: /v1/...", logger django.request)
+        # once the whole middleware chain has returned, outside the id's scope; the request
+        # it logs with carries the id the middleware gave it.
+        from_request = getattr(getattr(record, "request", None), "request_id", None)
+        record.request_id = get_request_id() or (from_request if isinstance(from_request, str) else "") or "-"
         return True

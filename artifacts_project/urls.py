@@ -6,11 +6,10 @@ from django.http import JsonResponse
 from django.shortcuts import render
 from django.urls import include, path, re_path
 from django.views.decorators.http import require_safe
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
 from artifacts.api import ArtifactTypeViewSet, ArtifactViewSet, SceneArtifactViewSet, StoryArtifactViewSet
-from artifacts_project.api import RETRY_AFTER_SECONDS, UnknownEndpoint
+from artifacts_project.api import RETRY_AFTER_SECONDS, DocsView, SchemaView, UnknownEndpoint
 from runs.api import RunArtifactViewSet, RunStepViewSet, RunViewSet, ScenePipelineView, StoryPipelineView
 from stories.api import SceneViewSet, StoryLinkViewSet, StorySceneViewSet, StoryViewSet
 
@@ -61,10 +60,10 @@ def _v1_router(trailing_slash: bool) -> SimpleRouter:
 # picks the last pattern of a name: links name the bare form. Whatever no route matches
 # is a JSON 404.
 v1_patterns = [
-    path("schema", SpectacularAPIView.as_view(), name="schema"),
-    path("schema/", SpectacularAPIView.as_view()),
-    path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="schema")),
+    path("schema", SchemaView.as_view(), name="schema"),
+    path("schema/", SchemaView.as_view()),
+    path("docs", DocsView.as_view(url_name="schema"), name="docs"),
+    path("docs/", DocsView.as_view(url_name="schema")),
     path("scenes/<uuid:scene_id>/pipeline/", ScenePipelineView.as_view()),
     path("scenes/<uuid:scene_id>/pipeline", ScenePipelineView.as_view(), name="scene-pipeline"),
     path("stories/<uuid:story_id>/pipeline/", StoryPipelineView.as_view()),

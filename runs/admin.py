@@ -183,6 +183,7 @@ class AgentStepAdmin(IndexedSearchMixin, ViewOnlyMixin, BaseAdmin):
     list_display = ("short_id", "run_column", "sequence", "node", "agent", "status", "attempt", "started_at", "took")
     list_select_related = ("run",)
     search_fields = ("=id", "=run", "=node")
+    link_lookups = ("run",)  # the run page's link to its steps
     search_help_text = "A step or run id, or a node name (exact)."
     sortable_by = ()
     ordering = ("-started_at", "-id")  # step_started_idx
@@ -231,6 +232,7 @@ class RunArtifactLinkAdmin(ArtifactRowColumns, IndexedSearchMixin, ViewOnlyMixin
     list_display = ("short_id", "run", "step", "stage", "direction", "artifact_column", "created_at")
     list_select_related = ("run", "step", "artifact")
     search_fields = ("=id", "=run", "=artifact", "=stage")
+    link_lookups = ("run",)  # the run page's link to its records
     search_help_text = "A record, run or artifact id, or a stage name (exact)."
     sortable_by = ()
     ordering = ("-created_at", "-id")  # runlink_created_idx

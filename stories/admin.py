@@ -7,6 +7,7 @@ through ``story_set_primary``; the derived story references are shown, never edi
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
@@ -267,8 +268,30 @@ class StoryAdmin(IndexedSearchMixin, BaseAdmin):
 # -- scene ---------------------------------------------------------------------------
 
 
+class SceneForm(forms.ModelForm):
+    """A position the service would refuse is an error on the form, not a 500: from 1 (the
+    service's minimum; the column would take 0: ``SceneAdmin.formfield_for_dbfield``), and
+    free in the story. On a change the story is read-only, so Django's own check of the
+    (story, position) constraint leaves it out; this one does not. The service checks both
+    again under the story's lock."""
+
+    class Meta:
+        model = Scene
+        fields = ["story", "position", "title", "source_text"]  # the admin narrows them per page
+
+    def clean(self):
+        cleaned = super().clean()
+        position = cleaned.get("position")
+        if "story" not in self.fields and self.instance.story_id and position is not None:
+            others = selectors.story_scenes(self.instance.story_id).exclude(pk=self.instance.pk)
+            if others.filter(position=position).exists():
+                self.add_error("position", f"The story already has a scene at position {position}.")
+        return cleaned
+
+
 @admin.register(Scene)
 class SceneAdmin(IndexedSearchMixin, BaseAdmin):
+    form = SceneForm
     change_form_template = "admin/stories/scene/change_form.html"
     list_display = (
         "scene_label",
@@ -282,6 +305,7 @@ class SceneAdmin(IndexedSearchMixin, BaseAdmin):
     list_display_links = ("scene_label",)
     list_select_related = ("story", "planning_locked_by")
     list_filter = ("planning_locked",)
+    link_lookups = ("story",)  # the story page's link to its scenes
     search_fields = ("title", "story__title", "=id", "=story")
     search_help_text = "Scene or story title (contains), or a scene or story id (exact)."
     sortable_by = ("position",)
@@ -308,6 +332,11 @@ class SceneAdmin(IndexedSearchMixin, BaseAdmin):
 
     def get_object(self, request, object_id, from_field=None):
         return Scene.objects.select_related("story", "planning_locked_by").filter(pk=uuid_or_none(object_id)).first()
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name == "position":
+            kwargs["min_value"] = 1
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change=change, **kwargs)
@@ -352,6 +381,15 @@ class SceneAdmin(IndexedSearchMixin, BaseAdmin):
         changes = {name: data[name] for name in form.changed_data if name in services.SCENE_EDITABLE_FIELDS}
         if changes:
             _adopt(obj, services.scene_update(scene_id=obj.pk, **changes))
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        # The form checks what the service checks, but a concurrent save can still take the
+        # position in between: the service's refusal then comes back as a message, not a 500.
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except ArtifactError as exc:
+            messages.error(request, f"Not saved ({exc.code}): {exc.message}")
+            return HttpResponseRedirect(request.get_full_path())
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         scene = self.get_object(request, unquote(object_id))

@@ -44,6 +44,7 @@ from stories import selectors as story_selectors
 from stories.models import Scene, Story
 
 from . import fingerprint as fp
+from .generators import InputError
 from .nodes import Node, selected
 
 logger = logging.getLogger(__name__)
@@ -370,9 +371,8 @@ def attempt_node(
             run_services.step_fail(step_id=step_id, error=error)
         except StepTaken:  # ended meanwhile: the run was cancelled, or a second delivery took it over
             return _taken(node, run_id, decision, attempt=attempt)
-        return Outcome(
-            node, "failed", decision.reasons, error=error, retryable=isinstance(exc, GeneratorFailed), attempt=attempt
-        )
+        retryable = isinstance(exc, GeneratorFailed) and not isinstance(exc.__cause__, InputError)
+        return Outcome(node, "failed", decision.reasons, error=error, retryable=retryable, attempt=attempt)
 
 
 def _taken(node: Node, run_id, decision: Decision, *, attempt: int) -> Outcome:

@@ -28,6 +28,12 @@ from itertools import combinations
 
 from . import render, text
 
+
+class InputError(ValueError):
+    """An input or a param no attempt can read (a number no float holds, a param out of its
+    range): the node fails at once, without the retries a generator's other errors get."""
+
+
 # -- the registry ---------------------------------------------------------------------
 
 MAX_PANELS = 9
@@ -76,19 +82,21 @@ def _params(ctx, type_name: str) -> dict:
 def _input(ctx, type_name: str) -> dict:
     artifact = (getattr(ctx, "inputs", None) or {}).get(type_name)
     if artifact is None:
-        raise ValueError(f"this node reads a {type_name} input and none was given")
+        raise InputError(f"this node reads a {type_name} input and none was given")
     return artifact.payload if isinstance(artifact.payload, dict) else {}
 
 
 def _number(params: dict, key: str, low: float, high: float, *, integer: bool = False):
     """A param within [low, high]; a wrong one is an error naming it, never silently replaced."""
     value = params[key]
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    # The range check comes first: NaN and the infinities fail it, and an integer too large
+    # for a float (PIPELINE_PARAMS is JSON, which has no limit) is compared exactly.
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and low <= value <= high
     if integer:
         ok = ok and float(value).is_integer()
-    if not ok or not low <= value <= high:
+    if not ok:
         kind = "an integer" if integer else "a number"
-        raise ValueError(f"param {key} must be {kind} in [{low}, {high}], got {value!r}")
+        raise InputError(f"param {key} must be {kind} in [{low}, {high}], got {value!r}")
     return int(value) if integer else float(value)
 
 
@@ -105,11 +113,24 @@ def _strings(value) -> list[str]:
     return [item for item in value if isinstance(item, str) and item.strip()] if isinstance(value, list) else []
 
 
-def _weight(value) -> float | None:
-    """A usable weight: a finite number > 0 (booleans are not numbers here)."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
+def _real(value, field: str) -> float | None:
+    """A number read from an input payload, as a float; None when it is no number (each
+    caller decides what that means). JSON has integers of any size and the store keeps
+    them (a weight of 10**400 meets the schema), but no float holds one beyond about
+    1.8e308: that fails the node naming the field, where arithmetic on it would raise a
+    bare OverflowError, and every later run of the scene with it."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    try:
         return float(value)
-    return None
+    except OverflowError:
+        raise InputError(f"{field} is too large: a number here must fit a float (at most about 1.8e308)") from None
+
+
+def _weight(value, field: str) -> float | None:
+    """A usable weight: a finite number > 0 (booleans are not numbers here)."""
+    number = _real(value, field)
+    return number if number is not None and math.isfinite(number) and number > 0 else None
 
 
 def _total(values) -> float:
@@ -444,7 +465,7 @@ def generate_panel_plan_normalized(ctx) -> dict:
     received = _list(_input(ctx, "panel_plan"), "panels")
     panels = [p if isinstance(p, dict) else {} for p in received]
     checks = [_check("non_empty", bool(panels), f"{len(panels)} panel(s)")]
-    raw = [_weight(p.get("weight")) for p in panels]
+    raw = [_weight(p.get("weight"), f"panel_plan.panels[{i}].weight") for i, p in enumerate(panels)]
     bad = [i for i, w in enumerate(raw) if w is None]
     checks.append(
         _check(
@@ -525,7 +546,9 @@ def generate_layout_template(ctx) -> dict:
     params = _params(ctx, "layout_template")
     gutter = _number(params, "gutter", 0, 0.1)
     plan = _dicts(_input(ctx, "panel_plan_normalized"), "panels")
-    weights = _shares(_filled([_weight(p.get("weight")) for p in plan]))
+    weights = _shares(
+        _filled([_weight(p.get("weight"), f"panel_plan_normalized.panels[{i}].weight") for i, p in enumerate(plan)])
+    )
     if not weights:
         return {"template_id": "empty", "panels": [], "rows": [], "gutter": gutter}
     counts = _row_counts(len(weights))
@@ -645,10 +668,10 @@ def generate_render_spec(ctx) -> dict:
     params = _params(ctx, "render_spec")
     style = params["style"]
     if not isinstance(style, str) or not style.strip():
-        raise ValueError(f"param style must be a non-empty string, got {style!r}")
+        raise InputError(f"param style must be a non-empty string, got {style!r}")
     references = params["reference_images"]
     if not isinstance(references, list) or not all(isinstance(r, str) for r in references):
-        raise ValueError("param reference_images must be a list of strings")
+        raise InputError("param reference_images must be a list of strings")
     limit = _number(params, "max_prompt_chars", 100, 100_000, integer=True)
     intent = _input(ctx, "scene_intent")
     notes = _visual_notes(_input(ctx, "visual_plan"))
@@ -695,8 +718,9 @@ def generate_render_result(ctx):
     spec = _input(ctx, "render_spec")
     rects = [
         r
-        for r in _dicts(_input(ctx, "layout_template"), "panels")
-        if isinstance(r.get("panel_index"), int) and all(_unit(r.get(k)) for k in ("x", "y", "w", "h"))
+        for n, r in enumerate(_dicts(_input(ctx, "layout_template"), "panels"))
+        if isinstance(r.get("panel_index"), int)
+        and all(_unit(r.get(k), f"layout_template.panels[{n}].{k}") for k in ("x", "y", "w", "h"))
     ]
     texts = {}
     for p in _dicts(_input(ctx, "panel_semantics"), "panels"):
@@ -742,8 +766,9 @@ def generate_render_result(ctx):
     return payload, png, "image/png"
 
 
-def _unit(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and 0 <= value <= 1
+def _unit(value, field: str) -> bool:
+    number = _real(value, field)
+    return number is not None and 0 <= number <= 1  # NaN fails the comparison
 
 
 # -- qc_report ------------------------------------------------------------------------
@@ -771,7 +796,10 @@ def generate_qc_report(ctx) -> dict:
         if not ok:
             issues.append({"code": code, "message": message, "severity": "error"})
 
-    weights = [_weight(p.get("weight")) if isinstance(p, dict) else None for p in plan]
+    weights = [
+        _weight(p.get("weight"), f"panel_plan_normalized.panels[{i}].weight") if isinstance(p, dict) else None
+        for i, p in enumerate(plan)
+    ]
     bad = [i for i, w in enumerate(weights) if w is None]
     weight_sum = _total(w for w in weights if w is not None)
     check("plan_not_empty", bool(plan), "plan_empty", "the plan has no panels")
@@ -799,17 +827,18 @@ def generate_qc_report(ctx) -> dict:
         "panel_index_mismatch",
         f"the rects' panel_index values {indexes} are not 0..{len(rects) - 1}, once each",
     )
-    boxes = {}
+    boxes, sizes = {}, {}
     for n, r in enumerate(rects):
-        if isinstance(r, dict) and all(isinstance(r.get(k), int | float) for k in ("x", "y", "w", "h")):
-            boxes[n] = (r["x"], r["y"], r["x"] + r["w"], r["y"] + r["h"])
+        if isinstance(r, dict):
+            x, y, w, h = (_real(r.get(k), f"layout_template.panels[{n}].{k}") for k in ("x", "y", "w", "h"))
+            if None not in (x, y, w, h):
+                boxes[n], sizes[n] = (x, y, x + w, y + h), (w, h)
     outside = [
         n
-        for n, r in enumerate(rects)
+        for n in range(len(rects))
         if n not in boxes
-        or r["w"] <= 0
-        or r["h"] <= 0
-        or min(r["x"], r["y"]) < -bounds_tol
+        or min(sizes[n]) <= 0
+        or min(boxes[n][0], boxes[n][1]) < -bounds_tol
         or max(boxes[n][2], boxes[n][3]) > 1 + bounds_tol
     ]
     check(

@@ -1,5 +1,5 @@
-"""The real URLconf plus two views that fail the way Django fails outside DRF, to prove
-that Django's own error pages are JSON under /v1 too."""
+"""The real URLconf plus views that fail the way Django fails outside DRF, to prove that
+Django's own error pages are JSON under /v1 and /healthz too."""
 
 from django.http import HttpResponse
 from django.urls import path
@@ -18,4 +18,10 @@ def read_form(request):
     return HttpResponse(str(len(request.POST)))
 
 
-urlpatterns = [path("v1/crash", crash), path("v1/form", read_form), path("crash", crash), *real_patterns]
+urlpatterns = [
+    path("v1/crash", crash),
+    path("v1/form", read_form),
+    path("healthz/crash", crash),
+    path("crash", crash),
+    *real_patterns,
+]

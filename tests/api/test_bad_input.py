@@ -2,18 +2,22 @@
 (SPEC §7 "Never a 500 for input"): rows and stored files are counted before and after."""
 
 import base64
+import importlib
+import io
 import json
+from wsgiref.util import setup_testing_defaults
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from rest_framework.authtoken.models import Token
 
 from artifacts.models import Artifact, ArtifactRelation, AuditEvent
 from runs import services as run_services
 from runs.models import AgentStep, Run, RunArtifactLink
 from stories.models import Scene, Story, StoryArtifactLink
-from tests.conftest import PNG_BYTES, SCENE_INTENT
+from tests.conftest import PNG_BYTES, SCENE_INTENT, make_image
 
 from .conftest import assert_error
 
@@ -339,3 +343,147 @@ def test_hostile_json_on_every_write_endpoint_is_never_a_500(
     if response.status_code >= 400:
         assert world(media_root) == before
         assert response.json()["code"]
+
+
+# -- headers the service cannot use (SPEC §12) ---------------------------------------------
+#
+# Django reads Content-Type's charset while it builds the request, before any middleware:
+# the test client itself would raise there, so these requests go through the WSGI
+# application gunicorn serves (artifacts_project.wsgi), as a server hands them over.
+
+
+@pytest.fixture
+def wsgi(monkeypatch):
+    """Call the service's WSGI application as a server does; answers (status, headers, body)."""
+    monkeypatch.setenv("DJANGO_SECRET_KEY", "x" * 50)  # the module refuses to load without one
+    application = importlib.import_module("artifacts_project.wsgi").application
+
+    def call(method, path, *, query="", content_type=None, body=b"", headers=None):
+        environ = {
+            "REQUEST_METHOD": method,
+            "PATH_INFO": path,
+            "QUERY_STRING": query,
+            "HTTP_HOST": "testserver",
+            "wsgi.input": io.BytesIO(body),
+            **({"CONTENT_LENGTH": str(len(body))} if body else {}),
+            **({"CONTENT_TYPE": content_type} if content_type is not None else {}),
+            **(headers or {}),
+        }
+        setup_testing_defaults(environ)
+        started = {}
+
+        def start_response(status, response_headers, exc_info=None):
+            started["status"], started["headers"] = int(status.split()[0]), dict(response_headers)
+
+        result = application(environ, start_response)
+        try:
+            content = b"".join(result)
+        finally:
+            getattr(result, "close", lambda: None)()
+        return started["status"], started["headers"], content
+
+    return call
+
+
+UNUSABLE_CONTENT_TYPES = [
+    "application/json; charset=base64",
+    "application/json; charset=hex",
+    "text/plain; charset=zlib",
+    "text/plain; charset=undefined",  # a text codec that decodes nothing
+    "text/plain; charset=idna",  # one that fails on ordinary bytes
+    "text/plain; charset*=nonesuch''utf-8",  # an RFC 2231 value in an unknown encoding
+]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("content_type", UNUSABLE_CONTENT_TYPES)
+def test_an_unusable_content_type_without_a_body_is_ignored_on_every_path(wsgi, make_user, scene, content_type):
+    """The issue's repro: GET with ``charset=base64`` was an HTML 500 before authentication."""
+    token = Token.objects.create(user=make_user("reader"))
+    auth = {"HTTP_AUTHORIZATION": f"Token {token.key}"}
+    status, headers, body = wsgi(
+        "GET", f"/v1/scenes/{scene.pk}/artifacts", query="type=scene_intent", content_type=content_type, headers=auth
+    )
+    assert (status, headers["Content-Type"], json.loads(body)["results"]) == (200, "application/json", [])
+    status, _, body = wsgi(
+        "GET", f"/v1/scenes/{scene.pk}/artifacts", query="type=scene_intent", content_type=content_type
+    )
+    assert (status, json.loads(body)["code"]) == (401, "not_authenticated")
+    assert wsgi("GET", "/healthz", query="x=%41", content_type=content_type)[0] == 200
+    assert wsgi("GET", "/admin/", query="x=%41", content_type=content_type)[0] == 302  # to the login page
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("content_type", UNUSABLE_CONTENT_TYPES)
+def test_an_unusable_content_type_with_a_body_is_415_and_writes_nothing(wsgi, make_user, scene, content_type):
+    token = Token.objects.create(user=make_user("writer", "artifacts.add_artifact"))
+    body = json.dumps({"type": "scene_intent", "payload": SCENE_INTENT}).encode()
+    status, headers, content = wsgi(
+        "POST",
+        f"/v1/scenes/{scene.pk}/artifacts",
+        content_type=content_type,
+        body=body,
+        headers={"HTTP_AUTHORIZATION": f"Token {token.key}", "HTTP_X_REQUEST_ID": "charset-probe"},
+    )
+    assert (status, headers["Content-Type"], headers["X-Request-ID"]) == (415, "application/json", "charset-probe")
+    error = json.loads(content)
+    assert error["code"] == "unsupported_media_type" and error["request_id"] == "charset-probe"
+    assert "cannot be read" in error["message"]
+    assert not Artifact.objects.exists()
+    status, headers, _ = wsgi("POST", "/admin/login/", content_type=content_type, body=b"username=a")
+    assert (status, headers["Content-Type"]) == (415, "text/plain; charset=utf-8")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "application/json; charset=nonesuch"])
+def test_a_usable_or_unknown_charset_is_read_as_before(wsgi, make_user, scene, content_type):
+    """An unknown charset Django already ignores (it reads UTF-8): nothing changes there."""
+    token = Token.objects.create(user=make_user("writer", "artifacts.add_artifact"))
+    body = json.dumps({"type": "scene_intent", "payload": SCENE_INTENT}).encode()
+    status, _, _ = wsgi(
+        "POST",
+        f"/v1/scenes/{scene.pk}/artifacts",
+        content_type=content_type,
+        body=body,
+        headers={"HTTP_AUTHORIZATION": f"Token {token.key}"},
+    )
+    assert status == 201 and Artifact.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    "header, status, content_range",
+    [
+        ("bytes=" + "9" * 5000 + "-", 416, "bytes */{size}"),  # the issue's repro: over 4,300 digits
+        ("bytes=0-" + "9" * 5000, 206, "bytes 0-{last}/{size}"),  # an end past the content: up to its end
+        ("bytes=-" + "9" * 5000, 206, "bytes 0-{last}/{size}"),  # a suffix longer than the content: all of it
+        ("bytes=" + "0" * 5000 + "1-2", 206, "bytes 1-2/{size}"),  # leading zeros are still 1
+    ],
+    ids=["start", "end", "suffix", "leading zeros"],
+)
+def test_a_range_of_thousands_of_digits_is_never_a_500(writer, story, header, status, content_range):
+    image = make_image(story)
+    size = image.content_size
+    response = writer.get(f"/v1/artifacts/{image.pk}/content", HTTP_RANGE=header)
+    assert response.status_code == status, response.content[:300]
+    assert response["Content-Range"] == content_range.format(size=size, last=size - 1)
+
+
+def test_a_416_answers_the_json_error_with_the_content_length(writer, story):
+    image = make_image(story)
+    response = writer.get(f"/v1/artifacts/{image.pk}/content", HTTP_RANGE=f"bytes={image.content_size}-")
+    body = assert_error(response, 416, "range_not_satisfiable")
+    assert str(image.content_size) in body["message"]
+    assert response["Content-Range"] == f"bytes */{image.content_size}"
+    assert "immutable" not in response.get("Cache-Control", "")  # an error is not cached for a year
+
+
+@pytest.mark.parametrize("date", ["Sat, 29 Oct 1994 19:43:31 GMT", "Fri, 31 Dec 9999 23:59:59 GMT", "not a date"])
+def test_if_unmodified_since_is_ignored_for_content_without_a_date(writer, story, date):
+    """RFC 9110 §13.1.4: content has no modification date, so the header is ignored
+    (it answered 412 whatever the date). If-Match, which content does have, still counts."""
+    image = make_image(story)
+    url = f"/v1/artifacts/{image.pk}/content"
+    response = writer.get(url, HTTP_IF_UNMODIFIED_SINCE=date)
+    assert response.status_code == 200 and b"".join(response.streaming_content) == PNG_BYTES
+    assert writer.get(url, HTTP_IF_UNMODIFIED_SINCE=date, HTTP_IF_MATCH='"other"').status_code == 412
+    assert writer.get(url, HTTP_IF_UNMODIFIED_SINCE=date, HTTP_IF_MATCH=response["ETag"]).status_code == 200

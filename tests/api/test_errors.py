@@ -178,3 +178,43 @@ def test_djangos_own_404_is_json_under_v1_only(writer, rf):
     assert writer.get("/nowhere").status_code == 404
     assert writer.get("/nowhere")["Content-Type"].startswith("text/html")
     assert_error(writer.get("/v1"), 404, "not_found")
+
+
+# Every method on the pages that render something other than JSON (the schema's YAML, the
+# docs' HTML), and on paths under /healthz that no route matches.
+NOT_JSON_VIEWS = ["/v1/docs", "/v1/docs/", "/v1/schema", "/v1/schema/", "/v1/docs?format=json", "/v1/schema?format=x"]
+HEALTHZ_PATHS = ["/healthz/", "/healthz/x"]
+
+
+@pytest.mark.parametrize("client_name", ["anon", "writer"])
+@pytest.mark.parametrize("method", ["get", "head", "options", "post", "put", "patch", "delete"])
+def test_every_error_under_v1_and_healthz_is_json(request, client_name, method):
+    client = request.getfixturevalue(client_name)
+    for path in [*NOT_JSON_VIEWS, *HEALTHZ_PATHS]:
+        response = getattr(client, method)(path)
+        assert response.status_code < 500, (path, response.status_code)
+        if response.status_code >= 400:
+            assert response["Content-Type"] == "application/json", (path, response.status_code)
+            if method != "head":
+                assert_error(response, response.status_code, response.json()["code"])
+
+
+def test_options_on_the_docs_describes_the_page_in_json(anon):
+    """The issue's repro: ``OPTIONS /v1/docs`` was a 500 (its HTML renderer has no template for it)."""
+    for path in ("/v1/docs", "/v1/schema"):
+        response = anon.options(path)
+        assert response.status_code == 200 and response["Content-Type"] == "application/json"
+        assert "GET" in response["Allow"]
+    assert_error(anon.post("/v1/docs"), 405, "method_not_allowed")
+    assert_error(anon.get("/v1/docs", HTTP_ACCEPT="application/json"), 406, "not_acceptable")
+    # The pages themselves are as they were.
+    assert anon.get("/v1/docs")["Content-Type"].startswith("text/html")
+    assert anon.get("/v1/schema")["Content-Type"].startswith("application/vnd.oai.openapi")
+
+
+@pytest.mark.urls("tests.api.crash_urls")
+def test_djangos_own_404_and_500_are_json_under_healthz(writer):
+    writer.raise_request_exception = False
+    assert_error(writer.get("/healthz/crash"), 500, "server_error")
+    assert_error(writer.get("/healthz/nothing-here"), 404, "not_found")
+    assert writer.get("/healthzz")["Content-Type"].startswith("text/html")  # not under /healthz

@@ -1,17 +1,22 @@
 """Storing content (SPEC §12): bytes sniffed before anything is written, stored only after
 every other check, removed again when the create rolls back, shared files kept."""
 
+import contextlib
+import json
+import signal
 import threading
 import uuid
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection, transaction
 
-from artifacts.content import prepare_content, remove_if_unreferenced, storage_name, store_content
+from artifacts.content import is_svg, prepare_content, remove_if_unreferenced, storage_name, store_content
 from artifacts.models import Artifact
 from artifacts.services import ArtifactService
 from artifacts_project.errors import InvalidContent, InvalidParent, PlanningLocked
 from stories import services as story_services
+from tests.api.conftest import assert_error, client_for
 from tests.conftest import MP3_BYTES, PNG_BYTES, SVG_BYTES, WAV_BYTES, WEBM_BYTES
 
 
@@ -58,6 +63,99 @@ def test_bytes_that_are_not_what_they_claim_are_refused(kind, data, declared):
     with pytest.raises(InvalidContent) as refused:
         prepare_content(data, mime_type=declared, kind=kind)
     assert refused.value.field == "content"
+
+
+# -- the SVG sniff is linear (SPEC §12) --------------------------------------------------
+
+COMMENT = "<!---->"
+A_MEGABYTE_OF_COMMENTS = (1 << 20) // len(COMMENT)
+
+
+class Stuck(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def finishes_within(seconds: float):
+    """A liveness guard, not a timing: it only fails a check that has not finished after
+    ``seconds``, far more than any linear scan of these inputs needs (a megabyte takes
+    milliseconds) and far less than a backtracking one (2**40 steps for 40 comments). An
+    alarm rather than a thread: the regular expression engine holds the GIL but checks for
+    signals, so the alarm's exception ends even a runaway match."""
+
+    def alarm(signum, frame):
+        raise Stuck(f"still running after {seconds} s: backtracking?")
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize(
+    "text, svg",
+    [
+        ("<svg xmlns='http://www.w3.org/2000/svg'/>", True),
+        ("\ufeff \n<SVG>", True),
+        (
+            '<?xml version="1.0"?>\n<!-- made by hand -->\n<!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN">\n<svg\n>',
+            True,
+        ),
+        ("<!-- a > b --><!doctype svg><!----><svg\t>", True),
+        ("<!-- --> --><svg>", False),  # a comment ends at its first -->, as XML says
+        ("<svg/>", False),
+        ("<svgx>", False),
+        ("<?xml version='1.0'><svg>", False),
+        ("<!-- never closed <svg>", False),
+        ("<!DOCTYPE svg <svg>", False),
+        ("<html><svg></svg></html>", False),
+        ("", False),
+    ],
+)
+def test_an_svg_is_its_root_element_after_declaration_comments_and_doctypes(text, svg):
+    assert is_svg(text) is svg
+
+
+@pytest.mark.parametrize("comments", [40, 2000, A_MEGABYTE_OF_COMMENTS], ids=["40", "2000", "1MB"])
+@pytest.mark.parametrize("root, svg", [("<svg>", True), ("<x>", False), ("", False)])
+def test_the_svg_sniff_is_linear_in_the_number_of_comments(comments, root, svg):
+    """The whole text, past the 8 KiB an upload's sniff reads: the scan itself is linear."""
+    text = COMMENT * comments + root
+    with finishes_within(10):
+        assert is_svg(text) is svg
+
+
+@pytest.mark.parametrize("comments", [40, 2000, A_MEGABYTE_OF_COMMENTS], ids=["40", "2000", "1MB"])
+@pytest.mark.parametrize("declared", ["image/svg+xml", None])
+def test_an_upload_of_comments_is_refused_at_once(comments, declared):
+    """The issue's repro: 40 comments (281 bytes) pinned a worker for a minute."""
+    with finishes_within(10), pytest.raises(InvalidContent):
+        prepare_content((COMMENT * comments + "x").encode(), mime_type=declared, kind="image")
+
+
+def test_an_svg_after_40_comments_is_still_an_svg():
+    data = (COMMENT * 40 + "<svg xmlns='http://www.w3.org/2000/svg'></svg>").encode()
+    assert prepare_content(data, mime_type=None, kind="image").mime_type == "image/svg+xml"
+
+
+@pytest.mark.parametrize("comments", [40, A_MEGABYTE_OF_COMMENTS], ids=["40", "1MB"])
+def test_an_upload_of_comments_over_http_is_a_json_400(make_user, story, media_root, comments):
+    client = client_for(make_user("uploader", "artifacts.add_artifact"))
+    with finishes_within(10):
+        response = client.post(
+            f"/v1/stories/{story.pk}/artifacts",
+            {
+                "type": "cover_image",
+                "payload": json.dumps({"alt": "x"}),
+                "content": SimpleUploadedFile("c.svg", (COMMENT * comments + "x").encode(), "application/octet-stream"),
+            },
+            format="multipart",
+        )
+    assert_error(response, 400, "invalid_content", "content")
+    assert files(media_root) == [] and not Artifact.objects.exists()
 
 
 def test_a_refused_create_stores_no_file(service, story, scene, media_root):

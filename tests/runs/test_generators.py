@@ -733,3 +733,65 @@ def test_the_generators_import_no_database_settings_storage_or_clock():
             else:
                 continue
             assert all(name in allowed for name in names), (module.__name__, names)
+
+
+# -- numbers no float holds -------------------------------------------------------------
+
+HUGE = 10**400  # a JSON number the payload schemas take (the store keeps it), beyond any float
+
+
+@pytest.mark.django_db
+def test_a_stored_weight_no_float_holds_fails_normalization_naming_the_field():
+    scene = make_scene()
+    plan = _plan_artifact(scene, [1, HUGE])  # schema-valid: stored as it is
+    with pytest.raises(ValueError, match=r"^panel_plan\.panels\[1\]\.weight is too large"):
+        run("panel_plan_normalized", scene, {"panel_plan": plan})
+
+
+@pytest.mark.django_db
+def test_the_layout_and_the_qc_name_a_normalized_weight_no_float_holds():
+    scene = make_scene()
+    plan = _plan(scene, [0.5, HUGE])
+    with pytest.raises(ValueError, match=r"^panel_plan_normalized\.panels\[1\]\.weight is too large"):
+        run("layout_template", scene, {"panel_plan_normalized": plan})
+    inputs = {
+        "panel_plan_normalized": plan,
+        "layout_template": _layout(scene, [(0, 0, 1, 0.5), (0, 0.5, 1, 0.5)]),
+        "render_result": _render(scene, {"width": 100, "height": 100, "panels": 2}),
+    }
+    with pytest.raises(ValueError, match=r"^panel_plan_normalized\.panels\[1\]\.weight is too large"):
+        run("qc_report", scene, inputs)
+
+
+@pytest.mark.django_db
+def test_the_render_and_the_qc_name_a_rect_coordinate_no_float_holds():
+    scene = make_scene()
+    made, _ = chain(scene, stop_after="render_result")
+    rects = [
+        {"panel_index": 0, "x": 0, "y": 0, "w": 1, "h": 0.5},
+        {"panel_index": 1, "x": HUGE, "y": 0.5, "w": 1, "h": 0.5},
+    ]
+    layout = unsaved("layout_template", {"template_id": "hand", "panels": rects})
+    render_inputs = {
+        "render_spec": made["render_spec"],
+        "layout_template": layout,
+        "panel_semantics": made["panel_semantics"],
+    }
+    with pytest.raises(ValueError, match=r"^layout_template\.panels\[1\]\.x is too large"):
+        run("render_result", scene, render_inputs)
+    qc_inputs = {
+        "panel_plan_normalized": _plan(scene, [0.5, 0.5]),
+        "layout_template": layout,
+        "render_result": _render(scene, {"width": 100, "height": 100, "panels": 2}),
+    }
+    with pytest.raises(ValueError, match=r"^layout_template\.panels\[1\]\.x is too large"):
+        run("qc_report", scene, qc_inputs)
+
+
+@pytest.mark.parametrize("type_name, key", [("layout_template", "gutter"), ("render_result", "width")])
+@pytest.mark.django_db
+def test_a_param_no_float_holds_is_an_error_that_names_it(type_name, key):
+    scene = make_scene()
+    made, _ = chain(scene, stop_after="render_spec")
+    with pytest.raises(ValueError, match=f"param {key} must be"):
+        run(type_name, scene, {t: made.get(t) for t in CONSUMES[type_name]}, {key: HUGE})

@@ -419,3 +419,22 @@ def test_two_processes_running_one_scene_make_each_version_once(scene):
         versions = sorted(v for t, v, _ in rows if t == type_name)
         assert versions == list(range(1, len(versions) + 1))  # no gap
     assert Run.objects.filter(scene=scene, status="succeeded").count() == 2
+
+
+def test_a_weight_no_float_holds_fails_the_run_naming_the_field_not_with_a_bare_overflow(scene):
+    """The issue's repro: a schema-valid panel_plan weight of 10**400 made every later run of
+    its scene fail with "OverflowError: int too large to convert to float"."""
+    code, _, err = run_pipeline("--scene", scene.pk)
+    assert code == 0, err
+    plan = latest(scene, "panel_plan")
+    panels = [{**panel, "weight": 10**400} if i == 0 else panel for i, panel in enumerate(plan.payload["panels"])]
+    ArtifactService().edit_artifact(plan.pk, {**plan.payload, "panels": panels})  # the store takes it
+
+    code, _, err = run_pipeline("--scene", scene.pk)
+    assert code == 1
+    assert "panel_plan.panels[0].weight is too large" in err and "OverflowError" not in err
+    run = Run.objects.filter(scene=scene).order_by("-created_at").first()
+    assert run.status == "failed" and "panel_plan.panels[0].weight is too large" in run.error
+    step = AgentStep.objects.get(run=run, node="panel_plan_normalized")
+    assert step.status == "failed" and step.error.startswith("InputError: panel_plan.panels[0].weight is too large")
+    assert latest(scene, "panel_plan_normalized").version == 1  # nothing made from it

@@ -20,7 +20,7 @@ import datetime
 
 from artifacts import retention
 from artifacts_project import locks
-from artifacts_project.commands import BatchCommand, human_bytes, non_negative_number
+from artifacts_project.commands import BatchCommand, human_bytes, time_back
 
 LISTED = 20  # targets listed at verbosity 1; -v 2 lists them all
 
@@ -32,7 +32,7 @@ class Command(BatchCommand):
     def add_command_arguments(self, parser):
         parser.add_argument(
             "--older-than",
-            type=non_negative_number,
+            type=time_back("days"),
             required=True,
             metavar="DAYS",
             help="prune only artifacts created more than DAYS days ago",
@@ -40,7 +40,7 @@ class Command(BatchCommand):
         parser.add_argument("--yes", action="store_true", help="prune for real (without it, a dry run)")
         parser.add_argument(
             "--grace-hours",
-            type=non_negative_number,
+            type=time_back("hours"),
             default=retention.DEFAULT_GRACE.total_seconds() / 3600,
             metavar="H",
             help="leave unreferenced files younger than this alone: a create may be about to use them (default 1)",

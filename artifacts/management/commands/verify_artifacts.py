@@ -18,7 +18,7 @@ from collections import Counter
 
 from artifacts import retention
 from artifacts.verification import CHECKS, Options
-from artifacts_project.commands import BatchCommand, non_negative_number
+from artifacts_project.commands import BatchCommand, time_back
 
 
 class Command(BatchCommand):
@@ -36,7 +36,7 @@ class Command(BatchCommand):
         parser.add_argument("--fix", action="store_true", help="repair derived data: the stories' references")
         parser.add_argument(
             "--grace-hours",
-            type=non_negative_number,
+            type=time_back("hours"),
             default=retention.DEFAULT_GRACE.total_seconds() / 3600,
             metavar="H",
             help="report unreferenced files only once older than this (default 1)",
