@@ -123,12 +123,12 @@ def test_queries_do_not_grow_with_the_number_of_links(scene, step):
             )
         return len(queries)
 
-    # The step, the artifacts (their locks in one IN, then whether any is pruned), the
-    # INSERT; and this test's transaction's savepoint.
-    assert link(made[:1], "one") == link(made[1:], "eleven") == 6
+    # The step, the artifacts (held against a prune and read whether any is pruned, one IN),
+    # the INSERT; and this test's transaction's savepoint.
+    assert link(made[:1], "one") == link(made[1:], "eleven") == 5
     assert RunArtifactLink.objects.count() == 12
     # All there already: one more read of the existing links, whatever their number.
-    assert link(made[:1], "one") == link(made[1:], "eleven") == 7
+    assert link(made[:1], "one") == link(made[1:], "eleven") == 6
     assert RunArtifactLink.objects.count() == 12
 
 
@@ -137,9 +137,9 @@ def test_a_step_finishes_with_its_links_in_one_action(scene, step):
     links = [(a.pk, "consumed"), (b.pk, "consumed"), (out.pk, "produced")]
     with CaptureQueriesContext(connection) as queries:
         done = run_services.step_finish(step_id=step.pk, status="succeeded", output_summary={"v": 1}, links=links)
-    # Savepoint, the artifacts' locks (one IN), whether any is pruned, the step's lock, the
+    # Savepoint, the artifacts held and whether any is pruned (one IN), the step's lock, the
     # INSERT, the UPDATE, release.
-    assert len(queries) == 7
+    assert len(queries) == 6
     assert (done.status, done.output_summary) == ("succeeded", {"v": 1})
     assert stored_links() == sorted(
         [(a.pk, "panel_plan", "consumed", step.pk), (b.pk, "panel_plan", "consumed", step.pk)]
