@@ -57,11 +57,7 @@ class Run(models.Model):
             # The admin list's status filter in the list's order.
             models.Index(fields=["status", "-created_at"], name="run_status_created_idx"),
             # A scene's unfinished runs: what a new run of the scene checks for lost ones.
-            models.Index(
-                fields=["scene"],
-                condition=models.Q(status__in=["pending", "running"]),
-                name="run_unfinished_scene_idx",
-            ),
+            models.Index(fields=["scene", "status"], name="run_scene_status_idx"),
         ]
 
     def __str__(self):

@@ -15,7 +15,7 @@ DONE_STEPS = (StepStatus.SUCCEEDED, StepStatus.SKIPPED)
 
 
 def unfinished_runs(*, scene_id=None) -> QuerySet:
-    """Runs still pending or running: of one scene (run_unfinished_scene_idx), or all of them
+    """Runs still pending or running: of one scene (run_scene_status_idx), or all of them
     (run_status_created_idx)."""
     runs = Run.objects.filter(status__in=UNFINISHED)
     return runs.filter(scene_id=scene_id) if scene_id is not None else runs

@@ -8,6 +8,7 @@ from django.db import connection
 
 from artifacts import selectors
 from artifacts.models import Artifact, ArtifactRelation
+from runs import selectors as run_selectors
 from runs.models import AgentStep, Run, RunArtifactLink
 from stories.models import Scene, Story, StoryArtifactLink
 from tests.conftest import PNG_BYTES
@@ -134,6 +135,11 @@ READS = [
         "the run list by status",
         lambda a: Run.objects.filter(status="running").order_by("-created_at")[:100],
         "run_status_created_idx",
+    ),
+    (
+        "a scene's unfinished runs (a new run looks for lost ones)",
+        lambda a: run_selectors.unfinished_runs(scene_id=a.scene_id),
+        "run_scene_status_idx",
     ),
     ("the step list", lambda a: AgentStep.objects.order_by("-started_at", "-id")[:100], "step_started_idx"),
     (
