@@ -244,8 +244,7 @@ FIELDS_PARAMETER = OpenApiParameter(
 
 
 class ArtifactInListSerializer(ArtifactSerializer):
-    """An artifact in a list: every field, or those ``?fields=`` named (so only
-    ``artifact_id`` is sure to be there)."""
+    """An artifact in a list: every field, or only those `fields` names (`artifact_id` is always there)."""
 
     class Meta(ArtifactSerializer.Meta):
         always_present = ("artifact_id",)
@@ -422,7 +421,7 @@ class BatchSerializer(serializers.Serializer):
 
 
 class BatchBodySerializer(serializers.Serializer):
-    """The batch body, for the schema: each item one type's JSON create."""
+    """Up to 1,000 artifacts of the scene, each as its type's JSON create."""
 
     artifacts = serializers.ListField(
         child=_batch_item_body(),
@@ -478,9 +477,10 @@ class LineageEdgeSerializer(serializers.Serializer):
     relation_type = serializers.CharField(help_text="'parent' (from is the next version of to) or a relation type.")
 
 
+# The shape of a lineage answer, for the schema. The view builds it directly: at ten
+# thousand nodes a serializer per node would cost many times the walk itself.
 class LineageSerializer(serializers.Serializer):
-    """The shape of a lineage answer, for the schema. The view builds it directly: at ten
-    thousand nodes a serializer per node would cost many times the walk itself."""
+    """A lineage walk: the nodes reached (the artifact asked about first) and the edges between them."""
 
     artifact_id = serializers.UUIDField()
     direction = serializers.CharField()

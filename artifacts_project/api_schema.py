@@ -62,6 +62,8 @@ def serializer_codes(serializer) -> set[str]:
         found |= {"not_a_list", "empty", "max_length", "min_length"}
         serializer = serializer.child
     for field in getattr(serializer, "fields", {}).values():
+        if field.read_only:
+            continue
         found |= set(field.error_messages)
         child = getattr(field, "child", None)
         if isinstance(field, serializers.BaseSerializer):
@@ -77,12 +79,32 @@ class ApiSchema(AutoSchema):
         # nothing to a client.
         action = getattr(self.view, getattr(self.view, "action", None) or self.method.lower(), None)
         own = getattr(action, "__doc__", None) if action is not None else None
-        own = own or type(self.view).__dict__.get("__doc__")
-        text = _dedent(own or "")
-        return "\n\n".join(part for part in (text, self._permission_text()) if part)
+        return _dedent(own or type(self.view).__dict__.get("__doc__") or "")
+
+    def _map_serializer_field(self, field, direction, bypass_extensions=False):
+        schema = super()._map_serializer_field(field, direction, bypass_extensions)
+        if isinstance(field, serializers.ListField) and not field.allow_empty and schema.get("type") == "array":
+            schema.setdefault("minItems", 1)
+        return schema
+
+    def _get_request_for_media_type(self, serializer, direction="request"):
+        # A PATCH whose serializer says so takes a whole body (``status`` required), not DRF's partial one.
+        if self.method == "PATCH" and getattr(getattr(serializer, "Meta", None), "whole_in_patch", False):
+            self.method = "POST"
+            try:
+                return super()._get_request_for_media_type(serializer, direction)
+            finally:
+                self.method = "PATCH"
+        return super()._get_request_for_media_type(serializer, direction)
 
     def _map_basic_serializer(self, serializer, direction):
         schema = super()._map_basic_serializer(serializer, direction)
+        # The serializer's own docstring, if any, never a base class's.
+        own = _dedent(type(serializer).__dict__.get("__doc__") or "")
+        if own:
+            schema["description"] = own
+        else:
+            schema.pop("description", None)
         # A serializer whose answers may leave fields out (``?fields=``) names those always there.
         always = getattr(getattr(serializer, "Meta", None), "always_present", None)
         if always is not None and direction == "response":
@@ -93,6 +115,9 @@ class ApiSchema(AutoSchema):
         operation = super().get_operation(*args, **kwargs)
         if operation is not None:
             operation.pop(_CODE_KEY, None)  # read into the error responses, not for clients
+            permission = self._permission_text()
+            if permission:
+                operation["description"] = "\n\n".join(filter(None, [operation.get("description"), permission]))
         return operation
 
     def _permission_text(self) -> str:
@@ -142,9 +167,10 @@ class ApiSchema(AutoSchema):
                     continue
                 codes[413].add("payload_too_large")
                 codes[415].add("unsupported_media_type")
-                codes[400] |= (
-                    {"parse_error", "json_too_deep"} if "json" in media_type else {"parse_error", "bad_request"}
-                )
+                # A multipart form's JSON parts are read as JSON bodies are.
+                codes[400] |= {"parse_error", "json_too_deep"}
+                if "multipart" in media_type:
+                    codes[400].add("bad_request")
                 codes[400] |= serializer_codes(serializer)
                 if _takes_ids(serializer):
                     codes[400].add("not_found")

@@ -3,10 +3,11 @@
 import json
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
 from artifacts.models import Artifact
-from tests.conftest import SCENE_INTENT
+from tests.conftest import PNG_BYTES, SCENE_INTENT
 
 from .conftest import assert_error
 
@@ -94,7 +95,10 @@ def test_an_unknown_id_in_the_path_is_404(writer, path):
 def test_unknown_ids_in_writes_are_404_and_write_nothing(writer):
     body = {"type": "scene_intent", "payload": SCENE_INTENT}
     assert_error(writer.post(f"/v1/scenes/{MISSING}/artifacts", body, format="json"), 404, "not_found", "scene_id")
-    assert_error(writer.post(f"/v1/stories/{MISSING}/artifacts", body, format="json"), 404, "not_found", "story_id")
+    upload = {"type": "cover_image", "payload": '{"alt": "a"}', "content": SimpleUploadedFile("c.png", PNG_BYTES)}
+    assert_error(
+        writer.post(f"/v1/stories/{MISSING}/artifacts", upload, format="multipart"), 404, "not_found", "story_id"
+    )
     assert_error(writer.post(f"/v1/artifacts/{MISSING}/transition", {"to": "candidate"}), 404, "not_found")
     assert not Artifact.objects.exists()
 
