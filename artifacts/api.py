@@ -37,6 +37,7 @@ from artifacts_project.api import (
     StrictFilterSet,
     StrictModelSerializer,
     StrictUUIDField,
+    TimeRangeFilter,
     created,
     validated,
 )
@@ -262,12 +263,15 @@ class PayloadField(serializers.JSONField):
 
 def _oas30(schema):
     """A payload's JSON Schema (2020-12) in OpenAPI 3.0's dialect: a numeric
-    ``exclusiveMinimum``/``exclusiveMaximum`` is a boolean beside ``minimum``/``maximum`` there."""
+    ``exclusiveMinimum``/``exclusiveMaximum`` is a boolean beside ``minimum``/``maximum`` there,
+    and an array says its items."""
     if isinstance(schema, list):
         return [_oas30(item) for item in schema]
     if not isinstance(schema, dict):
         return schema
     out = {key: _oas30(value) for key, value in schema.items()}
+    if out.get("type") == "array":
+        out.setdefault("items", {})  # any JSON value; a client generator wants items said
     for bound, limit in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
         if isinstance(out.get(bound), int | float) and not isinstance(out.get(bound), bool):
             out[limit] = out.pop(bound)
@@ -567,7 +571,7 @@ class ArtifactFilter(StrictFilterSet):
     lifecycle_state = filters.ChoiceFilter(choices=LifecycleState.choices)
     kind = filters.ChoiceFilter(choices=[(k, k) for k in KINDS])
     request_id = filters.CharFilter()
-    created_at = filters.IsoDateTimeFromToRangeFilter()
+    created_at = TimeRangeFilter()
 
     class Meta:
         model = Artifact

@@ -8,6 +8,7 @@ wherever it is noticed: in a DRF view (``exception_handler``), in any other view
 (``artifacts_project.outages``) or in a middleware (``handler500``).
 """
 
+import datetime
 import logging
 import sys
 
@@ -250,8 +251,8 @@ class LimitedBodyMixin:
         return names
 
     def check_query_names(self, request) -> None:
-        if not request.query_params:
-            return
+        if not request.query_params or not hasattr(self, request.method.lower()):
+            return  # a method the route does not offer is 405 whatever its query says
         names = self.query_names()
         for name, values in request.query_params.lists():
             if name not in names:
@@ -288,12 +289,37 @@ class StrictFilterSet(filters.FilterSet):
     a filter silently left out (django-filter drops an empty or unreadable value)."""
 
     def is_valid(self):
+        for name, filter_ in self.filters.items():
+            # django-filter reads anything but true/false as "no filter" for a boolean.
+            if isinstance(filter_, filters.BooleanFilter) and self.data.get(name, "true") not in ("true", "false"):
+                raise errors.InvalidParameter(f"{name} must be true or false", field=name)
         if not self.form.is_valid():
             name, problems = next(iter(self.form.errors.items()))
             present = [key for key in self.data if key == name or key.startswith(f"{name}_")]
             field = present[0] if present else name
             raise errors.InvalidParameter(f"{field}: {' '.join(problems)}", field=field)
         return True
+
+
+class TimeRangeFilter(filters.IsoDateTimeFromToRangeFilter):
+    """``<name>_after`` / ``<name>_before``: ISO 8601 times, compared in UTC. PostgreSQL takes
+    offsets up to 15:59 only; ISO 8601 allows 23:59, and such a time is still a valid one."""
+
+    def filter(self, qs, value):
+        if value:
+            value = slice(self._utc(value.start, "after"), self._utc(value.stop, "before"))
+        return super().filter(qs, value)
+
+    def _utc(self, moment, suffix):
+        if moment is None:
+            return None
+        try:
+            return moment.astimezone(datetime.UTC)
+        except OverflowError:
+            raise errors.InvalidParameter(
+                f"{self.field_name}_{suffix}: the time lies beyond the years 1 to 9999 in UTC",
+                field=f"{self.field_name}_{suffix}",
+            ) from None
 
 
 # -- body fields that take JSON's own types only ---------------------------------------------

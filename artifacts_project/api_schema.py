@@ -97,6 +97,17 @@ class ApiSchema(AutoSchema):
                 self.method = "PATCH"
         return super()._get_request_for_media_type(serializer, direction)
 
+    def _get_request_body(self, direction="request"):
+        body = super()._get_request_body(direction)
+        # A body whose serializer requires a field is required itself (drf-spectacular leaves a
+        # polymorphic body optional, so a client would be told it may send none).
+        if body and not body.get("required"):
+            request = self.get_request_serializer()
+            parts = request.values() if isinstance(request, dict) else [request]
+            if self.method == "POST" and any(_requires_fields(getattr(part, "request", part)) for part in parts):
+                body["required"] = True
+        return body
+
     def _map_basic_serializer(self, serializer, direction):
         schema = super()._map_basic_serializer(serializer, direction)
         # The serializer's own docstring, if any, never a base class's.
@@ -231,6 +242,15 @@ def _error_schema(codes: list[str]) -> dict:
     }
 
 
+def _requires_fields(serializer) -> bool:
+    if isinstance(serializer, PolymorphicProxySerializer):
+        return True
+    if isinstance(serializer, type):
+        serializer = serializer()
+    fields = getattr(serializer, "fields", {})
+    return any(field.required and not field.read_only for field in fields.values())
+
+
 def _takes_ids(serializer) -> bool:
     if isinstance(serializer, PolymorphicProxySerializer):
         parts = serializer.serializers.values() if isinstance(serializer.serializers, dict) else serializer.serializers
@@ -270,6 +290,7 @@ def preprocessing_hook(endpoints):
 def postprocessing_hook(result, generator, request, public):
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
     _single_value_enums(schemas)
+    _no_empty_query_strings(result)
     _name_error_bodies(result, schemas)
     _add_links(result, schemas)
     return result
@@ -282,6 +303,17 @@ def _single_value_enums(schemas: dict) -> None:
         for prop in schema.get("properties", {}).values():
             if "x-enum" in prop:
                 prop["enum"] = prop.pop("x-enum")
+
+
+def _no_empty_query_strings(result: dict) -> None:
+    """A query parameter given empty is refused (400 ``invalid_parameter``), never read as
+    "no filter": say so (``minLength: 1``)."""
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                schema = parameter.get("schema", {})
+                if parameter.get("in") == "query" and schema.get("type") == "string":
+                    schema.setdefault("minLength", 1)
 
 
 def _pascal(text: str) -> str:
@@ -348,6 +380,8 @@ def _add_links(result: dict, schemas: dict) -> None:
                 if not status.startswith("2") or not media:
                     continue
                 prefix, ids = _ids_in(media["schema"], schemas)
+                if prefix:
+                    continue  # a list may be empty: only a single object's ids are sure to be there
                 links = {}
                 for target, params in targets:
                     if not params or target == operation["operationId"] or not set(params) <= ids | own:

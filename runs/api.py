@@ -16,6 +16,7 @@ from artifacts_project.api import (
     StrictIntegerField,
     StrictModelSerializer,
     StrictUUIDField,
+    TimeRangeFilter,
     created,
     validated,
 )
@@ -141,7 +142,7 @@ class RunFilter(StrictFilterSet):
     status = filters.ChoiceFilter(choices=RunStatus.choices)
     workflow = filters.CharFilter()
     request_id = filters.CharFilter()
-    created_at = filters.IsoDateTimeFromToRangeFilter()
+    created_at = TimeRangeFilter()
 
     class Meta:
         model = Run
