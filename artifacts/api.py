@@ -208,7 +208,8 @@ ARTIFACT_FIELDS = tuple(ArtifactSerializer.Meta.fields)
 
 
 def field_columns(fields) -> tuple[str, ...]:
-    columns = {"id"}
+    # The id, and the columns a cursor's position is read from (creation time, version).
+    columns = {"id", "created_at", "version"}
     for name in fields:
         columns.update(FIELD_COLUMNS.get(name, (name,)))
     return tuple(column for column in selectors.API_COLUMNS if column in columns)
@@ -219,10 +220,11 @@ class FieldsQuerySerializer(serializers.Serializer):
     500 artifacts of 5 MB payloads would be gigabytes: leaving ``payload`` out keeps a page small,
     and the payloads are not even read."""
 
-    fields = StrictCharField(required=False)
+    fields = serializers.ListField(child=StrictCharField(), required=False)
 
     def validate_fields(self, value):
-        names = [name.strip() for name in value.split(",")]
+        # fields=a&fields=b (OpenAPI's form, what generated clients send) or fields=a,b.
+        names = [name.strip() for item in value for name in item.split(",")]
         unknown = [name for name in names if name not in ARTIFACT_FIELDS]
         if unknown:
             raise serializers.ValidationError(
@@ -235,10 +237,10 @@ FIELDS_PARAMETER = OpenApiParameter(
     "fields",
     type={"type": "array", "minItems": 1, "items": {"type": "string", "enum": list(ARTIFACT_FIELDS)}},
     style="form",
-    explode=False,
+    explode=True,
     description=(
-        "Only these fields of each artifact, comma-separated (`artifact_id` is always there), "
-        "e.g. `fields=artifact_id,type,version,lifecycle_state`. Leave `payload` out to keep a page "
+        "Only these fields of each artifact (`artifact_id` is always there): `fields=type&fields=version`, "
+        "or comma-separated, `fields=type,version`. Leave `payload` out to keep a page "
         "small: a page of 500 artifacts with 5 MB payloads is gigabytes."
     ),
 )

@@ -224,6 +224,8 @@ class LimitedBodyMixin:
     paged_actions: tuple[str, ...] = ("list",)
     # Per action: a serializer of the query parameters it takes besides the page's and the filters'.
     query_serializers: dict = {}
+    # Parameters that are lists (``fields=a&fields=b``): the only ones that may be given twice.
+    repeatable_query: frozenset = frozenset({"fields"})
 
     def initial(self, request, *args, **kwargs):
         try:
@@ -260,9 +262,9 @@ class LimitedBodyMixin:
                 raise errors.InvalidParameter(
                     f"unknown query parameter {name!r}; this operation takes: {takes}", field=name
                 )
-            if len(values) > 1:
+            if len(values) > 1 and name not in self.repeatable_query:
                 raise errors.InvalidParameter(f"{name} is given {len(values)} times; give it once", field=name)
-            if values[0] == "":
+            if "" in values:
                 raise errors.InvalidParameter(f"{name} is empty: give a value or leave the parameter out", field=name)
 
     def validated_query(self) -> dict:

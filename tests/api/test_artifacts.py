@@ -132,6 +132,36 @@ def test_list_is_cursor_paginated_newest_first(writer, scene, service):
     assert_error(writer.get(scene_url(scene), {"cursor": "bogus"}), 400, "invalid_cursor", "cursor")
 
 
+def test_fields_leave_the_payloads_out_of_every_page(writer, scene, service):
+    made = [service.create_artifact(scene.pk, "scene_intent", SCENE_INTENT) for _ in range(3)]
+    for query in ("fields=version&fields=lifecycle_state", "fields=version,lifecycle_state"):
+        seen, url = [], scene_url(scene) + f"?page_size=2&{query}"
+        while url:
+            page = writer.get(url)
+            assert page.status_code == 200, page.content
+            seen += page.json()["results"]
+            url = page.json()["next"]
+        assert seen == [
+            {"artifact_id": str(a.pk), "version": a.version, "lifecycle_state": "intermediate"} for a in reversed(made)
+        ]
+    versions = writer.get(f"/v1/artifacts/{made[0].pk}/versions", {"fields": "payload", "page_size": 1})
+    assert versions.json()["results"] == [{"artifact_id": str(made[0].pk), "payload": SCENE_INTENT}]
+    latest = writer.get(scene_url(scene, "/latest"), {"fields": "type"})
+    assert latest.json() == [{"artifact_id": str(made[-1].pk), "type": "scene_intent"}]
+
+
+def test_list_times_take_any_iso_8601_offset(writer, scene, intent):
+    # PostgreSQL takes offsets up to 15:59; ISO 8601 allows 23:59: still a time, compared in UTC.
+    found = writer.get(scene_url(scene), {"created_at_before": "2216-03-23T23:21:36-23:42"})
+    assert [a["artifact_id"] for a in found.json()["results"]] == [str(intent.pk)]
+    assert_error(
+        writer.get(scene_url(scene), {"created_at_after": "9999-12-31T23:00:00-23:00"}),
+        400,
+        "invalid_parameter",
+        "created_at_after",
+    )
+
+
 def test_story_level_artifacts_are_listed_and_created_as_multipart(writer, story, scene, intent, png):
     response = writer.post(
         f"/v1/stories/{story.pk}/artifacts",
