@@ -137,8 +137,8 @@ def test_unknown_type_and_bad_payload_are_400_with_the_field(writer, scene):
     assert_error(writer.post(url, {"payload": SCENE_INTENT}, format="json"), 400, "required", "type")
     with_parent = {"type": "scene_intent", "payload": SCENE_INTENT, "parent_id": "nope"}
     assert_error(writer.post(url, with_parent, format="json"), 400, "invalid", "parent_id")
-    with_parent["parent_id"] = MISSING
-    assert_error(writer.post(url, with_parent, format="json"), 400, "invalid_parent", "parent_id")
+    with_parent["parent_id"] = MISSING  # an id in the body that names nothing (SPEC §7)
+    assert_error(writer.post(url, with_parent, format="json"), 400, "not_found", "parent_id")
     kind = {"type": "scene_intent", "payload": SCENE_INTENT, "kind": "image"}
     assert_error(writer.post(url, kind, format="json"), 400, "invalid_kind", "kind")
     assert not Artifact.objects.exists()

@@ -10,7 +10,7 @@ from django.db import connection, transaction
 from artifacts.content import prepare_content, remove_if_unreferenced, storage_name, store_content
 from artifacts.models import Artifact
 from artifacts.services import ArtifactService
-from artifacts_project.errors import InvalidContent, InvalidParent, PlanningLocked
+from artifacts_project.errors import InvalidContent, NotFound, PlanningLocked
 from stories import services as story_services
 from tests.conftest import MP3_BYTES, PNG_BYTES, SVG_BYTES, WAV_BYTES, WEBM_BYTES
 
@@ -61,7 +61,7 @@ def test_bytes_that_are_not_what_they_claim_are_refused(kind, data, declared):
 
 
 def test_a_refused_create_stores_no_file(service, story, scene, media_root):
-    with pytest.raises(InvalidParent):
+    with pytest.raises(NotFound):
         service.create_story_artifact(
             story.pk, "cover_image", {"alt": "x"}, parent_id=uuid.uuid4(), content=PNG_BYTES, mime_type="image/png"
         )
