@@ -17,8 +17,10 @@ from artifacts_project.api import domain_status
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 START, END = "<!-- error-codes: start -->", "<!-- error-codes: end -->"
-# Raised inside the pipeline and recorded in a run's step, never an HTTP answer.
-NOT_ANSWERS = {"node_refused"}
+# Never an HTTP answer: node_refused is recorded in a run's step; already_locked and
+# not_locked are the admin's (the API's lock and unlock are idempotent, SPEC §7); immutable is
+# the model layer's guard, which no API write reaches (were one to, it would answer conflict).
+NOT_ANSWERS = {"node_refused", "already_locked", "not_locked", "immutable", "gone"}  # gone: only its pruned is raised
 
 
 def test_the_readme_table_is_the_one_errors_prints():
