@@ -297,6 +297,7 @@ def _const(value: str):
 
 def _payload_field(artifact_type):
     schema = {**_oas30(artifact_type.schema), "description": artifact_type.description}
+    schema["example"] = artifact_type.example  # a valid payload (checked by the registry)
     return _with_schema(JSONObjectField, schema, help_text=f"The {artifact_type.name} payload.")
 
 
@@ -342,7 +343,10 @@ class ArtifactUploadSerializer(serializers.Serializer):
         required=False, allow_null=True, help_text="An older version of the same stream to branch from."
     )
     kind = StrictChoiceField(choices=MEDIA_KINDS, required=False, help_text="Defaults to the type's media kind.")
-    content = serializers.FileField(help_text="The bytes; their media type is sniffed and must match the kind.")
+    # Empty bytes are no image either: the service refuses them as it refuses any (invalid_content).
+    content = serializers.FileField(
+        allow_empty_file=True, help_text="The bytes; their media type is sniffed and must match the kind."
+    )
 
 
 def _upload_serializer(scope: str):
@@ -371,7 +375,9 @@ def _upload_serializer(scope: str):
             required=False,
             help_text="Defaults to the type's media kind.",
         ),
-        "content": serializers.FileField(help_text="The bytes; their media type is sniffed and must match the kind."),
+        "content": serializers.FileField(
+            allow_empty_file=True, help_text="The bytes; their media type is sniffed and must match the kind."
+        ),
     }
     return type(f"{scope.capitalize()}ArtifactUpload", (serializers.Serializer,), fields)
 
@@ -407,12 +413,6 @@ def create_parsers(scope: str) -> list:
     ]
 
 
-class BatchItemSerializer(serializers.Serializer):
-    type = StrictCharField(help_text="A registered scene type of kind json.")
-    payload = JSONObjectField()
-    parent_id = StrictUUIDField(required=False, allow_null=True)
-
-
 def _batch_item_body():
     json_types = [t for t in ARTIFACT_TYPES.values() if SCOPE_SCENE in t.scopes and t.default_kind not in MEDIA_KINDS]
     return PolymorphicProxySerializer(
@@ -420,10 +420,6 @@ def _batch_item_body():
         serializers={t.name: JSON_CREATE_SERIALIZERS[t.name] for t in json_types},
         resource_type_field_name="type",
     )
-
-
-class BatchSerializer(serializers.Serializer):
-    artifacts = BatchItemSerializer(many=True, help_text="Up to 1,000; versions are assigned in this order.")
 
 
 class BatchBodySerializer(serializers.Serializer):

@@ -254,6 +254,8 @@ def test_media_kind_without_content_or_with_wrong_mime_is_400(writer, story, sce
         format="multipart",
     )
     assert_error(wrong, 400, "invalid_content", "content")
+    empty = {"type": "cover_image", "payload": json.dumps({"alt": "x"}), "content": _upload(b"")}
+    assert_error(writer.post(url, empty, format="multipart"), 400, "invalid_content", "content")
     assert_error(
         writer.post(url, {"type": "cover_image", "payload": "{not json", "content": _upload(png)}, format="multipart"),
         400,
