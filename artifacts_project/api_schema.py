@@ -85,6 +85,18 @@ class ApiSchema(AutoSchema):
         schema = super()._map_serializer_field(field, direction, bypass_extensions)
         if isinstance(field, serializers.ListField) and not field.allow_empty and schema.get("type") == "array":
             schema.setdefault("minItems", 1)
+        if (
+            direction == "request"
+            and isinstance(field, serializers.CharField)
+            and not field.allow_blank
+            and field.trim_whitespace
+            and schema.get("type") == "string"
+            and "enum" not in schema
+            and "x-enum" not in schema
+            and "format" not in schema
+        ):
+            # DRF trims the text: one of only spaces is blank. Say it needs a character that is not one.
+            schema.setdefault("pattern", r"\S")
         return schema
 
     def _get_request_for_media_type(self, serializer, direction="request"):

@@ -145,7 +145,7 @@ def _summary(report: Path, output: str, seconds: float) -> None:
             if label and not label.startswith("Stateful"):
                 operations.add(label)
     cases = re.search(r"(\d+) generated", output)
-    failures = re.search(r"found (\d+) unique failures", output)
+    failures = re.search(r"found (\d+) unique failures?", output)
     print(
         f"schemathesis: {len(operations)} operations, {cases.group(1) if cases else '?'} cases, "
         f"{failures.group(1) if failures else 0} failures, {seconds:.0f} s",
