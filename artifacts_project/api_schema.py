@@ -95,8 +95,9 @@ class ApiSchema(AutoSchema):
             and "x-enum" not in schema
             and "format" not in schema
         ):
-            # DRF trims the text: one of only spaces is blank. Say it needs a character that is not one.
-            schema.setdefault("pattern", r"\S")
+            # DRF trims the text (str.strip): one of only spaces is blank. Say it needs a character
+            # that is not one, in Python's sense, which also counts \x1c-\x1f and \x85 as spaces.
+            schema.setdefault("pattern", r"[^\s\x1c-\x1f\x85]")
         return schema
 
     def _get_request_for_media_type(self, serializer, direction="request"):
