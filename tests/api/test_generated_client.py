@@ -114,6 +114,14 @@ def test_a_generated_client_runs_the_whole_workflow(client_package, api, writer)
     assert isinstance(again, m.Artifact) and (first.version, again.version) == (1, 2)
     assert again.parent_id == first.artifact_id
 
+    # The README's three lines, as they are written there.
+    readme = op["stories_scenes_create"].sync(story.story_id, client=api, body=m.SceneRequest(title="README"))
+    intent_body = {"type": "scene_intent", "payload": {"mood": "calm", "pacing": "slow", "key_beats": ["dawn"]}}
+    made = op["scenes_artifacts_create"].sync(
+        readme.scene_id, client=api, body=m.SceneIntentCreateRequest.from_dict(intent_body)
+    )
+    assert isinstance(made, m.Artifact) and made.version == 1
+
     # A multipart create: the bytes in content, the payload as a JSON part.
     upload = m.StoryArtifactUploadRequest(
         type_=m.StoryArtifactUploadRequestType.COVER_IMAGE,
