@@ -384,7 +384,8 @@ class ArtifactAdmin(IndexedSearchMixin, BaseAdmin):
         }
 
         def rows(nodes):
-            return [(node, scenes.get(node.scene_id, "story level")) for node in nodes]
+            # A walk's nodes start with the artifact itself (depth 0), shown above the tables.
+            return [(node, scenes.get(node.scene_id, "story level")) for node in nodes if node.depth]
 
         context = {
             **self.admin_site.each_context(request),

@@ -83,8 +83,8 @@ class Lineage:
     direction: str
     depth: int
     limit: int
-    nodes: list[LineageNode]  # root excluded, by (depth, type, version)
-    edges: list[LineageEdge]  # every parent and relation edge between the root and the nodes
+    nodes: list[LineageNode]  # the root first (depth 0), then by (depth, type, version); at most ``limit``
+    edges: list[LineageEdge]  # every parent and relation edge between the nodes
     truncated: bool  # the limit cut the walk short
 
 
@@ -99,7 +99,9 @@ def check_arguments(direction: str, depth, limit) -> None:
 def walk(
     artifact_id, *, direction: str = "ancestors", depth: int = DEFAULT_DEPTH, limit: int = DEFAULT_LIMIT
 ) -> Lineage:
-    """Three queries whatever the size: the root, the walk with its nodes' columns, the edges."""
+    """Three queries whatever the size: the root, the walk with its nodes' columns, the edges.
+
+    ``nodes`` holds the root itself at depth 0 (SPEC §7), and counts it against ``limit``."""
     check_arguments(direction, depth, limit)
     root_id = parse_uuid(artifact_id, what="artifact")
     row = Artifact.objects.filter(pk=root_id).values_list(*NODE_COLUMNS).first()
@@ -107,7 +109,7 @@ def walk(
         raise NotFound(f"artifact {artifact_id} does not exist", field="artifact_id")
     root = LineageNode(*row, depth=0)
 
-    rows = walk_rows(root_id, descendants=direction == "descendants", depth=depth, limit=limit)
+    rows = walk_rows(root_id, descendants=direction == "descendants", depth=depth, limit=limit - 1)
     converters = _converters()
     found = []
     for *values, node_depth in rows:
@@ -115,25 +117,25 @@ def walk(
             for function, column in pairs:
                 values[index] = function(values[index], column, connection)
         found.append(LineageNode(*values, depth=node_depth))
-    # The walk stops after limit + 1 nodes: the last one says the limit cut it.
+    # The walk stops one node past the room beside the root: that one says the limit cut it.
     found.sort(key=lambda n: (n.depth, n.id))
-    truncated = len(found) > limit
-    nodes = found[:limit]
-    nodes.sort(key=lambda n: (n.depth, n.type, n.version, n.id))
+    truncated = len(found) > limit - 1
+    reached = found[: limit - 1]
+    reached.sort(key=lambda n: (n.depth, n.type, n.version, n.id))
     return Lineage(
         root=root,
         direction=direction,
         depth=depth,
         limit=limit,
-        nodes=nodes,
-        edges=_edges(root, nodes),
+        nodes=[root, *reached],
+        edges=_edges(root, reached),
         truncated=truncated,
     )
 
 
 def walk_rows(root_id: uuid.UUID, *, descendants: bool, depth: int, limit: int) -> list[tuple]:
-    """The walk's own rows, one per artifact expanded (columns of NODE_COLUMNS, then depth),
-    at most ``limit + 1``: the one query of the walk."""
+    """The walk's own rows, one per artifact reached besides the root (columns of
+    NODE_COLUMNS, then depth), at most ``limit + 1``: the one query of the walk."""
     if connection.vendor == "postgresql":
         return _walk_postgresql(root_id, descendants, depth, limit)
     return _walk_sqlite(root_id, descendants, depth, limit)

@@ -174,8 +174,8 @@ class ArtifactService:
                     parent_pk, parent_fingerprint = self._resolve_parent(
                         parent_uuid, story_id=scene.story_id, scene_id=scene.pk, type=type_name, latest=head
                     )
-                except InvalidParent as exc:
-                    raise InvalidParent(exc.message, field=f"artifacts[{index}].parent_id") from None
+                except (InvalidParent, NotFound) as exc:
+                    raise type(exc)(exc.message, field=f"artifacts[{index}].parent_id") from None
             row = Artifact(
                 story_id=scene.story_id,
                 scene_id=scene.pk,
@@ -580,6 +580,9 @@ class ArtifactService:
             .first()
         )
         if found is None:
+            # An id that names nothing is 400 not_found (SPEC §7); one of another stream is a bad parent.
+            if not Artifact.objects.filter(pk=parent_uuid).exists():
+                raise NotFound(f"parent {parent_uuid} does not exist", field="parent_id")
             raise InvalidParent(f"parent {parent_uuid} is not a version of this {type} stream", field="parent_id")
         return found
 

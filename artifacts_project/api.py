@@ -8,6 +8,7 @@ wherever it is noticed: in a DRF view (``exception_handler``), in any other view
 (``artifacts_project.outages``) or in a middleware (``handler500``).
 """
 
+import datetime
 import logging
 import sys
 
@@ -15,20 +16,21 @@ import psycopg
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
-from django.db import DataError, IntegrityError, InterfaceError, OperationalError
+from django.db import DataError, IntegrityError, InterfaceError, OperationalError, models
 from django.http import Http404, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.views import defaults
+from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework import exceptions, permissions
+from rest_framework import exceptions, permissions, serializers
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView, set_rollback
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from artifacts_project import errors
+from artifacts_project import api_schema, errors
 from artifacts_project.request_id import get_request_id
 from artifacts_project.transactions import is_retryable
 
@@ -73,7 +75,8 @@ def domain_status(exc: errors.ArtifactError, path_kwargs=None) -> int:
 
 def domain_error_response(exc: errors.ArtifactError, path_kwargs=None) -> JsonResponse:
     """A domain error as the API's JSON error, for views outside DRF (the admin's content view)."""
-    return JsonResponse(error_body(exc.code, exc.message, exc.field), status=domain_status(exc, path_kwargs))
+    status = domain_status(exc, path_kwargs)
+    return JsonResponse(error_body(errors.public_code(status, exc.code), exc.message, exc.field), status=status)
 
 
 def _first_error(detail, path: str = ""):
@@ -191,26 +194,40 @@ def exception_handler(exc, context):
         exc = exceptions.ParseError(str(exc), code="bad_request")
     if isinstance(exc, errors.ArtifactError):
         set_rollback()
-        return Response(error_body(exc.code, exc.message, exc.field), status=domain_status(exc, context.get("kwargs")))
+        status = domain_status(exc, context.get("kwargs"))
+        return Response(error_body(errors.public_code(status, exc.code), exc.message, exc.field), status=status)
 
     response = drf_exception_handler(exc, context)
     if response is None:
         return None  # a real bug: Django's handler500 (JSON under /v1) answers
+    # Only codes of errors.CODES are answered: the schema's enums promise no other.
     if isinstance(exc, exceptions.ValidationError):
         field, detail = _first_error(exc.detail) or ("", "invalid input")
-        code = getattr(detail, "code", None) or "invalid"
+        code = errors.public_code(response.status_code, getattr(detail, "code", None))
         response.data = error_body(code, f"{field}: {detail}" if field else str(detail), field or None)
     else:
-        response.data = error_body(getattr(exc.detail, "code", None) or exc.default_code, str(exc.detail))
+        code = errors.public_code(response.status_code, getattr(exc.detail, "code", None) or exc.default_code)
+        response.data = error_body(code, str(exc.detail))
     return response
 
 
 class LimitedBodyMixin:
-    """Refuse a body over ``ARTIFACT_MAX_BODY_BYTES`` before anything reads it.
+    """Checks every request meets before a view reads it (after authentication, so an
+    anonymous request is still a 401): a declared body length within
+    ``ARTIFACT_MAX_BODY_BYTES``, and a query string of the operation's own parameters, each
+    given once and not empty (SPEC §7, strict parameters). The values themselves are checked
+    where they are read: the filterset, the paginator, ``query_serializer``.
 
     DRF parses JSON straight from the stream and Django never limits file parts, so
     DATA_UPLOAD_MAX_MEMORY_SIZE alone does not bound a request; the declared length does.
     """
+
+    # The actions whose GET is a page of a cursor-paginated list.
+    paged_actions: tuple[str, ...] = ("list",)
+    # Per action: a serializer of the query parameters it takes besides the page's and the filters'.
+    query_serializers: dict = {}
+    # Parameters that are lists (``fields=a&fields=b``): the only ones that may be given twice.
+    repeatable_query: frozenset = frozenset({"fields"})
 
     def initial(self, request, *args, **kwargs):
         try:
@@ -221,6 +238,162 @@ class LimitedBodyMixin:
         if length > limit:
             raise PayloadTooLarge(f"request body of {length} bytes is over the limit of {limit} bytes")
         super().initial(request, *args, **kwargs)
+        self.check_query_names(request)
+
+    def query_names(self) -> set[str]:
+        """The query parameters this request's operation takes."""
+        names = set()
+        action = getattr(self, "action", None)
+        if self.request.method == "GET" and action in self.paged_actions and getattr(self, "paginator", None):
+            names |= {self.paginator.cursor_query_param, self.paginator.page_size_query_param}
+            filterset_class = getattr(self, "filterset_class", None)
+            if filterset_class is not None and getattr(self, "filter_backends", None):
+                names |= filter_query_names(filterset_class)
+        query_serializer = self.query_serializers.get(action)
+        if query_serializer is not None:
+            names |= set(query_serializer().fields)
+        return names
+
+    def check_query_names(self, request) -> None:
+        if not request.query_params or not hasattr(self, request.method.lower()):
+            return  # a method the route does not offer is 405 whatever its query says
+        names = self.query_names()
+        for name, values in request.query_params.lists():
+            if name not in names:
+                takes = ", ".join(sorted(names)) or "none"
+                raise errors.InvalidParameter(
+                    f"unknown query parameter {name!r}; this operation takes: {takes}", field=name
+                )
+            if len(values) > 1 and name not in self.repeatable_query:
+                raise errors.InvalidParameter(f"{name} is given {len(values)} times; give it once", field=name)
+            if "" in values:
+                raise errors.InvalidParameter(f"{name} is empty: give a value or leave the parameter out", field=name)
+
+    def validated_query(self) -> dict:
+        """This action's ``query_serializers`` entry, validated: a bad value is 400
+        ``invalid_parameter`` naming the parameter."""
+        serializer = self.query_serializers[self.action](data=self.request.query_params)
+        if not serializer.is_valid():
+            field, detail = _first_error(serializer.errors) or ("", "invalid")
+            raise errors.InvalidParameter(f"{field}: {detail}", field=field or None)
+        return serializer.validated_data
+
+
+def filter_query_names(filterset_class) -> set[str]:
+    """The query parameters of a filterset: a range filter reads two (``created_at_after``...)."""
+    names = set()
+    for name, filter_ in filterset_class.base_filters.items():
+        suffixes = getattr(filter_.field.widget, "suffixes", None)
+        names |= {f"{name}_{suffix}" for suffix in suffixes} if suffixes else {name}
+    return names
+
+
+class StrictFilterSet(filters.FilterSet):
+    """A filterset whose invalid value is 400 ``invalid_parameter`` naming the parameter, never
+    a filter silently left out (django-filter drops an empty or unreadable value)."""
+
+    def is_valid(self):
+        for name, filter_ in self.filters.items():
+            # django-filter reads anything but true/false as "no filter" for a boolean.
+            if isinstance(filter_, filters.BooleanFilter) and self.data.get(name, "true") not in ("true", "false"):
+                raise errors.InvalidParameter(f"{name} must be true or false", field=name)
+        if not self.form.is_valid():
+            name, problems = next(iter(self.form.errors.items()))
+            present = [key for key in self.data if key == name or key.startswith(f"{name}_")]
+            field = present[0] if present else name
+            raise errors.InvalidParameter(f"{field}: {' '.join(problems)}", field=field)
+        return True
+
+
+class TimeRangeFilter(filters.IsoDateTimeFromToRangeFilter):
+    """``<name>_after`` / ``<name>_before``: ISO 8601 times, compared in UTC. PostgreSQL takes
+    offsets up to 15:59 only; ISO 8601 allows 23:59, and such a time is still a valid one."""
+
+    def filter(self, qs, value):
+        if value:
+            value = slice(self._utc(value.start, "after"), self._utc(value.stop, "before"))
+        return super().filter(qs, value)
+
+    def _utc(self, moment, suffix):
+        if moment is None:
+            return None
+        try:
+            return moment.astimezone(datetime.UTC)
+        except OverflowError:
+            raise errors.InvalidParameter(
+                f"{self.field_name}_{suffix}: the time lies beyond the years 1 to 9999 in UTC",
+                field=f"{self.field_name}_{suffix}",
+            ) from None
+
+
+# -- body fields that take JSON's own types only ---------------------------------------------
+# DRF reads "5" as the integer 5, 5 as the string "5", "yes" as true and 7 as a UUID. A client
+# sending the wrong type has a bug the schema names; an answer that guesses hides it.
+
+
+class StrictCharField(serializers.CharField):
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictIntegerField(serializers.IntegerField):
+    default_error_messages = {"invalid": "A JSON integer is required."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, int) or isinstance(data, bool):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    default_error_messages = {"invalid": "A JSON boolean (true or false) is required."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid")
+        return data
+
+
+class StrictUUIDField(serializers.UUIDField):
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid", value=data)
+        return super().to_internal_value(data)
+
+
+class StrictChoiceField(serializers.ChoiceField):
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid_choice", input=data)
+        return super().to_internal_value(data)
+
+
+class QueryIntegerField(serializers.IntegerField):
+    """An integer in a query string: digits, nothing else ("5.0", " 5" and "+5" are refused)."""
+
+    def to_internal_value(self, data):
+        if not (isinstance(data, str) and data.isascii() and data.isdigit()):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictModelSerializer(serializers.ModelSerializer):
+    """A ModelSerializer whose fields made from model fields take JSON's own types only."""
+
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        **{field: StrictCharField for field in (models.CharField, models.TextField, models.SlugField)},
+        models.IntegerField: StrictIntegerField,
+        models.PositiveIntegerField: StrictIntegerField,
+        models.PositiveSmallIntegerField: StrictIntegerField,
+        models.SmallIntegerField: StrictIntegerField,
+        models.BigIntegerField: StrictIntegerField,
+        models.BooleanField: StrictBooleanField,
+        models.UUIDField: StrictUUIDField,
+    }
+    serializer_choice_field = StrictChoiceField
 
 
 def validated(serializer_class, data, **kwargs) -> dict:
@@ -306,39 +479,6 @@ def handler500(request):
     return defaults.server_error(request)
 
 
-def schema_preprocessing_hook(endpoints):
-    """Document each route once, without the trailing-slash twin and the catch-all."""
-    return [
-        (path, path_regex, method, callback)
-        for path, path_regex, method, callback in endpoints
-        if path.startswith(API_PREFIX) and not path.endswith("/")
-    ]
-
-
-_ERROR_STATUSES_READ = ("400", "401", "404", "503")
-_ERROR_STATUSES_WRITE = ("400", "401", "403", "404", "409", "413", "415", "503")
-
-
-def schema_postprocessing_hook(result, generator, request, public):
-    """Every operation may answer the error shape; say so once instead of on each view."""
-    schemas = result.setdefault("components", {}).setdefault("schemas", {})
-    schemas.setdefault(
-        "Error",
-        {
-            "type": "object",
-            "required": ["code", "message", "request_id"],
-            "properties": {
-                "code": {"type": "string"},
-                "message": {"type": "string"},
-                "field": {"type": "string"},
-                "request_id": {"type": "string"},
-            },
-        },
-    )
-    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
-    for operations in result.get("paths", {}).values():
-        for method, operation in operations.items():
-            statuses = _ERROR_STATUSES_READ if method in ("get", "head") else _ERROR_STATUSES_WRITE
-            for status_code in statuses:
-                operation["responses"].setdefault(status_code, {"description": "error", "content": error})
-    return result
+# The schema's hooks, by the names the settings give them (artifacts_project.api_schema).
+schema_preprocessing_hook = api_schema.preprocessing_hook
+schema_postprocessing_hook = api_schema.postprocessing_hook

@@ -12,7 +12,7 @@ from django.core.exceptions import ValidationError
 from rest_framework import pagination, parsers, permissions
 
 from artifacts_project import input_limits
-from artifacts_project.errors import InvalidInput
+from artifacts_project.errors import InvalidInput, InvalidParameter
 
 
 class InvalidCursor(InvalidInput):
@@ -65,6 +65,36 @@ class CursorPagination(pagination.CursorPagination):
         ordering = getattr(view, "cursor_ordering", None) or self.ordering
         return (ordering,) if isinstance(ordering, str) else tuple(ordering)
 
+    def get_page_size(self, request):
+        """``page_size`` when given must be an integer from 1 to ``max_page_size``: DRF's own
+        reading falls back to the default on anything else, which hides the client's mistake."""
+        text = request.query_params.get(self.page_size_query_param)
+        if text is None:
+            return self.page_size
+        if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= self.max_page_size:
+            raise InvalidParameter(
+                f"page_size must be an integer from 1 to {self.max_page_size}, not {text[:40]!r}",
+                field=self.page_size_query_param,
+            )
+        return int(text)
+
+    def get_schema_operation_parameters(self, view):
+        cursor, page_size = super().get_schema_operation_parameters(view)
+        cursor["schema"]["minLength"] = 1
+        cursor["description"] = "The position of a page: take it from the `next` or `previous` link of the last answer."
+        page_size["schema"].update(minimum=1, maximum=self.max_page_size, default=self.page_size)
+        page_size["description"] = f"Rows per page, 1 to {self.max_page_size} (default {self.page_size})."
+        return [cursor, page_size]
+
+    def get_paginated_response_schema(self, schema):
+        response = super().get_paginated_response_schema(schema)
+        response["required"] = ["next", "previous", "results"]
+        for link in ("next", "previous"):
+            response["properties"][link].pop("example", None)
+        response["properties"]["next"]["description"] = "The next page's URL (its `cursor`), null on the last page."
+        response["properties"]["previous"]["description"] = "The previous page's URL, null on the first page."
+        return response
+
     def paginate_queryset(self, queryset, request, view=None):
         self.model = queryset.model  # decode_cursor checks the position against its field
         return super().paginate_queryset(queryset, request, view)
@@ -88,6 +118,9 @@ class CursorPagination(pagination.CursorPagination):
                 value = self.model._meta.get_field(self.ordering[0].lstrip("-")).to_python(position)
                 if isinstance(value, int):
                     input_limits.check_int(value, field="cursor")
-        except (TypeError, ValueError, ValidationError, InvalidInput) as exc:  # binascii and Unicode errors too
-            raise InvalidCursor(f"cursor {encoded!r} is not one this API made ({exc})", field="cursor") from None
+        except (TypeError, ValueError, ValidationError, InvalidInput):  # binascii and Unicode errors too
+            # The decoder's own words (codec errors, Python's types) say nothing to a client.
+            raise InvalidCursor(
+                "cursor is not one this API made: take it from a `next` or `previous` link", field="cursor"
+            ) from None
         return pagination.Cursor(offset=offset, reverse=bool(int(reverse)), position=position)

@@ -118,10 +118,11 @@ RAW_EDGES = (
 
 def raw_walk(raw, root: uuid.UUID, direction: str, depth: int, limit: int):
     raw.execute(RAW_ROOT, [root]).fetchone()
-    rows = raw.execute(RAW_WALK, [root, direction == "descendants", depth, limit + 1]).fetchall()
-    ids = [root, *(row[0] for row in rows[:limit])]
+    # The root is the first of the ``limit`` nodes: limit - 1 reached, and one more to tell truncation.
+    rows = raw.execute(RAW_WALK, [root, direction == "descendants", depth, limit]).fetchall()
+    ids = [root, *(row[0] for row in rows[: limit - 1])]
     edges = raw.execute(RAW_EDGES, [ids, ids]).fetchall()
-    return len(rows[:limit]), len(edges)
+    return len(ids), len(edges)
 
 
 # The same step as artifact_lineage (migration 0005), without the visited set.

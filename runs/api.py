@@ -2,13 +2,26 @@
 
 from django.urls import reverse
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from artifacts_project.api import LimitedBodyMixin, created, validated
+from artifacts_project.api import (
+    LimitedBodyMixin,
+    StrictBooleanField,
+    StrictCharField,
+    StrictChoiceField,
+    StrictFilterSet,
+    StrictIntegerField,
+    StrictModelSerializer,
+    StrictUUIDField,
+    TimeRangeFilter,
+    created,
+    validated,
+)
 from artifacts_project.api_defaults import CursorPagination
+from artifacts_project.api_schema import error_codes
 from artifacts_project.input_limits import INT_MAX
 from artifacts_project.lookups import ensure_exists
 from stories.models import Scene
@@ -20,13 +33,16 @@ from .pipeline.nodes import NODES
 from .services import FINISHED_STEP_STATUSES
 
 
-class RunSerializer(serializers.ModelSerializer):
+class RunSerializer(StrictModelSerializer):
     run_id = serializers.UUIDField(source="id", read_only=True)
-    story_id = serializers.UUIDField()
-    scene_id = serializers.UUIDField(required=False, allow_null=True)
+    story_id = StrictUUIDField()
+    scene_id = StrictUUIDField(required=False, allow_null=True, help_text="A scene of the story, or none.")
     params = serializers.DictField(required=False, help_text="A JSON object of workflow parameters.")
-    start = serializers.BooleanField(
-        write_only=True, required=False, default=False, help_text="Create the run already running."
+    start = StrictBooleanField(
+        write_only=True,
+        required=False,
+        default=False,
+        help_text="false (the default): the run is created `pending`; true: created `running`, started now.",
     )
     triggered_by_id = serializers.IntegerField(read_only=True, allow_null=True)
 
@@ -51,23 +67,31 @@ class RunSerializer(serializers.ModelSerializer):
 
 
 class RunStatusSerializer(serializers.Serializer):
-    status = serializers.ChoiceField(choices=RunStatus.choices)
-    error = serializers.CharField(required=False, allow_blank=True)
+    """A run's new status (required) and, for a failure, why."""
+
+    status = StrictChoiceField(
+        choices=RunStatus.choices,
+        help_text="pending -> running -> succeeded, failed or cancelled; pending -> cancelled.",
+    )
+    error = StrictCharField(required=False, allow_blank=True, help_text="Why it failed.")
+
+    class Meta:
+        whole_in_patch = True
 
 
-class StepSerializer(serializers.ModelSerializer):
+class StepSerializer(StrictModelSerializer):
     step_id = serializers.UUIDField(source="id", read_only=True)
     run_id = serializers.UUIDField(read_only=True)
     input_summary = serializers.DictField(required=False)
     output_summary = serializers.DictField(required=False)
-    attempt = serializers.IntegerField(min_value=1, max_value=INT_MAX, required=False, default=1)
-    status = serializers.ChoiceField(
+    attempt = StrictIntegerField(min_value=1, max_value=INT_MAX, required=False, default=1)
+    status = StrictChoiceField(
         choices=[StepStatus.RUNNING, *FINISHED_STEP_STATUSES],
         required=False,
         default=StepStatus.RUNNING,
         help_text="running (finish it later with PATCH), or a final status to record a finished step.",
     )
-    error = serializers.CharField(required=False, allow_blank=True, default="")
+    error = StrictCharField(required=False, allow_blank=True, default="")
 
     class Meta:
         model = AgentStep
@@ -89,17 +113,22 @@ class StepSerializer(serializers.ModelSerializer):
 
 
 class StepFinishSerializer(serializers.Serializer):
-    status = serializers.ChoiceField(choices=FINISHED_STEP_STATUSES)
+    """How a running step ended (a final status, required), with its output or error."""
+
+    status = StrictChoiceField(choices=FINISHED_STEP_STATUSES, help_text="How the step ended.")
     output_summary = serializers.DictField(required=False)
-    error = serializers.CharField(required=False, allow_blank=True, default="")
+    error = StrictCharField(required=False, allow_blank=True, default="")
+
+    class Meta:
+        whole_in_patch = True
 
 
-class RunArtifactSerializer(serializers.ModelSerializer):
+class RunArtifactSerializer(StrictModelSerializer):
     link_id = serializers.UUIDField(source="id", read_only=True)
     run_id = serializers.UUIDField(read_only=True)
-    step_id = serializers.UUIDField(required=False, allow_null=True)
-    artifact_id = serializers.UUIDField()
-    direction = serializers.ChoiceField(choices=Direction.choices)
+    step_id = StrictUUIDField(required=False, allow_null=True, help_text="A step of this run, or none.")
+    artifact_id = StrictUUIDField()
+    direction = StrictChoiceField(choices=Direction.choices)
 
     class Meta:
         model = RunArtifactLink
@@ -107,20 +136,20 @@ class RunArtifactSerializer(serializers.ModelSerializer):
         read_only_fields = ["created_at"]
 
 
-class RunFilter(filters.FilterSet):
+class RunFilter(StrictFilterSet):
     story_id = filters.UUIDFilter()
     scene_id = filters.UUIDFilter()
     status = filters.ChoiceFilter(choices=RunStatus.choices)
     workflow = filters.CharFilter()
     request_id = filters.CharFilter()
-    created_at = filters.IsoDateTimeFromToRangeFilter()
+    created_at = TimeRangeFilter()
 
     class Meta:
         model = Run
         fields = ["story_id", "scene_id", "status", "workflow", "request_id", "created_at"]
 
 
-class RunArtifactFilter(filters.FilterSet):
+class RunArtifactFilter(StrictFilterSet):
     direction = filters.ChoiceFilter(choices=Direction.choices)
     stage = filters.CharFilter()
 
@@ -129,6 +158,22 @@ class RunArtifactFilter(filters.FilterSet):
         fields = ["direction", "stage"]
 
 
+@extend_schema_view(
+    list=extend_schema(
+        summary="List runs, newest first",
+        description="Filter by `story_id`, `scene_id`, `status`, `workflow`, `request_id` or creation time.",
+    ),
+    retrieve=extend_schema(summary="One run"),
+    create=extend_schema(
+        summary="Record a run",
+        description=(
+            "A run of `workflow` on the story (or one of its scenes), created `pending` unless `start` is true "
+            "(then `running`, with `started_at`). It only records: to have this service run the pipeline, "
+            "POST to a scene's or a story's `pipeline`. 201 with `Location`."
+        ),
+        responses={201: OpenApiResponse(RunSerializer, description="Created; `Location` is its address.")},
+    ),
+)
 @extend_schema(tags=["runs"])
 class RunViewSet(
     LimitedBodyMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet
@@ -146,12 +191,35 @@ class RunViewSet(
         run = services.run_create(actor=request.user, **data)
         return created(request, self.get_serializer(run).data, viewname="run-detail", kwargs={"run_id": run.pk})
 
-    @extend_schema(summary="Change the run's status", request=RunStatusSerializer)
+    @extend_schema(
+        summary="Change the run's status",
+        description=(
+            "`status` is required: pending -> running -> succeeded, failed or cancelled, and pending -> "
+            "cancelled; 409 `invalid_transition` for any other move. `error` says why a run failed."
+        ),
+        request={"application/json": RunStatusSerializer},
+        extensions=error_codes("invalid_transition"),
+    )
     def partial_update(self, request, run_id):
         data = validated(RunStatusSerializer, request.data)
         return Response(self.get_serializer(services.run_set_status(run_id=run_id, **data)).data)
 
 
+@extend_schema_view(
+    list=extend_schema(summary="List a run's steps in sequence"),
+    retrieve=extend_schema(summary="One step of a run"),
+    create=extend_schema(
+        summary="Append the next step",
+        description=(
+            "The step takes the next `sequence`. Posted `running` (finish it later with PATCH), or already "
+            "finished with a final `status` and its `output_summary` or `error`; a running step carries no "
+            "output or error yet (400 `invalid`)."
+        ),
+        request={"application/json": StepSerializer},
+        responses={201: StepSerializer},
+        extensions=error_codes("invalid_transition"),
+    ),
+)
 @extend_schema(tags=["runs"])
 class RunStepViewSet(LimitedBodyMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """The run's agent steps in sequence; POST appends the next one, PATCH finishes one."""
@@ -175,13 +243,21 @@ class RunStepViewSet(LimitedBodyMixin, mixins.ListModelMixin, mixins.RetrieveMod
         step = services.step_record(run_id=run_id, **validated(StepSerializer, request.data))
         return Response(self.get_serializer(step).data, status=201)
 
-    @extend_schema(summary="Finish a running step", request=StepFinishSerializer)
+    @extend_schema(
+        summary="Finish a running step",
+        description="`status` (a final one) is required; a step that already finished is 409 `invalid_transition`.",
+        request={"application/json": StepFinishSerializer},
+        extensions=error_codes("invalid_transition"),
+    )
     def partial_update(self, request, run_id, step_id):
         step = self.get_object()  # 404 unless the step belongs to this run
         data = validated(StepFinishSerializer, request.data)
         return Response(self.get_serializer(services.step_finish(step_id=step.pk, **data)).data)
 
 
+@extend_schema_view(
+    list=extend_schema(summary="What a run's stages consumed and produced"),
+)
 @extend_schema(tags=["runs"])
 class RunArtifactViewSet(LimitedBodyMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
     """What the run's stages consumed and produced. Recording the same fact twice is
@@ -201,22 +277,39 @@ class RunArtifactViewSet(LimitedBodyMixin, mixins.ListModelMixin, viewsets.Gener
         ensure_exists(Run, self.kwargs["run_id"], what="run")
         return super().list(request, *args, **kwargs)
 
-    @extend_schema(responses={201: RunArtifactSerializer, 200: RunArtifactSerializer})
+    @extend_schema(
+        summary="Record that a stage consumed or produced an artifact",
+        description="Idempotent: 201 the first time, 200 with the same link when it is recorded again.",
+        request={"application/json": RunArtifactSerializer},
+        responses={
+            201: OpenApiResponse(RunArtifactSerializer, description="Recorded."),
+            200: OpenApiResponse(RunArtifactSerializer, description="Already recorded: the existing link."),
+        },
+    )
     def create(self, request, run_id):
         link, was_created = services.run_link_artifact(run_id=run_id, **validated(RunArtifactSerializer, request.data))
         return Response(self.get_serializer(link).data, status=201 if was_created else 200)
 
 
 class PipelineRequestSerializer(serializers.Serializer):
-    force = serializers.BooleanField(
-        required=False, default=False, help_text="Remake every node but locked planning types."
-    )
+    force = StrictBooleanField(required=False, default=False, help_text="Remake every node but locked planning types.")
     only = serializers.ListField(
-        child=serializers.ChoiceField(choices=[node.name for node in NODES]),
+        child=StrictChoiceField(choices=[node.name for node in NODES]),
         required=False,
         allow_empty=False,
         help_text="Run only these nodes.",
     )
+
+
+_PIPELINE_TEXT = (
+    "Makes what is missing or stale of the scene's artifacts, node by node (SPEC §10): `force` remakes every "
+    "node but the planning types a lock freezes, `only` runs just the nodes named. Answers 202 with {what} and "
+    "`Location` ({where}) before any generator runs: the runs are pending, then taken up by the workers or, "
+    "without a broker, by the serving process. Follow a run there until its status is succeeded, failed or "
+    "cancelled; `PATCH /v1/runs/{{run_id}}` with status cancelled stops it. Needs `runs.add_run`. "
+    "503 `broker_unavailable` when the workers' broker cannot be reached."
+)
+_PIPELINE_CODES = error_codes("broker_unavailable")
 
 
 class PipelineView(LimitedBodyMixin, APIView):
@@ -233,6 +326,11 @@ class PipelineView(LimitedBodyMixin, APIView):
         return driver.start(scene_ids, actor=request.user, **options)
 
 
+@extend_schema(
+    summary="Run the pipeline on a scene",
+    description=_PIPELINE_TEXT.format(what="the run", where="the run's address"),
+    extensions=_PIPELINE_CODES,
+)
 @extend_schema(tags=["runs"], request=PipelineRequestSerializer, responses={202: RunSerializer})
 class ScenePipelineView(PipelineView):
     def post(self, request, scene_id):
@@ -243,6 +341,11 @@ class ScenePipelineView(PipelineView):
         return Response(RunSerializer(run).data, status=202, headers={"Location": location})
 
 
+@extend_schema(
+    summary="Run the pipeline on every scene of a story",
+    description=_PIPELINE_TEXT.format(what="the runs, one per scene in position order,", where="the story's runs"),
+    extensions=_PIPELINE_CODES,
+)
 @extend_schema(tags=["runs"], request=PipelineRequestSerializer, responses={202: RunSerializer(many=True)})
 class StoryPipelineView(PipelineView):
     def post(self, request, story_id):

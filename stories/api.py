@@ -1,21 +1,32 @@
 """/v1 endpoints of stories, scenes, story links and curation; every write calls stories.services."""
 
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from artifacts_project.api import LimitedBodyMixin, created, validated
+from artifacts_project.api import (
+    LimitedBodyMixin,
+    StrictChoiceField,
+    StrictFilterSet,
+    StrictIntegerField,
+    StrictModelSerializer,
+    StrictUUIDField,
+    created,
+    validated,
+)
 from artifacts_project.api_defaults import CursorPagination
+from artifacts_project.api_schema import error_codes
+from artifacts_project.errors import AlreadyLocked, NotLocked
 from artifacts_project.input_limits import INT_MAX
-from artifacts_project.lookups import ensure_exists
+from artifacts_project.lookups import ensure_exists, get_or_not_found
 
 from . import services
 from .models import Role, Scene, Story, StoryArtifactLink
 
 
-class StorySerializer(serializers.ModelSerializer):
+class StorySerializer(StrictModelSerializer):
     story_id = serializers.UUIDField(source="id", read_only=True)
     cover_artifact_id = serializers.UUIDField(read_only=True, allow_null=True)
     canonical_audio_id = serializers.UUIDField(read_only=True, allow_null=True)
@@ -38,11 +49,14 @@ class StorySerializer(serializers.ModelSerializer):
         read_only_fields = ["created_at", "updated_at"]
 
 
-class SceneSerializer(serializers.ModelSerializer):
+class SceneSerializer(StrictModelSerializer):
     scene_id = serializers.UUIDField(source="id", read_only=True)
     story_id = serializers.UUIDField(read_only=True)
-    position = serializers.IntegerField(
-        min_value=1, max_value=INT_MAX, required=False, help_text="Defaults to after the story's last scene."
+    position = StrictIntegerField(
+        min_value=1,
+        max_value=INT_MAX,
+        required=False,
+        help_text="Unique in the story (another scene's is 400); defaults to after the story's last scene.",
     )
     planning_locked_by_id = serializers.IntegerField(read_only=True, allow_null=True)
 
@@ -63,12 +77,12 @@ class SceneSerializer(serializers.ModelSerializer):
         read_only_fields = ["planning_locked", "planning_locked_at", "created_at", "updated_at"]
 
 
-class LinkSerializer(serializers.ModelSerializer):
+class LinkSerializer(StrictModelSerializer):
     link_id = serializers.UUIDField(source="id", read_only=True)
     story_id = serializers.UUIDField(read_only=True)
-    artifact_id = serializers.UUIDField()
-    role = serializers.ChoiceField(choices=Role.choices)
-    scene_id = serializers.UUIDField(
+    artifact_id = StrictUUIDField(help_text="An artifact of this story, of the kind the role takes.")
+    role = StrictChoiceField(choices=Role.choices)
+    scene_id = StrictUUIDField(
         required=False, allow_null=True, help_text="For scene_image: the scene (defaults to the artifact's)."
     )
     created_by_id = serializers.IntegerField(read_only=True, allow_null=True)
@@ -80,21 +94,34 @@ class LinkSerializer(serializers.ModelSerializer):
 
 
 class PrimarySerializer(serializers.Serializer):
-    role = serializers.ChoiceField(choices=Role.choices)
-    artifact_id = serializers.UUIDField()
-    scene_id = serializers.UUIDField(required=False, allow_null=True)
+    role = StrictChoiceField(choices=Role.choices)
+    artifact_id = StrictUUIDField(help_text="A published artifact of this story, of the kind the role takes.")
+    scene_id = StrictUUIDField(required=False, allow_null=True, help_text="For scene_image: the scene.")
 
 
-class LinkFilter(filters.FilterSet):
+class LinkFilter(StrictFilterSet):
     role = filters.ChoiceFilter(choices=Role.choices)
     scene_id = filters.UUIDFilter()
-    is_primary = filters.BooleanFilter()
+    is_primary = filters.BooleanFilter(help_text="`true` or `false`.")
 
     class Meta:
         model = StoryArtifactLink
         fields = ["role", "scene_id", "is_primary"]
 
 
+@extend_schema_view(
+    list=extend_schema(summary="List the stories, newest first"),
+    retrieve=extend_schema(
+        summary="One story",
+        description="With its curated references: cover, canonical audio and video (the primary links of "
+        "roles cover, final_audio and final_video) and the current run.",
+    ),
+    create=extend_schema(summary="Create a story", description="201 with `Location`."),
+    partial_update=extend_schema(
+        summary="Change a story's title or description",
+        description="Send only the fields to change; the curated references change through `primary`.",
+    ),
+)
 @extend_schema(tags=["stories"])
 class StoryViewSet(
     LimitedBodyMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet
@@ -117,8 +144,16 @@ class StoryViewSet(
 
     @extend_schema(
         summary="Make an artifact the primary of a role (the old primary is demoted)",
-        request=PrimarySerializer,
+        description=(
+            "In one transaction: the artifact's link for the role is made (if it has none) and made primary, "
+            "the old primary is demoted, and for cover, final_audio and final_video the story's reference "
+            "follows. The artifact must be published (409 `not_published`) and not pruned (409 `pruned`); "
+            "409 `duplicate_link` when it is linked to the role for another scene. 400 `invalid_link` for an "
+            "artifact of another story or of a kind the role does not take."
+        ),
+        request={"application/json": PrimarySerializer},
         responses=LinkSerializer,
+        extensions=error_codes("invalid_link", "not_published", "duplicate_link", (409, "pruned")),
     )
     @action(
         detail=True,
@@ -131,6 +166,14 @@ class StoryViewSet(
         return Response(LinkSerializer(link).data)
 
 
+@extend_schema_view(
+    list=extend_schema(summary="List a story's scenes, oldest first"),
+    create=extend_schema(
+        summary="Add a scene to a story",
+        description="At `position` (unique in the story; a taken one is 400 `invalid`), or after the last scene. "
+        "201 with `Location`.",
+    ),
+)
 @extend_schema(tags=["stories"])
 class StorySceneViewSet(LimitedBodyMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
     """The scenes of one story, oldest first; each carries its ``position``.
@@ -156,6 +199,16 @@ class StorySceneViewSet(LimitedBodyMixin, mixins.ListModelMixin, viewsets.Generi
         return created(request, self.get_serializer(scene).data, viewname="scene-detail", kwargs={"scene_id": scene.pk})
 
 
+_SCENE = OpenApiResponse(SceneSerializer, description="The scene as it now is.")
+
+
+@extend_schema_view(
+    retrieve=extend_schema(summary="One scene", description="With its planning lock: who locked it and when."),
+    partial_update=extend_schema(
+        summary="Change a scene's title, source text or position",
+        description="Send only the fields to change; a position another scene of the story holds is 400 `invalid`.",
+    ),
+)
 @extend_schema(tags=["stories"])
 class SceneViewSet(LimitedBodyMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     queryset = Scene.objects.all()
@@ -168,17 +221,53 @@ class SceneViewSet(LimitedBodyMixin, mixins.RetrieveModelMixin, viewsets.Generic
         changes = validated(SceneSerializer, request.data, partial=True)
         return Response(self.get_serializer(services.scene_update(scene_id=scene_id, **changes)).data)
 
-    @extend_schema(summary="Lock planning: planning artifacts are frozen", request=None)
+    @extend_schema(
+        summary="Lock planning: planning artifacts are frozen",
+        description=(
+            "While planning is locked, creating a planning-type artifact (scene_intent, panel_plan, "
+            "panel_plan_normalized, layout_template, panel_semantics, dialogue_suggestions, visual_plan) on "
+            "the scene is 409 `planning_locked` unless the user has `artifacts.override_planning_lock`. "
+            "Safe to retry: a scene already locked answers 200 as it is (its lock unchanged)."
+        ),
+        request=None,
+        responses={200: _SCENE},
+    )
     @action(detail=True, methods=["post"], required_permissions=["stories.change_scene"])
     def lock(self, request, scene_id):
-        return Response(self.get_serializer(services.scene_lock_planning(scene_id=scene_id, actor=request.user)).data)
+        try:
+            scene = services.scene_lock_planning(scene_id=scene_id, actor=request.user)
+        except AlreadyLocked:
+            scene = get_or_not_found(Scene, scene_id, what="scene")  # a retry: the lock is already there
+        return Response(self.get_serializer(scene).data)
 
-    @extend_schema(summary="Unlock planning", request=None)
+    @extend_schema(
+        summary="Unlock planning",
+        description="Safe to retry: a scene that is not locked answers 200 as it is.",
+        request=None,
+        responses={200: _SCENE},
+    )
     @action(detail=True, methods=["post"], required_permissions=["stories.change_scene"])
     def unlock(self, request, scene_id):
-        return Response(self.get_serializer(services.scene_unlock_planning(scene_id=scene_id, actor=request.user)).data)
+        try:
+            scene = services.scene_unlock_planning(scene_id=scene_id, actor=request.user)
+        except NotLocked:
+            scene = get_or_not_found(Scene, scene_id, what="scene")  # a retry: nothing to unlock
+        return Response(self.get_serializer(scene).data)
 
 
+@extend_schema_view(
+    list=extend_schema(summary="List a story's artifact links, oldest first"),
+    create=extend_schema(
+        summary="Link an artifact to a role, without making it primary",
+        description=(
+            "400 `invalid_link` for an artifact of another story, of a kind the role does not take, or a "
+            "scene that does not fit the role; 409 `duplicate_link` when the artifact is linked to the role."
+        ),
+        request={"application/json": LinkSerializer},
+        responses={201: LinkSerializer},
+        extensions=error_codes("invalid_link", "duplicate_link"),
+    ),
+)
 @extend_schema(tags=["stories"])
 class StoryLinkViewSet(LimitedBodyMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
     """The story's artifact links per role; POST links without making primary."""

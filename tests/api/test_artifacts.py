@@ -101,9 +101,23 @@ def test_list_filters_by_type_state_kind_request_id_and_created_at(writer, scene
     assert ids({"created_at_after": other.created_at.isoformat()}) == {str(other.pk)}
     assert ids({"created_at_before": intent.created_at.isoformat()}) == {str(intent.pk)}
 
-    assert_error(writer.get(scene_url(scene), {"type": "nonsense"}), 400, "unknown_type")
-    assert_error(writer.get(scene_url(scene), {"lifecycle_state": "gone"}), 400, "invalid_choice", "lifecycle_state")
-    assert_error(writer.get(scene_url(scene), {"created_at_after": "yesterday"}), 400, "invalid")
+    assert_error(writer.get(scene_url(scene), {"type": "nonsense"}), 400, "unknown_type", "type")
+    for query, field in [
+        ({"lifecycle_state": "gone"}, "lifecycle_state"),
+        ({"kind": "JSON"}, "kind"),
+        ({"created_at_after": "yesterday"}, "created_at_after"),
+        ({"created_at_before": "2026-13-01T00:00:00Z"}, "created_at_before"),
+        ({"request_id": ""}, "request_id"),  # present and empty: never "no filter"
+        ({"page_size": "abc"}, "page_size"),
+        ({"page_size": "0"}, "page_size"),
+        ({"page_size": "-5"}, "page_size"),
+        ({"page_size": "501"}, "page_size"),
+        ({"page_size": "5.0"}, "page_size"),
+        ({"fields": "artifact_id,nope"}, "fields"),
+        ({"stroy_id": "x"}, "stroy_id"),  # a misspelt filter is not silently ignored
+    ]:
+        assert_error(writer.get(scene_url(scene), query), 400, "invalid_parameter", field)
+    assert_error(writer.get(scene_url(scene) + "?kind=json&kind=image"), 400, "invalid_parameter", "kind")
 
 
 def test_list_is_cursor_paginated_newest_first(writer, scene, service):
@@ -118,6 +132,36 @@ def test_list_is_cursor_paginated_newest_first(writer, scene, service):
     assert_error(writer.get(scene_url(scene), {"cursor": "bogus"}), 400, "invalid_cursor", "cursor")
 
 
+def test_fields_leave_the_payloads_out_of_every_page(writer, scene, service):
+    made = [service.create_artifact(scene.pk, "scene_intent", SCENE_INTENT) for _ in range(3)]
+    for query in ("fields=version&fields=lifecycle_state", "fields=version,lifecycle_state"):
+        seen, url = [], scene_url(scene) + f"?page_size=2&{query}"
+        while url:
+            page = writer.get(url)
+            assert page.status_code == 200, page.content
+            seen += page.json()["results"]
+            url = page.json()["next"]
+        assert seen == [
+            {"artifact_id": str(a.pk), "version": a.version, "lifecycle_state": "intermediate"} for a in reversed(made)
+        ]
+    versions = writer.get(f"/v1/artifacts/{made[0].pk}/versions", {"fields": "payload", "page_size": 1})
+    assert versions.json()["results"] == [{"artifact_id": str(made[0].pk), "payload": SCENE_INTENT}]
+    latest = writer.get(scene_url(scene, "/latest"), {"fields": "type"})
+    assert latest.json() == [{"artifact_id": str(made[-1].pk), "type": "scene_intent"}]
+
+
+def test_list_times_take_any_iso_8601_offset(writer, scene, intent):
+    # PostgreSQL takes offsets up to 15:59; ISO 8601 allows 23:59: still a time, compared in UTC.
+    found = writer.get(scene_url(scene), {"created_at_before": "2216-03-23T23:21:36-23:42"})
+    assert [a["artifact_id"] for a in found.json()["results"]] == [str(intent.pk)]
+    assert_error(
+        writer.get(scene_url(scene), {"created_at_after": "9999-12-31T23:00:00-23:00"}),
+        400,
+        "invalid_parameter",
+        "created_at_after",
+    )
+
+
 def test_story_level_artifacts_are_listed_and_created_as_multipart(writer, story, scene, intent, png):
     response = writer.post(
         f"/v1/stories/{story.pk}/artifacts",
@@ -130,8 +174,18 @@ def test_story_level_artifacts_are_listed_and_created_as_multipart(writer, story
     assert body["content_size"] == len(png)
     listing = writer.get(f"/v1/stories/{story.pk}/artifacts/")
     assert [a["artifact_id"] for a in listing.json()["results"]] == [body["artifact_id"]]
+    # Story-level types are media: the endpoint takes the multipart form only, as its schema says.
     assert_error(
         writer.post(f"/v1/stories/{story.pk}/artifacts", {"type": "scene_intent", "payload": SCENE_INTENT}),
+        415,
+        "unsupported_media_type",
+    )
+    assert_error(
+        writer.post(
+            f"/v1/stories/{story.pk}/artifacts",
+            {"type": "scene_intent", "payload": json.dumps(SCENE_INTENT), "content": _upload(png)},
+            format="multipart",
+        ),
         400,
         "invalid_scope",
     )
@@ -183,9 +237,13 @@ def test_pruned_artifact_shows_null_payload_and_its_content_is_gone(writer, stor
     assert_error(writer.get(f"/v1/artifacts/{published_cover.pk}/content"), 410, "pruned")
 
 
-def test_media_kind_without_content_or_with_wrong_mime_is_400(writer, story, png):
+def test_media_kind_without_content_or_with_wrong_mime_is_400(writer, story, scene, png):
     url = f"/v1/stories/{story.pk}/artifacts"
-    assert_error(writer.post(url, {"type": "cover_image", "payload": {"alt": "x"}}), 400, "invalid_content")
+    no_bytes = {"type": "cover_image", "payload": json.dumps({"alt": "x"})}
+    assert_error(writer.post(url, no_bytes, format="multipart"), 400, "required", "content")
+    scene_url_ = f"/v1/scenes/{scene.pk}/artifacts"
+    as_json = {"type": "cover_image", "payload": {"alt": "x"}}
+    assert_error(writer.post(scene_url_, as_json, format="json"), 400, "invalid_content", "content")
     wrong = writer.post(
         url,
         {
@@ -196,6 +254,8 @@ def test_media_kind_without_content_or_with_wrong_mime_is_400(writer, story, png
         format="multipart",
     )
     assert_error(wrong, 400, "invalid_content", "content")
+    empty = {"type": "cover_image", "payload": json.dumps({"alt": "x"}), "content": _upload(b"")}
+    assert_error(writer.post(url, empty, format="multipart"), 400, "invalid_content", "content")
     assert_error(
         writer.post(url, {"type": "cover_image", "payload": "{not json", "content": _upload(png)}, format="multipart"),
         400,
@@ -234,19 +294,32 @@ def test_lineage_walks_parents_and_relations_both_ways(writer, scene, intent, se
     assert ancestors.status_code == 200
     body = ancestors.json()
     assert body["artifact_id"] == str(plan.pk) and body["direction"] == "ancestors" and body["depth"] == 5
-    assert [(n["artifact_id"], n["depth"]) for n in body["nodes"]] == [(str(second.pk), 1), (str(intent.pk), 2)]
+    assert [(n["artifact_id"], n["depth"]) for n in body["nodes"]] == [
+        (str(plan.pk), 0),  # the artifact asked about, at depth 0 (SPEC §7)
+        (str(second.pk), 1),
+        (str(intent.pk), 2),
+    ]
     assert {(e["from_artifact_id"], e["to_artifact_id"], e["relation_type"]) for e in body["edges"]} == {
         (str(plan.pk), str(second.pk), "derived_from"),
         (str(second.pk), str(intent.pk), "parent"),
     }
     one_hop = writer.get(f"/v1/artifacts/{plan.pk}/lineage", {"depth": 1}).json()
-    assert [n["artifact_id"] for n in one_hop["nodes"]] == [str(second.pk)]
+    assert [n["artifact_id"] for n in one_hop["nodes"]] == [str(plan.pk), str(second.pk)]
     descendants = writer.get(f"/v1/artifacts/{intent.pk}/lineage", {"direction": "descendants"}).json()
-    assert {n["artifact_id"] for n in descendants["nodes"]} == {str(second.pk), str(plan.pk)}
+    assert {n["artifact_id"] for n in descendants["nodes"]} == {str(intent.pk), str(second.pk), str(plan.pk)}
+    alone = writer.get(f"/v1/artifacts/{plan.pk}/lineage", {"limit": 1}).json()
+    assert [n["artifact_id"] for n in alone["nodes"]] == [str(plan.pk)] and alone["truncated"]
 
-    assert_error(writer.get(f"/v1/artifacts/{plan.pk}/lineage", {"direction": "sideways"}), 400, "invalid_choice")
-    assert_error(writer.get(f"/v1/artifacts/{plan.pk}/lineage", {"depth": 0}), 400, "min_value", "depth")
-    assert_error(writer.get(f"/v1/artifacts/{plan.pk}/lineage", {"depth": "x"}), 400, "invalid", "depth")
+    for query, field in [
+        ({"direction": "sideways"}, "direction"),
+        ({"direction": ""}, "direction"),  # not "ancestors" by default
+        ({"depth": 0}, "depth"),
+        ({"depth": "x"}, "depth"),
+        ({"depth": "5.0"}, "depth"),
+        ({"limit": "10001"}, "limit"),
+        ({"cursor": "abc"}, "cursor"),  # the walk is not paginated
+    ]:
+        assert_error(writer.get(f"/v1/artifacts/{plan.pk}/lineage", query), 400, "invalid_parameter", field)
 
 
 def test_transition_moves_along_the_lifecycle_and_refuses_the_rest(writer, intent):

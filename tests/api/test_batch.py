@@ -82,7 +82,7 @@ def test_a_parent_made_earlier_in_the_same_batch(writer, scene):
         (
             [{"type": "render_spec", "payload": SPEC, "parent_id": str(uuid.uuid4())}],
             400,
-            "invalid_parent",
+            "not_found",  # an id that names nothing (SPEC §7)
             "artifacts[0].parent_id",
         ),
         (["not an object"], 400, "invalid", "artifacts[0]"),

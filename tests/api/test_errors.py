@@ -3,10 +3,11 @@
 import json
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
 from artifacts.models import Artifact
-from tests.conftest import SCENE_INTENT
+from tests.conftest import PNG_BYTES, SCENE_INTENT
 
 from .conftest import assert_error
 
@@ -94,7 +95,10 @@ def test_an_unknown_id_in_the_path_is_404(writer, path):
 def test_unknown_ids_in_writes_are_404_and_write_nothing(writer):
     body = {"type": "scene_intent", "payload": SCENE_INTENT}
     assert_error(writer.post(f"/v1/scenes/{MISSING}/artifacts", body, format="json"), 404, "not_found", "scene_id")
-    assert_error(writer.post(f"/v1/stories/{MISSING}/artifacts", body, format="json"), 404, "not_found", "story_id")
+    upload = {"type": "cover_image", "payload": '{"alt": "a"}', "content": SimpleUploadedFile("c.png", PNG_BYTES)}
+    assert_error(
+        writer.post(f"/v1/stories/{MISSING}/artifacts", upload, format="multipart"), 404, "not_found", "story_id"
+    )
     assert_error(writer.post(f"/v1/artifacts/{MISSING}/transition", {"to": "candidate"}), 404, "not_found")
     assert not Artifact.objects.exists()
 
@@ -133,8 +137,8 @@ def test_unknown_type_and_bad_payload_are_400_with_the_field(writer, scene):
     assert_error(writer.post(url, {"payload": SCENE_INTENT}, format="json"), 400, "required", "type")
     with_parent = {"type": "scene_intent", "payload": SCENE_INTENT, "parent_id": "nope"}
     assert_error(writer.post(url, with_parent, format="json"), 400, "invalid", "parent_id")
-    with_parent["parent_id"] = MISSING
-    assert_error(writer.post(url, with_parent, format="json"), 400, "invalid_parent", "parent_id")
+    with_parent["parent_id"] = MISSING  # an id in the body that names nothing (SPEC §7)
+    assert_error(writer.post(url, with_parent, format="json"), 400, "not_found", "parent_id")
     kind = {"type": "scene_intent", "payload": SCENE_INTENT, "kind": "image"}
     assert_error(writer.post(url, kind, format="json"), 400, "invalid_kind", "kind")
     assert not Artifact.objects.exists()

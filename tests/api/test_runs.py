@@ -25,7 +25,15 @@ def test_runs_are_created_listed_filtered_read_and_moved(writer, story, scene):
     assert len(writer.get("/v1/runs").json()["results"]) == 2
     assert [r["run_id"] for r in writer.get("/v1/runs", {"status": "pending"}).json()["results"]] == [body["run_id"]]
     assert len(writer.get("/v1/runs", {"story_id": str(story.pk), "workflow": "audio"}).json()["results"]) == 1
-    assert_error(writer.get("/v1/runs", {"story_id": "x"}), 400, "invalid", "story_id")
+    # Present and invalid is 400, never "no filter": an empty id (a client's unset variable) included.
+    for query, field in [
+        ({"story_id": "x"}, "story_id"),
+        ({"story_id": ""}, "story_id"),
+        ({"scene_id": ""}, "scene_id"),
+        ({"status": "done"}, "status"),
+        ({"created_at_before": "tomorrow"}, "created_at_before"),
+    ]:
+        assert_error(writer.get("/v1/runs", query), 400, "invalid_parameter", field)
 
     url = f"/v1/runs/{body['run_id']}"
     assert writer.get(url).json()["workflow"] == "panels"
@@ -34,6 +42,7 @@ def test_runs_are_created_listed_filtered_read_and_moved(writer, story, scene):
     assert failed["status"] == "failed" and failed["error"] == "model timeout" and failed["finished_at"]
     assert_error(writer.patch(url, {"status": "pending"}, format="json"), 409, "invalid_transition")
     assert_error(writer.patch(url, {"status": "exploded"}, format="json"), 400, "invalid_choice", "status")
+    assert_error(writer.patch(url, {"error": "no status"}, format="json"), 400, "required", "status")
 
 
 def test_run_create_refuses_bad_references(writer, story):

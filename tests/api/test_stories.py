@@ -54,10 +54,14 @@ def test_lock_and_unlock_planning(writer, scene):
     locked = writer.post(f"/v1/scenes/{scene.pk}/lock")
     assert locked.status_code == 200
     assert locked.json()["planning_locked"] is True and locked.json()["planning_locked_by_id"] is not None
-    assert_error(writer.post(f"/v1/scenes/{scene.pk}/lock/"), 409, "already_locked")
+    # Retries are safe (SPEC §7): locking a locked scene answers 200 with the scene as it is.
+    again = writer.post(f"/v1/scenes/{scene.pk}/lock/")
+    assert again.status_code == 200 and again.json() == locked.json()
     unlocked = writer.post(f"/v1/scenes/{scene.pk}/unlock")
     assert unlocked.status_code == 200 and unlocked.json()["planning_locked"] is False
-    assert_error(writer.post(f"/v1/scenes/{scene.pk}/unlock"), 409, "not_locked")
+    again = writer.post(f"/v1/scenes/{scene.pk}/unlock")
+    assert again.status_code == 200 and again.json() == unlocked.json()
+    assert_error(writer.post("/v1/scenes/6a3f0c1e-0000-4000-8000-000000000000/lock"), 404, "not_found")
     assert list(AuditEvent.objects.order_by("created_at").values_list("action", flat=True)) == [
         "lock_planning",
         "unlock_planning",

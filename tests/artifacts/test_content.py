@@ -14,7 +14,7 @@ from django.db import connection, transaction
 from artifacts.content import is_svg, prepare_content, remove_if_unreferenced, storage_name, store_content
 from artifacts.models import Artifact
 from artifacts.services import ArtifactService
-from artifacts_project.errors import InvalidContent, InvalidParent, PlanningLocked
+from artifacts_project.errors import InvalidContent, NotFound, PlanningLocked
 from stories import services as story_services
 from tests.api.conftest import assert_error, client_for
 from tests.conftest import MP3_BYTES, PNG_BYTES, SVG_BYTES, WAV_BYTES, WEBM_BYTES
@@ -159,7 +159,7 @@ def test_an_upload_of_comments_over_http_is_a_json_400(make_user, story, media_r
 
 
 def test_a_refused_create_stores_no_file(service, story, scene, media_root):
-    with pytest.raises(InvalidParent):
+    with pytest.raises(NotFound):
         service.create_story_artifact(
             story.pk, "cover_image", {"alt": "x"}, parent_id=uuid.uuid4(), content=PNG_BYTES, mime_type="image/png"
         )

@@ -78,8 +78,7 @@ def reference_walk(rows, edges, root, *, direction, depth):
             if nxt not in hops:
                 hops[nxt] = hops[node] + 1
                 queue.append(nxt)
-    del hops[root]
-    return hops
+    return hops  # the root included, at depth 0, as the walk gives it
 
 
 graphs = st.fixed_dictionaries(
@@ -150,7 +149,7 @@ def test_a_dense_dag_is_walked_once_per_artifact(story, scene):
     rows, edges = insert_graph(story, scene, streams=1, versions=size, relations=relations)
     root = rows[-1].id
     walked = lineage.walk_rows(root, descendants=False, depth=lineage.MAX_DEPTH, limit=lineage.MAX_LIMIT)
-    assert len(walked) == size - 1 == len({row[0] for row in walked})  # each expanded once
+    assert len(walked) == size - 1 == len({row[0] for row in walked})  # each expanded once (the root aside)
     with CaptureQueriesContext(connection) as queries:
         result = lineage.walk(root, direction="ancestors", depth=lineage.MAX_DEPTH, limit=lineage.MAX_LIMIT)
     assert {n.id: n.depth for n in result.nodes} == reference_walk(
@@ -163,11 +162,14 @@ def test_limit_cuts_the_walk_and_says_so(story, scene):
     rows, _ = insert_graph(story, scene, streams=1, versions=30, relations=[])
     result = lineage.walk(rows[-1].id, direction="ancestors", depth=100, limit=10)
     assert result.truncated
-    assert [n.depth for n in result.nodes] == list(range(1, 11))  # the nearest ten, breadth first
-    exact = lineage.walk(rows[-1].id, direction="ancestors", depth=100, limit=29)
-    assert not exact.truncated and len(exact.nodes) == 29
-    shallow = lineage.walk(rows[-1].id, direction="ancestors", depth=5, limit=5)
-    assert not shallow.truncated and len(shallow.nodes) == 5  # the depth ended the walk, not the limit
+    assert [n.depth for n in result.nodes] == list(range(10))  # the root and the nearest nine, breadth first
+    exact = lineage.walk(rows[-1].id, direction="ancestors", depth=100, limit=30)
+    assert not exact.truncated and len(exact.nodes) == 30
+    assert lineage.walk(rows[-1].id, direction="ancestors", depth=100, limit=29).truncated
+    shallow = lineage.walk(rows[-1].id, direction="ancestors", depth=5, limit=6)
+    assert not shallow.truncated and len(shallow.nodes) == 6  # the depth ended the walk, not the limit
+    alone = lineage.walk(rows[-1].id, direction="ancestors", depth=5, limit=1)
+    assert alone.truncated and [n.id for n in alone.nodes] == [rows[-1].id]
 
 
 def test_depth_10000_on_a_10000_version_chain_is_one_query(story, scene):
@@ -176,10 +178,10 @@ def test_depth_10000_on_a_10000_version_chain_is_one_query(story, scene):
         up = lineage.walk(rows[-1].id, direction="ancestors", depth=10_000, limit=10_000)
     walks = [q["sql"] for q in queries.captured_queries if "RECURSIVE" in q["sql"] or "artifact_lineage(" in q["sql"]]
     assert len(walks) == 1 and len(queries) == 3
-    assert len(up.nodes) == 9_999 and up.nodes[-1].id == rows[0].id and up.nodes[-1].depth == 9_999
+    assert len(up.nodes) == 10_000 and up.nodes[-1].id == rows[0].id and up.nodes[-1].depth == 9_999
     assert not up.truncated
     down = lineage.walk(rows[0].id, direction="descendants", depth=10_000, limit=10_000)
-    assert [n.depth for n in down.nodes] == list(range(1, 10_000))
+    assert [n.depth for n in down.nodes] == list(range(10_000))
     assert len(down.edges) == 9_999
 
 
@@ -224,4 +226,4 @@ def test_postgresql_walk_leaves_nothing_behind_between_walks(story, scene):
     rows, _ = insert_graph(story, scene, streams=1, versions=5, relations=[])
     first = lineage.walk(rows[-1].id, direction="ancestors", depth=10)
     second = lineage.walk(rows[-1].id, direction="ancestors", depth=10)
-    assert [n.id for n in first.nodes] == [n.id for n in second.nodes] and len(second.nodes) == 4
+    assert [n.id for n in first.nodes] == [n.id for n in second.nodes] and len(second.nodes) == 5

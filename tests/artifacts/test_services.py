@@ -360,23 +360,33 @@ class TestRelationsAndLineage:
         service.relate(spec.pk, plan.pk, "derived_from")
 
         full = service.lineage(spec.pk, direction="ancestors", depth=10)
-        assert [(n.pk, n.depth) for n in full.nodes] == [(plan.pk, 1), (intent_v2.pk, 2), (intent_v1.pk, 3)]
+        assert [(n.pk, n.depth) for n in full.nodes] == [
+            (spec.pk, 0),
+            (plan.pk, 1),
+            (intent_v2.pk, 2),
+            (intent_v1.pk, 3),
+        ]
         assert {(e.from_id, e.to_id, e.kind) for e in full.edges} == {
             (spec.pk, plan.pk, "derived_from"),
             (plan.pk, intent_v2.pk, "derived_from"),
             (intent_v2.pk, intent_v1.pk, "parent"),
         }
-        assert [n.pk for n in service.lineage(spec.pk, depth=2).nodes] == [plan.pk, intent_v2.pk]
+        assert [n.pk for n in service.lineage(spec.pk, depth=2).nodes] == [spec.pk, plan.pk, intent_v2.pk]
 
         down = service.lineage(intent_v1.pk, direction="descendants", depth=10)
-        assert [(n.pk, n.depth) for n in down.nodes] == [(intent_v2.pk, 1), (plan.pk, 2), (spec.pk, 3)]
+        assert [(n.pk, n.depth) for n in down.nodes] == [
+            (intent_v1.pk, 0),
+            (intent_v2.pk, 1),
+            (plan.pk, 2),
+            (spec.pk, 3),
+        ]
 
     def test_lineage_terminates_on_variant_cycles_and_checks_its_arguments(self, service, scene):
         a = service.create_artifact(scene.pk, "render_spec", RENDER_SPEC)
         b = service.create_artifact(scene.pk, "panel_plan", PANEL_PLAN)
         service.relate(a.pk, b.pk, "variant_of")
         service.relate(b.pk, a.pk, "variant_of")
-        assert [n.pk for n in service.lineage(a.pk, depth=100).nodes] == [b.pk]
+        assert [n.pk for n in service.lineage(a.pk, depth=100).nodes] == [a.pk, b.pk]
         with pytest.raises(InvalidInput):
             service.lineage(a.pk, direction="sideways")
         with pytest.raises(InvalidInput):
