@@ -39,6 +39,7 @@ manage: install
 
 ## The whole suite (SQLite unless DATABASE_URL says otherwise)
 test: install
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 ## Fault drills (tests/drills): writers under gunicorn (the README's production command) while

@@ -19,11 +19,13 @@ from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import path
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from artifacts_project.admin_kit import (
+from audit import admin as audit_admin
+from audit import selectors as audit_selectors
+from kernel.admin_kit import (
     BULK_ACTION_LIMIT,
     BaseAdmin,
     EstimatedCountPaginator,
@@ -31,22 +33,20 @@ from artifacts_project.admin_kit import (
     ViewOnlyMixin,
     admin_url,
     artifact_link,
-    audit_trail_for,
-    describe_value,
     report_refusals,
     short_id,
     state_badge,
     uuid_or_none,
 )
-from artifacts_project.api import domain_error_response
-from artifacts_project.errors import ArtifactError, InvalidPayload
+from kernel.api import domain_error_response
+from kernel.errors import ArtifactError, InvalidPayload
 from stories.models import Scene
 
 from . import lineage as lineage_walk
 from . import selectors
 from .content import content_response
 from .lineage_graph import build_graph
-from .models import ALLOWED_TRANSITIONS, Artifact, ArtifactRelation, AuditEvent, LifecycleState
+from .models import ALLOWED_TRANSITIONS, Artifact, ArtifactRelation, LifecycleState
 from .payloads import ARTIFACT_TYPES, MEDIA_KINDS, validate_payload
 from .services import ArtifactService
 from .widgets import PrettyJSONField
@@ -322,7 +322,7 @@ class ArtifactAdmin(IndexedSearchMixin, BaseAdmin):
                 *self._walks(artifact, depth=CHANGE_PAGE_LINEAGE_DEPTH, limit=CHANGE_PAGE_LINEAGE_NODES),
             ),
             "graph_depth": CHANGE_PAGE_LINEAGE_DEPTH,
-            "audit_events": audit_trail_for(artifact),
+            "audit_events": audit_admin.trail_for_display(audit_selectors.trail_of(artifact)),
             "transitions": [
                 (state, TRANSITION_LABELS[state])
                 for state in LifecycleState.values
@@ -483,49 +483,3 @@ class ArtifactRelationAdmin(IndexedSearchMixin, ViewOnlyMixin, BaseAdmin):
             .filter(pk=uuid_or_none(object_id))
             .first()
         )
-
-
-@admin.register(AuditEvent)
-class AuditEventAdmin(IndexedSearchMixin, ViewOnlyMixin, BaseAdmin):
-    """The audit trail: append-only, so view-only here, as pghistory's admin does it."""
-
-    list_display = ("created_at", "action", "target_type", "target_column", "actor", "change", "request_id")
-    list_select_related = ("actor",)
-    list_filter = ("action", "target_type")
-    sortable_by = ("created_at",)
-    search_fields = ("=target_id", "=story", "=request_id", "=id")
-    search_help_text = "A target id, story id, request id or event id (exact)."
-    show_full_result_count = False
-    paginator = EstimatedCountPaginator
-    fields = (
-        "id",
-        "created_at",
-        "action",
-        "target_type",
-        "target_column",
-        "story",
-        "actor",
-        "from_value",
-        "to_value",
-        "request_id",
-    )
-    readonly_fields = fields
-
-    @admin.display(description="target")
-    def target_column(self, obj):
-        models_by_name = {"artifact": "artifacts_artifact", "scene": "stories_scene", "story": "stories_story"}
-        name = models_by_name.get(obj.target_type)
-        if name is None:
-            return short_id(obj.target_id)
-        return format_html('<a href="{}">{}</a>', reverse(f"admin:{name}_change", args=[obj.target_id]), obj.target_id)
-
-    @admin.display(description="from → to")
-    def change(self, obj):
-        return format_audit_change(obj)
-
-    def get_object(self, request, object_id, from_field=None):
-        return super().get_queryset(request).select_related("actor", "story").filter(pk=uuid_or_none(object_id)).first()
-
-
-def format_audit_change(event) -> str:
-    return format_html("{} → {}", describe_value(event.from_value), describe_value(event.to_value))

@@ -28,8 +28,8 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
-from artifacts_project import input_limits
-from artifacts_project.api import (
+from kernel import input_limits
+from kernel.api import (
     LimitedBodyMixin,
     QueryIntegerField,
     StrictCharField,
@@ -41,10 +41,10 @@ from artifacts_project.api import (
     created,
     validated,
 )
-from artifacts_project.api_defaults import BoundedJSONParser, CursorPagination
-from artifacts_project.api_schema import error_codes
-from artifacts_project.errors import UnknownType
-from artifacts_project.lookups import ensure_exists
+from kernel.api_defaults import BoundedJSONParser, CursorPagination
+from kernel.api_schema import error_codes
+from kernel.errors import UnknownType
+from kernel.lookups import ensure_exists
 from stories.models import Scene, Story
 
 from . import lineage as lineage_walk

@@ -28,10 +28,10 @@ from django.http import FileResponse, HttpResponse, JsonResponse, StreamingHttpR
 from django.utils.cache import get_conditional_response
 from django.utils.http import quote_etag
 
-from artifacts_project import locks
-from artifacts_project.api import error_body
-from artifacts_project.errors import ContentMissing, ContentPruned, InvalidContent, NotFound, StorageFull
-from artifacts_project.transactions import on_rollback
+from kernel import locks
+from kernel.api import error_body
+from kernel.errors import ContentMissing, ContentPruned, InvalidContent, NotFound, StorageFull
+from kernel.transactions import on_rollback
 
 from .models import Artifact
 

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 from django.db import connection
 
-from artifacts_project.errors import InvalidInput, NotFound
-from artifacts_project.lookups import parse_uuid
+from kernel.errors import InvalidInput, NotFound
+from kernel.lookups import parse_uuid
 
 from .models import Artifact, ArtifactRelation
 

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from artifacts_project.errors import ImmutableRow
+from kernel.errors import ImmutableRow
 
 from .payloads import KINDS
 
@@ -201,40 +201,3 @@ class ArtifactRelation(models.Model):
 
     def __str__(self):
         return f"{self.from_artifact_id} {self.relation_type} {self.to_artifact_id}"
-
-
-class AuditEvent(models.Model):
-    """Append-only record of curation: transitions, locks, primary changes, edits."""
-
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    action = models.CharField(max_length=40, db_index=True)
-    target_type = models.CharField(max_length=40)
-    target_id = models.UUIDField()
-    story = models.ForeignKey(
-        "stories.Story", null=True, blank=True, on_delete=models.PROTECT, related_name="audit_events"
-    )
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
-    )
-    from_value = models.JSONField(null=True, blank=True)
-    to_value = models.JSONField(null=True, blank=True)
-    request_id = models.CharField(max_length=64, blank=True, default="", db_index=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
-        indexes = [
-            models.Index(fields=["target_type", "target_id", "-created_at"], name="audit_target_idx"),
-            models.Index(fields=["action", "-created_at"], name="audit_action_created_idx"),
-        ]
-
-    def __str__(self):
-        return f"{self.action} {self.target_type} {self.target_id}"
-
-    def save(self, *args, **kwargs):
-        if not self._state.adding:
-            raise ImmutableRow("audit events are append-only")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        raise ImmutableRow("audit events are append-only")

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 from jsonschema import Draft202012Validator
 
-from artifacts_project.errors import ArtifactError, InvalidInput, InvalidPayload, UnknownType
-from artifacts_project.input_limits import check_json
+from kernel.errors import ArtifactError, InvalidInput, InvalidPayload, UnknownType
+from kernel.input_limits import check_json
 
 KIND_JSON = "json"
 KIND_TEXT = "text"

@@ -3,7 +3,7 @@
 ``ArtifactService`` keeps the seed's five methods under their names and meaning, plus
 story-level create, edit-as-new-version, lifecycle transitions, relations and lineage.
 Reads it shares with the API and the admin live in ``selectors.py`` and ``lineage.py``;
-the bytes of media artifacts in ``content.py``; every lock in ``artifacts_project.locks``.
+the bytes of media artifacts in ``content.py``; every lock in ``kernel.locks``.
 
 Versioning never loses a write: a create serializes on its stream (``lock_stream``),
 reads the stream's latest version and inserts the next one while holding that lock. The
@@ -19,9 +19,9 @@ import logging
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef
 
-from artifacts_project import locks
-from artifacts_project.audit import acting_user
-from artifacts_project.errors import (
+from audit.services import acting_user, audit_record
+from kernel import locks
+from kernel.errors import (
     Cycle,
     DuplicateRelation,
     InvalidContent,
@@ -37,9 +37,9 @@ from artifacts_project.errors import (
     StillPrimary,
     VersionConflict,
 )
-from artifacts_project.lookups import get_or_not_found, parse_uuid
-from artifacts_project.request_id import get_request_id
-from artifacts_project.transactions import atomic_write
+from kernel.lookups import get_or_not_found, parse_uuid
+from kernel.request_id import get_request_id
+from kernel.transactions import atomic_write
 from stories.models import Scene, Story, StoryArtifactLink
 
 from . import lineage as lineage_walk
@@ -50,7 +50,6 @@ from .models import (
     ALLOWED_TRANSITIONS,
     Artifact,
     ArtifactRelation,
-    AuditEvent,
     LifecycleState,
     RelationType,
 )
@@ -724,30 +723,6 @@ def _pruned(pk, *, field: str) -> Pruned:
 
 
 # -- writes of the batch paths (import, prune, backfill) and of the audit trail ----------------
-
-
-def audit_record(
-    *,
-    action: str,
-    target,
-    actor=None,
-    story_id=None,
-    from_value=None,
-    to_value=None,
-    request_id: str | None = None,
-) -> AuditEvent:
-    """Append one audit event. Call it inside the action's transaction, so the event and
-    the change it records commit or roll back together."""
-    return AuditEvent.objects.create(
-        action=action,
-        target_type=target._meta.model_name,
-        target_id=target.pk,
-        story_id=story_id,
-        actor=acting_user(actor),
-        from_value=from_value,
-        to_value=to_value,
-        request_id=request_id if request_id is not None else get_request_id(),
-    )
 
 
 def prune_rows(ids, *, at) -> int:

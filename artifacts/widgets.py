@@ -9,8 +9,8 @@ import json
 
 from django import forms
 
-from artifacts_project import input_limits
-from artifacts_project.errors import InvalidInput
+from kernel import input_limits
+from kernel.errors import InvalidInput
 
 
 class JsonEditorWidget(forms.Textarea):

@@ -67,15 +67,18 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI assets served locally: the docs work offline
+    "artifacts_project",  # the project's own commands (migrate as the owner, create_db_roles), templates
+    "audit",
     "artifacts",
     "stories",
     "runs",
+    "operations",
 ]
 
 MIDDLEWARE = [
-    "artifacts_project.request_id.RequestIdMiddleware",
+    "kernel.request_id.RequestIdMiddleware",
     # Inside the request id's scope, so a 503 names the request; it only acts on view errors.
-    "artifacts_project.outages.DatabaseUnavailableMiddleware",
+    "kernel.outages.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -220,13 +223,13 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["artifacts_project.api_defaults.ModelPermissions"],
+    "DEFAULT_PERMISSION_CLASSES": ["kernel.api_defaults.ModelPermissions"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["artifacts_project.api_defaults.BoundedJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["kernel.api_defaults.BoundedJSONParser"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_PAGINATION_CLASS": "artifacts_project.api_defaults.CursorPagination",
-    "DEFAULT_SCHEMA_CLASS": "artifacts_project.api_schema.ApiSchema",
-    "EXCEPTION_HANDLER": "artifacts_project.api.exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "kernel.api_defaults.CursorPagination",
+    "DEFAULT_SCHEMA_CLASS": "kernel.api_schema.ApiSchema",
+    "EXCEPTION_HANDLER": "kernel.api.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
@@ -251,17 +254,17 @@ SPECTACULAR_SETTINGS = {
         "RunStatusEnum": "runs.models.RunStatus",
         "StepStatusEnum": "runs.models.StepStatus",
     },
-    "PREPROCESSING_HOOKS": ["artifacts_project.api.schema_preprocessing_hook"],
+    "PREPROCESSING_HOOKS": ["kernel.api.schema_preprocessing_hook"],
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "artifacts_project.api.schema_postprocessing_hook",
+        "kernel.api.schema_postprocessing_hook",
     ],
 }
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "artifacts_project.request_id.RequestIdLogFilter"}},
+    "filters": {"request_id": {"()": "kernel.request_id.RequestIdLogFilter"}},
     "formatters": {"default": {"format": "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"}},
     "handlers": {
         "console": {
@@ -331,5 +334,5 @@ PIPELINE_RETRY_BACKOFF = env_number("PIPELINE_RETRY_BACKOFF", 2.0, float)
 # holder's session lock is free); on SQLite once its heartbeat is older than this.
 PIPELINE_RUN_STALE_SECONDS = env_number("PIPELINE_RUN_STALE_SECONDS", 60, float)
 
-# Refuse a lock taken out of artifacts_project/locks.py's order (the test suite turns it on).
+# Refuse a lock taken out of kernel/locks.py's order (the test suite turns it on).
 LOCK_ORDER_CHECK = env_bool("LOCK_ORDER_CHECK")

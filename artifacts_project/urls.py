@@ -9,7 +9,7 @@ from django.views.decorators.http import require_safe
 from rest_framework.routers import SimpleRouter
 
 from artifacts.api import ArtifactTypeViewSet, ArtifactViewSet, SceneArtifactViewSet, StoryArtifactViewSet
-from artifacts_project.api import RETRY_AFTER_SECONDS, DocsView, SchemaView, UnknownEndpoint
+from kernel.api import RETRY_AFTER_SECONDS, DocsView, SchemaView, UnknownEndpoint
 from runs.api import RunArtifactViewSet, RunStepViewSet, RunViewSet, ScenePipelineView, StoryPipelineView
 from stories.api import SceneViewSet, StoryLinkViewSet, StorySceneViewSet, StoryViewSet
 
@@ -82,7 +82,7 @@ urlpatterns = [
     re_path(r"^v1$", UnknownEndpoint.as_view()),
 ]
 
-handler400 = "artifacts_project.api.handler400"
-handler403 = "artifacts_project.api.handler403"
-handler404 = "artifacts_project.api.handler404"
-handler500 = "artifacts_project.api.handler500"
+handler400 = "kernel.api.handler400"
+handler403 = "kernel.api.handler403"
+handler404 = "kernel.api.handler404"
+handler500 = "kernel.api.handler500"

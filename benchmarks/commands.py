@@ -5,7 +5,7 @@
   100,000 artifacts (500 scenes, 4 pipeline types, 50 versions, each the parent of the
   next), against ``ArtifactService.create_artifact`` line by line on 2,000 more; then the
   same file again, every line skipped (the idempotent rerun).
-- **prune**: ``artifacts.retention`` (what ``prune_artifacts --yes`` runs) on 10,000 streams of
+- **prune**: ``operations.retention`` (what ``prune_artifacts --yes`` runs) on 10,000 streams of
   101 versions, 400 days old, the latest of each derived_from its version 50 (so the
   closure keeps 10,000 more): 1,000,000 rows prunable, 990,000 pruned. Meanwhile a probe
   thread locks a random target row every 20 ms (what a transition or a link would do) and
@@ -50,13 +50,13 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from artifacts import retention  # noqa: E402
 from artifacts.models import Artifact  # noqa: E402
 from artifacts.payloads import ARTIFACT_TYPES  # noqa: E402
 from artifacts.services import ArtifactService  # noqa: E402
-from artifacts_project import locks  # noqa: E402
-from artifacts_project.commands import without_statement_timeout  # noqa: E402
 from benchmarks import databases  # noqa: E402
+from kernel import locks  # noqa: E402
+from kernel.commands import without_statement_timeout  # noqa: E402
+from operations import retention  # noqa: E402
 
 IMPORT_TYPES = ("scene_intent", "panel_plan", "render_spec", "qc_report")
 BASELINE_LINES = 2_000

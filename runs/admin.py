@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.utils.html import format_html
 
-from artifacts_project.admin_kit import (
+from kernel.admin_kit import (
     ArtifactRowColumns,
     BaseAdmin,
     EstimatedCountPaginator,

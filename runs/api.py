@@ -7,7 +7,7 @@ from rest_framework import mixins, serializers, viewsets
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from artifacts_project.api import (
+from kernel.api import (
     LimitedBodyMixin,
     StrictBooleanField,
     StrictCharField,
@@ -20,10 +20,10 @@ from artifacts_project.api import (
     created,
     validated,
 )
-from artifacts_project.api_defaults import CursorPagination
-from artifacts_project.api_schema import error_codes
-from artifacts_project.input_limits import INT_MAX
-from artifacts_project.lookups import ensure_exists
+from kernel.api_defaults import CursorPagination
+from kernel.api_schema import error_codes
+from kernel.input_limits import INT_MAX
+from kernel.lookups import ensure_exists
 from stories.models import Scene
 
 from . import services

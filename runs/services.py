@@ -1,7 +1,7 @@
 """Runs and agent steps: what each pipeline stage consumed and produced.
 
 Every function is one action in its own transaction (``atomic_write``); rows are locked
-only through ``artifacts_project.locks``.
+only through ``kernel.locks``.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ from artifacts.content import PreparedContent, store_content
 from artifacts.models import Artifact
 from artifacts.payloads import get_type
 from artifacts.services import hold_unpruned
-from artifacts_project import locks
-from artifacts_project.audit import acting_user
-from artifacts_project.errors import ArtifactError, InvalidInput, InvalidTransition, NotFound, VersionConflict
-from artifacts_project.input_limits import check_columns, check_int, check_json, check_text
-from artifacts_project.lookups import ensure_exists, get_or_not_found, parse_uuid
-from artifacts_project.request_id import get_request_id
-from artifacts_project.transactions import atomic_write, may_be_lost_in_a_crash
+from audit.services import acting_user
+from kernel import locks
+from kernel.errors import ArtifactError, InvalidInput, InvalidTransition, NotFound, VersionConflict
+from kernel.input_limits import check_columns, check_int, check_json, check_text
+from kernel.lookups import ensure_exists, get_or_not_found, parse_uuid
+from kernel.request_id import get_request_id
+from kernel.transactions import atomic_write, may_be_lost_in_a_crash
 from stories.models import Scene, Story
 
 from . import selectors

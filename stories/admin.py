@@ -21,7 +21,9 @@ from rest_framework.authtoken.models import TokenProxy
 
 from artifacts import selectors as artifact_selectors
 from artifacts.models import Artifact
-from artifacts_project.admin_kit import (
+from audit import admin as audit_admin
+from audit import selectors as audit_selectors
+from kernel.admin_kit import (
     BULK_ACTION_LIMIT,
     ArtifactRowColumns,
     BaseAdmin,
@@ -30,15 +32,13 @@ from artifacts_project.admin_kit import (
     ViewOnlyMixin,
     admin_url,
     artifact_link,
-    audit_trail,
-    audit_trail_for,
     changelist_url,
     report_refusals,
     short_id,
     state_badge,
     uuid_or_none,
 )
-from artifacts_project.errors import ArtifactError
+from kernel.errors import ArtifactError
 
 from . import selectors, services
 from .models import KIND_FOR_ROLE, ROLE_SCENE_IMAGE, STORY_REFERENCE_FOR_ROLE, Role, Scene, Story, StoryArtifactLink
@@ -182,7 +182,7 @@ class StoryAdmin(IndexedSearchMixin, BaseAdmin):
         story = self.get_object(request, unquote(object_id))
         context = dict(extra_context or {})
         if story is not None and self.has_view_permission(request, story):
-            context["audit_events"] = audit_trail(story=story)
+            context["audit_events"] = audit_admin.trail_for_display(audit_selectors.trail(story=story))
             context["can_choose_primary"] = self.may_choose_primary(request, story)
             context["primary_rows"] = self._primary_rows(story)
         return super().change_view(request, object_id, form_url, context)
@@ -395,7 +395,7 @@ class SceneAdmin(IndexedSearchMixin, BaseAdmin):
         scene = self.get_object(request, unquote(object_id))
         context = dict(extra_context or {})
         if scene is not None and self.has_view_permission(request, scene):
-            context["audit_events"] = audit_trail_for(scene)
+            context["audit_events"] = audit_admin.trail_for_display(audit_selectors.trail_of(scene))
             context["can_lock"] = self.has_change_permission(request, scene)
             context["latest_artifacts"] = artifact_selectors.scene_latest_per_type(scene.pk).only(
                 "id", "type", "version", "kind", "lifecycle_state", "created_at", "request_id", "pruned_at"

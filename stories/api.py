@@ -6,7 +6,7 @@ from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from artifacts_project.api import (
+from kernel.api import (
     LimitedBodyMixin,
     StrictChoiceField,
     StrictFilterSet,
@@ -16,11 +16,11 @@ from artifacts_project.api import (
     created,
     validated,
 )
-from artifacts_project.api_defaults import CursorPagination
-from artifacts_project.api_schema import error_codes
-from artifacts_project.errors import AlreadyLocked, NotLocked
-from artifacts_project.input_limits import INT_MAX
-from artifacts_project.lookups import ensure_exists, get_or_not_found
+from kernel.api_defaults import CursorPagination
+from kernel.api_schema import error_codes
+from kernel.errors import AlreadyLocked, NotLocked
+from kernel.input_limits import INT_MAX
+from kernel.lookups import ensure_exists, get_or_not_found
 
 from . import services
 from .models import Role, Scene, Story, StoryArtifactLink

@@ -2,7 +2,7 @@
 
 Every function is one action with keyword-only arguments and its own transaction
 (``atomic_write``: retried when the database reports a deadlock). Rows are locked only
-through ``artifacts_project.locks``, in its fixed order.
+through ``kernel.locks``, in its fixed order.
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ from django.db.models import Max
 from django.utils import timezone
 
 from artifacts.models import Artifact, LifecycleState
-from artifacts.services import audit_record
-from artifacts_project import locks
-from artifacts_project.audit import acting_user
-from artifacts_project.errors import (
+from audit.services import acting_user, audit_record
+from kernel import locks
+from kernel.errors import (
     AlreadyLocked,
     DuplicateLink,
     InvalidInput,
@@ -26,9 +25,9 @@ from artifacts_project.errors import (
     NotPublished,
     Pruned,
 )
-from artifacts_project.input_limits import INT_MAX, check_columns, check_int
-from artifacts_project.lookups import get_or_not_found, parse_uuid
-from artifacts_project.transactions import atomic_write
+from kernel.input_limits import INT_MAX, check_columns, check_int
+from kernel.lookups import get_or_not_found, parse_uuid
+from kernel.transactions import atomic_write
 
 from . import selectors
 from .models import KIND_FOR_ROLE, ROLE_SCENE_IMAGE, STORY_REFERENCE_FOR_ROLE, Role, Scene, Story, StoryArtifactLink

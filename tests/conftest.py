@@ -39,7 +39,7 @@ WEBM_BYTES = (
 SVG_BYTES = b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'
 
 
-# Every lock taken out of artifacts_project/locks.py's order fails the test that takes it,
+# Every lock taken out of kernel/locks.py's order fails the test that takes it,
 # here and in the processes the tests start (commands, workers, servers).
 os.environ.setdefault("LOCK_ORDER_CHECK", "1")
 

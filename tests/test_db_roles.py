@@ -24,13 +24,14 @@ from psycopg import errors, sql
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from artifacts.models import Artifact, AuditEvent
+from artifacts.models import Artifact
 from artifacts.payloads import ARTIFACT_TYPES
 from artifacts.services import ArtifactService
+from audit.models import AuditEvent
 from runs import services as run_services
 from stories import services as story_services
 from stories.models import Story
-from tests.commands.conftest import run as run_command
+from tests.operations.conftest import run as run_command
 from tests.conftest import SCENE_INTENT
 
 pytestmark = [pytest.mark.postgres_only, pytest.mark.django_db(transaction=True)]

@@ -35,16 +35,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from celery import current_app as app
 from django.conf import settings
 from django.db import connection, transaction
 
 from artifacts import selectors
-from artifacts_project import locks
-from artifacts_project.celery import app
-from artifacts_project.errors import BrokerUnavailable, InvalidInput, InvalidTransition
-from artifacts_project.lookups import get_or_not_found
-from artifacts_project.request_id import get_request_id, request_id_scope
-from artifacts_project.transactions import atomic_write
+from kernel import locks
+from kernel.errors import BrokerUnavailable, InvalidInput, InvalidTransition
+from kernel.lookups import get_or_not_found
+from kernel.request_id import get_request_id, request_id_scope
+from kernel.transactions import atomic_write
 from runs import selectors as run_selectors
 from runs import services as run_services
 from runs.models import FINISHED_STATUSES, AgentStep, Run, RunStatus, StepStatus

@@ -34,10 +34,10 @@ from artifacts import selectors
 from artifacts.content import prepare_content
 from artifacts.models import Artifact
 from artifacts.payloads import MEDIA_KINDS, check_payload, get_type
-from artifacts_project.errors import ArtifactError, InvalidContent
-from artifacts_project.locks import LockOrderViolation
-from artifacts_project.lookups import get_or_not_found
-from artifacts_project.request_id import get_request_id
+from kernel.errors import ArtifactError, InvalidContent
+from kernel.locks import LockOrderViolation
+from kernel.lookups import get_or_not_found
+from kernel.request_id import get_request_id
 from runs import services as run_services
 from runs.services import NodeRefused, RunStopped, StepTaken
 from stories import selectors as story_selectors

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from django.conf import settings
 from django.db import connection
 
-from artifacts_project import locks
+from kernel import locks
 from runs import services as run_services
 
 from .engine import Stop

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from artifacts_project.errors import InvalidInput
+from kernel.errors import InvalidInput
 
 from .generators import DEFAULT_PARAMS
 

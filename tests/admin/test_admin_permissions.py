@@ -4,7 +4,7 @@
 from django.contrib.auth.models import Permission
 from rest_framework.authtoken.models import Token
 
-from artifacts.models import AuditEvent
+from audit.models import AuditEvent
 from stories.models import StoryArtifactLink
 
 from .conftest import change_url

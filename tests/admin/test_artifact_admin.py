@@ -9,9 +9,10 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from artifacts.admin import ArtifactAdmin, EstimatedCountPaginator
-from artifacts.models import Artifact, AuditEvent
+from artifacts.models import Artifact
 from artifacts.services import ArtifactService
-from artifacts_project.errors import PlanningLocked
+from audit.models import AuditEvent
+from kernel.errors import PlanningLocked
 from stories import services as story_services
 from tests.conftest import PNG_BYTES, SCENE_INTENT, WAV_BYTES, WEBM_BYTES
 

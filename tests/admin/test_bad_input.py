@@ -14,7 +14,7 @@ from .conftest import admin_view_url, change_url, changelist_url, messages_of
 LISTS = [
     "/admin/artifacts/artifact/",
     "/admin/artifacts/artifactrelation/",
-    "/admin/artifacts/auditevent/",
+    "/admin/audit/auditevent/",
     "/admin/stories/story/",
     "/admin/stories/scene/",
     "/admin/stories/storyartifactlink/",
@@ -33,7 +33,7 @@ LISTS = [
         "/admin/artifacts/artifact/?kind__exact=%00",
         "/admin/artifacts/artifact/?story=%00",
         "/admin/artifacts/artifactrelation/?relation_type__exact=%00",
-        "/admin/artifacts/auditevent/?action__exact=%00",
+        "/admin/audit/auditevent/?action__exact=%00",
         "/admin/stories/storyartifactlink/?role__exact=%00",
         "/admin/runs/run/?status__exact=%00",
     ],

@@ -3,7 +3,8 @@
 import pytest
 from django.contrib import admin
 
-from artifacts.models import Artifact, ArtifactRelation, AuditEvent
+from artifacts.models import Artifact, ArtifactRelation
+from audit.models import AuditEvent
 from runs.models import AgentStep, Run, RunArtifactLink
 from stories.models import Scene, Story, StoryArtifactLink
 

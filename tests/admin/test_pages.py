@@ -5,7 +5,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from artifacts.models import Artifact, ArtifactRelation, AuditEvent
+from artifacts.models import Artifact, ArtifactRelation
+from audit.models import AuditEvent
 from runs.models import AgentStep, Run, RunArtifactLink
 from stories.models import Scene, Story, StoryArtifactLink
 
@@ -66,7 +67,7 @@ def test_changelist_lists_the_rows(editor_client, world, model):
 def test_big_lists_never_count_their_whole_table(editor_client, world, model, monkeypatch):
     """At millions of rows a COUNT(*) is a full scan: the list reads the planner's estimate
     instead (lowered threshold here, so a small test table counts as big)."""
-    from artifacts_project.admin_kit import EstimatedCountPaginator
+    from kernel.admin_kit import EstimatedCountPaginator
 
     monkeypatch.setattr(EstimatedCountPaginator, "estimate_above", 0)
     with connection.cursor() as cursor:

@@ -2,8 +2,8 @@
 
 import pytest
 
-from artifacts.models import AuditEvent
 from artifacts.services import ArtifactService
+from audit.models import AuditEvent
 from stories import services as story_services
 from stories.models import Scene, Story, StoryArtifactLink
 from tests.conftest import PNG_BYTES

@@ -11,7 +11,7 @@ disagree, and fails the run.
 
 import schemathesis
 
-from artifacts_project.errors import BEYOND_SCHEMA
+from kernel.errors import BEYOND_SCHEMA
 
 # A multipart form's payload is a JSON part whose schema is the type's (one form serves
 # several types), so a payload fit for another type is a rule the form cannot state either.

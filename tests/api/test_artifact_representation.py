@@ -14,7 +14,7 @@ from artifacts import selectors
 from artifacts.api import ArtifactSerializer
 from artifacts.models import Artifact
 from artifacts.payloads import ARTIFACT_TYPES
-from artifacts.retention import Retention
+from operations.retention import Retention
 from runs import services as run_services
 from tests.conftest import PNG_BYTES, SCENE_INTENT, make_image
 

@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rest_framework.authtoken.models import Token
 
-from artifacts.models import Artifact, ArtifactRelation, AuditEvent
+from artifacts.models import Artifact, ArtifactRelation
+from audit.models import AuditEvent
 from runs import services as run_services
 from runs.models import AgentStep, Run, RunArtifactLink
 from stories.models import Scene, Story, StoryArtifactLink

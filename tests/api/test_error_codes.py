@@ -1,4 +1,4 @@
-"""The codes the API answers with live in one place (artifacts_project.errors.CODES): the
+"""The codes the API answers with live in one place (kernel.errors.CODES): the
 README's table is printed from it, every domain error's code is in it at its status, and the
 schema's per-operation enums name nothing else."""
 
@@ -12,8 +12,8 @@ import pytest
 import artifacts
 import runs
 import stories
-from artifacts_project import errors
-from artifacts_project.api import domain_status
+from kernel import errors
+from kernel.api import domain_status
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 START, END = "<!-- error-codes: start -->", "<!-- error-codes: end -->"
@@ -28,7 +28,7 @@ def test_the_readme_table_is_the_one_errors_prints():
     assert START in text and END in text, "the README marks its error table"
     table = text.split(START, 1)[1].split(END, 1)[0].strip()
     assert table == errors.markdown_table(), (
-        "the README's error table is stale: paste the output of `python -m artifacts_project.errors`"
+        "the README's error table is stale: paste the output of `python -m kernel.errors`"
     )
 
 

@@ -175,7 +175,7 @@ def test_djangos_own_400_404_and_500_are_json_under_v1(writer, settings):
 
 
 def test_djangos_own_404_is_json_under_v1_only(writer, rf):
-    from artifacts_project import api
+    from kernel import api
 
     response = api.handler404(rf.get("/v1/whatever"), None)
     assert response.status_code == 404 and json.loads(response.content)["code"] == "not_found"

@@ -6,8 +6,9 @@ import json
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from artifacts.models import Artifact, ArtifactRelation, AuditEvent
+from artifacts.models import Artifact, ArtifactRelation
 from artifacts.services import ArtifactService
+from audit.models import AuditEvent
 from runs import services as run_services
 from runs.models import AgentStep, Run, RunArtifactLink
 from stories import services as story_services

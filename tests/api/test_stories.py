@@ -2,8 +2,8 @@
 
 import pytest
 
-from artifacts.models import AuditEvent
 from artifacts.services import ArtifactService
+from audit.models import AuditEvent
 from stories.models import Scene, Story, StoryArtifactLink
 from tests.conftest import make_image
 

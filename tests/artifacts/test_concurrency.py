@@ -10,7 +10,7 @@ from django.db import connection
 from artifacts.models import Artifact
 from artifacts.payloads import ARTIFACT_TYPES
 from artifacts.services import ArtifactService
-from artifacts_project.errors import AlreadyLocked
+from kernel.errors import AlreadyLocked
 from stories import services as story_services
 from stories.models import StoryArtifactLink
 from tests.conftest import PNG_BYTES

@@ -14,7 +14,7 @@ from django.db import connection, transaction
 from artifacts.content import is_svg, prepare_content, remove_if_unreferenced, storage_name, store_content
 from artifacts.models import Artifact
 from artifacts.services import ArtifactService
-from artifacts_project.errors import InvalidContent, NotFound, PlanningLocked
+from kernel.errors import InvalidContent, NotFound, PlanningLocked
 from stories import services as story_services
 from tests.api.conftest import assert_error, client_for
 from tests.conftest import MP3_BYTES, PNG_BYTES, SVG_BYTES, WAV_BYTES, WEBM_BYTES

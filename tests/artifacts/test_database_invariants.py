@@ -6,9 +6,10 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from artifacts.models import Artifact, AuditEvent
-from artifacts.services import audit_record
-from artifacts_project.errors import ImmutableRow
+from artifacts.models import Artifact
+from audit.models import AuditEvent
+from audit.services import audit_record
+from kernel.errors import ImmutableRow
 from stories import services as story_services
 from stories.models import StoryArtifactLink
 from tests.conftest import PNG_BYTES, SCENE_INTENT, make_image

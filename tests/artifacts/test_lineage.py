@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from artifacts import lineage
 from artifacts.models import Artifact, ArtifactRelation
-from artifacts_project.errors import InvalidInput, NotFound
+from kernel.errors import InvalidInput, NotFound
 
 RELATION_TYPES = ("derived_from", "variant_of", "transcoded_from")
 

@@ -1,7 +1,7 @@
 import pytest
 
 from artifacts.payloads import ARTIFACT_TYPES, PLANNING_TYPES, validate_payload
-from artifacts_project.errors import InvalidPayload, UnknownType
+from kernel.errors import InvalidPayload, UnknownType
 
 PIPELINE_TYPES = [
     "scene_intent",

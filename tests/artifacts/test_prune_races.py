@@ -12,17 +12,17 @@ import pytest
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
 
-from artifacts import retention, verification
-from artifacts.importing import Importer, parse_lines
 from artifacts.models import Artifact, ArtifactRelation
 from artifacts.payloads import ARTIFACT_TYPES
 from artifacts.services import ArtifactService
-from artifacts_project.errors import Pruned
+from kernel.errors import Pruned
+from operations import retention, verification
+from operations.importing import Importer, parse_lines
 from runs import services as run_services
 from runs.models import RunArtifactLink
 from stories import services as story_services
 from stories.models import StoryArtifactLink
-from tests.commands.conftest import Rows, png
+from tests.operations.conftest import Rows, png
 
 pytestmark = [pytest.mark.postgres_only, pytest.mark.django_db(transaction=True)]
 

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from artifacts.models import Artifact, ArtifactRelation
 from artifacts.services import prune_rows
-from artifacts_project.errors import Cycle, DuplicateRelation, InvalidRelation, NotFound, Pruned
+from kernel.errors import Cycle, DuplicateRelation, InvalidRelation, NotFound, Pruned
 from tests.conftest import SCENE_INTENT
 
 

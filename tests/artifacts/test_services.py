@@ -7,10 +7,11 @@ from django.db import IntegrityError, connection
 from django.utils import timezone
 
 from artifacts import selectors
-from artifacts.models import ALLOWED_TRANSITIONS, Artifact, AuditEvent, LifecycleState
+from artifacts.models import ALLOWED_TRANSITIONS, Artifact, LifecycleState
 from artifacts.payloads import ARTIFACT_TYPES
 from artifacts.services import ArtifactService
-from artifacts_project.errors import (
+from audit.models import AuditEvent
+from kernel.errors import (
     Cycle,
     DuplicateRelation,
     InvalidContent,
@@ -28,7 +29,7 @@ from artifacts_project.errors import (
     UnknownType,
     VersionConflict,
 )
-from artifacts_project.request_id import request_id_scope
+from kernel.request_id import request_id_scope
 from stories import services as story_services
 from tests.conftest import MP3_BYTES, PNG_BYTES, SCENE_INTENT, make_image
 

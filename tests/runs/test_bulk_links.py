@@ -8,7 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from artifacts.services import ArtifactService
-from artifacts_project.errors import InvalidInput, InvalidTransition, NotFound
+from kernel.errors import InvalidInput, InvalidTransition, NotFound
 from runs import services as run_services
 from runs.models import AgentStep, RunArtifactLink
 from tests.conftest import SCENE_INTENT

@@ -40,7 +40,7 @@ def test_a_render_recorded_beside_an_upload_of_the_same_bytes_never_deadlocks(st
 
         return threading.Thread(target=run)
 
-    with caplog.at_level(logging.WARNING, logger="artifacts_project.transactions"):
+    with caplog.at_level(logging.WARNING, logger="kernel.transactions"):
         for _ in range(ROUNDS):
             barrier = threading.Barrier(2)
             threads = [

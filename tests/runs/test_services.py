@@ -1,7 +1,7 @@
 import pytest
 
 from artifacts.services import ArtifactService
-from artifacts_project.errors import InvalidInput, InvalidTransition
+from kernel.errors import InvalidInput, InvalidTransition
 from runs import services as run_services
 from runs.models import RunArtifactLink
 from tests.conftest import SCENE_INTENT

@@ -12,7 +12,7 @@ from django.contrib.auth.models import User
 from artifacts.content import storage_name
 from artifacts.models import Artifact
 from tests.api.conftest import client_for
-from tests.commands.conftest import run
+from tests.operations.conftest import run
 from tests.conftest import PNG_BYTES, WAV_BYTES
 
 

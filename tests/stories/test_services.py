@@ -1,8 +1,8 @@
 import pytest
 
-from artifacts.models import AuditEvent
 from artifacts.services import ArtifactService
-from artifacts_project.errors import (
+from audit.models import AuditEvent
+from kernel.errors import (
     AlreadyLocked,
     DuplicateLink,
     InvalidInput,

@@ -18,8 +18,8 @@ from collections import Counter
 from django.core.management.base import CommandError
 from tqdm import tqdm
 
-from artifacts_project.commands import EXIT_INTERRUPTED, EXIT_USAGE, RequestIdCommand
-from artifacts_project.errors import ArtifactError, ServerFault
+from kernel.commands import EXIT_INTERRUPTED, EXIT_USAGE, RequestIdCommand
+from kernel.errors import ArtifactError, ServerFault
 from runs.pipeline import driver, engine
 from runs.pipeline.holding import Interrupted, SignalStop
 from runs.pipeline.nodes import NODES, selected
