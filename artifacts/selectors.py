@@ -12,8 +12,8 @@ import uuid
 from django.db import connection
 from django.db.models import Q, QuerySet, Subquery
 
-from artifacts_project.errors import NotFound
-from artifacts_project.lookups import parse_uuid
+from kernel.errors import NotFound
+from kernel.lookups import parse_uuid
 
 from .models import Artifact, ArtifactRelation
 from .payloads import ARTIFACT_TYPES, SCOPE_SCENE, get_type

@@ -31,8 +31,8 @@ from audit.models import AuditEvent
 from runs import services as run_services
 from stories import services as story_services
 from stories.models import Story
-from tests.operations.conftest import run as run_command
 from tests.conftest import SCENE_INTENT
+from tests.operations.conftest import run as run_command
 
 pytestmark = [pytest.mark.postgres_only, pytest.mark.django_db(transaction=True)]
 

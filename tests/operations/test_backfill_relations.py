@@ -4,8 +4,8 @@ exists is skipped, a cycle is refused and reported, a reused output gets nothing
 from artifacts.models import ArtifactRelation
 from artifacts.services import ArtifactService
 from runs import services as run_services
-from tests.operations.conftest import run, summary
 from tests.conftest import SCENE_INTENT
+from tests.operations.conftest import run, summary
 
 PLAN = {"panels": [{"grammar_id": "establishing", "weight": 1, "must_show": []}]}
 LAYOUT = {"template_id": "one", "panels": [{"panel_index": 0, "x": 0, "y": 0, "w": 1, "h": 1}]}

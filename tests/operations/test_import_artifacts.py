@@ -13,8 +13,8 @@ from artifacts.content import prepare_content, store_content
 from artifacts.models import Artifact
 from stories import services as story_services
 from stories.models import Scene, Story
-from tests.operations.conftest import chain, jsonl, line, run, snapshot, summary
 from tests.conftest import PNG_BYTES, SCENE_INTENT
+from tests.operations.conftest import chain, jsonl, line, run, snapshot, summary
 
 
 def imported(row: dict) -> Artifact:

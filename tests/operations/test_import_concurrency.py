@@ -9,8 +9,8 @@ from django.db import connection, transaction
 
 from artifacts.models import Artifact
 from artifacts.services import ArtifactService
-from tests.operations.conftest import jsonl, line, run
 from tests.conftest import SCENE_INTENT
+from tests.operations.conftest import jsonl, line, run
 
 pytestmark = [pytest.mark.postgres_only, pytest.mark.django_db(transaction=True)]
 

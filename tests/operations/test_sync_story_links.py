@@ -4,8 +4,8 @@ reported, repaired (with an audit event) unless it is a dry run, and a second ru
 from audit.models import AuditEvent
 from stories import services as story_services
 from stories.models import Story
-from tests.operations.conftest import run, snapshot, summary
 from tests.conftest import make_image
+from tests.operations.conftest import run, snapshot, summary
 
 
 def drifted_story(story, published_cover):

@@ -22,8 +22,8 @@ from runs import services as run_services
 from runs.models import RunArtifactLink
 from stories import services as story_services
 from stories.models import Story, StoryArtifactLink
-from tests.operations.conftest import Rows, insert, run, summary
 from tests.conftest import SCENE_INTENT, make_image
+from tests.operations.conftest import Rows, insert, run, summary
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ from django.contrib.auth.models import User
 from artifacts.content import storage_name
 from artifacts.models import Artifact
 from tests.api.conftest import client_for
-from tests.operations.conftest import run
 from tests.conftest import PNG_BYTES, WAV_BYTES
+from tests.operations.conftest import run
 
 
 @pytest.fixture
