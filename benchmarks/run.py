@@ -49,8 +49,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import figures  # noqa: E402
 from benchmarks.databases import PREFIX_VARIABLE, database_name  # noqa: E402
+from benchmarks.figures import UNSTABLE, Figure, Summary, parse_all, summarize  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ class Run:
     seconds: float
     load_before: tuple[float, float, float]
     load_after: tuple[float, float, float]
-    figures: list[figures.Figure] = field(default_factory=list)
+    figures: list[Figure] = field(default_factory=list)
 
 
 def machine() -> list[str]:
@@ -184,7 +184,7 @@ def show(value: float) -> str:
     return f"{value:.3g}"
 
 
-def figures_table(summaries: list[figures.Summary]) -> list[str]:
+def figures_table(summaries: list[Summary]) -> list[str]:
     rows = [
         "| benchmark | figure | median | spread (min–max) | runs | target | verdict | stable |",
         "|---|---|---|---|---|---|---|---|",
@@ -205,7 +205,7 @@ def figures_table(summaries: list[figures.Summary]) -> list[str]:
     return rows
 
 
-def summary_line(s: figures.Summary) -> str:
+def summary_line(s: Summary) -> str:
     spread = f" ({show(s.low)}–{show(s.high)} over {len(s.measured)} runs)" if len(s.measured) > 1 else ""
     target = f", target {s.op} {show(s.target)}" if s.op else ""
     return f"- {s.benchmark}: {s.name}: median {show(s.median)} {s.unit}{spread}{target}"
@@ -253,7 +253,7 @@ def results(
     runs: list[Run],
     skipped: dict[str, str],
 ) -> str:
-    summaries = figures.summarize([(r.benchmark.name, r.figures) for r in runs])
+    summaries = summarize([(r.benchmark.name, r.figures) for r in runs])
     missed = [s for s in summaries if s.met is False]
     unstable = [s for s in summaries if s.unstable]
     failed = sorted({r.benchmark.name for r in runs if r.status}, key=[b.name for b in selected].index)
@@ -268,7 +268,7 @@ def results(
         f"Written by `{command}` (benchmarks/run.py) on {started_at:%Y-%m-%d %H:%M} UTC, on"
         f" {'PostgreSQL' if postgres else 'SQLite'}: each benchmark run {repeat} time{'s' if repeat > 1 else ''},"
         " in rounds. A headline figure is the median of its runs, with their spread (min–max, and max / min);"
-        f" its target is judged on the median; a figure whose runs differ by more than {figures.UNSTABLE:g}x is"
+        f" its target is judged on the median; a figure whose runs differ by more than {UNSTABLE:g}x is"
         " unstable. Every figure is beside a baseline measured in the same run: see the README's Benchmarks"
         " section for what each means.",
         "",
@@ -286,7 +286,7 @@ def results(
         "",
         *([summary_line(s) for s in missed] or ["None."]),
         "",
-        f"## Unstable figures (runs differ by more than {figures.UNSTABLE:g}x)",
+        f"## Unstable figures (runs differ by more than {UNSTABLE:g}x)",
         "",
         *(
             [summary_line(s) for s in unstable]
@@ -366,7 +366,7 @@ def main() -> int:
                 after = load_average()
                 print(f"-- {benchmark.name} run {number}: {seconds:.0f} s, exit {status}, load average"
                       f" before {loads(before)}, after {loads(after)}", flush=True)  # fmt: skip
-                runs.append(Run(benchmark, number, status, text, seconds, before, after, figures.parse_all(text)))
+                runs.append(Run(benchmark, number, status, text, seconds, before, after, parse_all(text)))
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -387,7 +387,7 @@ def main() -> int:
         skipped=skipped,
     )
     Path(args.output).write_text(text)
-    summaries = figures.summarize([(r.benchmark.name, r.figures) for r in runs])
+    summaries = summarize([(r.benchmark.name, r.figures) for r in runs])
     for s in summaries:
         if s.met is False:
             print("MISSES " + summary_line(s)[2:])
