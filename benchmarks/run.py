@@ -184,20 +184,25 @@ def show(value: float) -> str:
     return f"{value:.3g}"
 
 
-def figures_table(summaries: list[Summary]) -> list[str]:
+def figures_table(summaries: list[Summary], runs_of: dict[str, int]) -> list[str]:
+    """``runs_of``: how many times each benchmark ran (a failed run may print no figure)."""
     rows = [
         "| benchmark | figure | median | spread (min–max) | runs | target | verdict | stable |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for s in summaries:
         runs = len(s.measured)
-        spread = f"{show(s.low)}–{show(s.high)}" if runs > 1 else show(s.low)
-        if runs > 1:
-            spread += f" ({show(s.spread)}x)" if s.spread != float("inf") else " (0 and not 0)"
+        if runs < 2 or s.low == s.high:
+            spread = show(s.low) + (" (every run)" if runs > 1 else "")
+        elif s.spread == float("inf"):
+            spread = f"{show(s.low)}–{show(s.high)} (0 and not 0)"
+        else:
+            spread = f"{show(s.low)}–{show(s.high)} ({show(s.spread)}x)"
         target = f"{s.op} {show(s.target)}" if s.op else ""
         verdict = {None: "", True: "met", False: "**missed**"}[s.met]
         stable = "1 run" if runs < 2 else ("**unstable**" if s.unstable else "stable")
-        runs_text = f"{runs}" if runs == len(s.values) else f"{runs} of {len(s.values)}"
+        total = runs_of.get(s.benchmark, len(s.values))
+        runs_text = f"{runs}" if runs == total else f"{runs} of {total}"
         rows.append(
             f"| {s.benchmark} | {s.name} | {show(s.median)} {s.unit} | {spread} | {runs_text} | {target}"
             f" | {verdict} | {stable} |"
@@ -254,6 +259,7 @@ def results(
     skipped: dict[str, str],
 ) -> str:
     summaries = summarize([(r.benchmark.name, r.figures) for r in runs])
+    runs_of = {b.name: sum(r.benchmark is b for r in runs) for b in selected}
     missed = [s for s in summaries if s.met is False]
     unstable = [s for s in summaries if s.unstable]
     failed = sorted({r.benchmark.name for r in runs if r.status}, key=[b.name for b in selected].index)
@@ -280,7 +286,7 @@ def results(
         "",
         "## Headline figures",
         "",
-        *(figures_table(summaries) if summaries else ["None printed."]),
+        *(figures_table(summaries, runs_of) if summaries else ["None printed."]),
         "",
         "## Targets missed (judged on the medians)",
         "",
