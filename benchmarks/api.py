@@ -29,10 +29,11 @@ within 5x ``/healthz``'s, and no p99 over 250 ms.
 - ``POST /v1/scenes/{id}/artifacts``: a JSON type's example payload on random scenes.
 
 On PostgreSQL the data is ``dataset.py``'s million artifacts (loaded on first use); each
-run draws its own 20,000 random targets per endpoint over them (``--seed`` repeats a draw),
-so a run does not find the pages of the run before in the caches. The POSTs go to scenes of
-a story of their own in that database ("api.py POSTs", made on first use), so the dataset's
-scenes stay as dataset.py made them; each run adds its POSTs there.
+run draws its own 20,000 random targets per endpoint over them (the list: all 17,600 scenes,
+shuffled; ``--seed`` repeats a draw), so a run does not find the pages of the run before in
+the caches. The POSTs go to scenes of a story of their own in that database ("api.py
+POSTs", made on first use), so the dataset's scenes stay as dataset.py made them; each run
+adds its POSTs there.
 On SQLite (no dataset) a small one is made through the services: a story of 20 scenes with
 a few versions of a few types. ``--quick`` is a smoke test: 2 s per endpoint, 4 connections.
 Other processes on the machine skew the figures: the load average is printed before and after.
@@ -149,14 +150,18 @@ def postgres_targets(user, seed: int) -> Targets:
     """Ids of the dataset's artifacts computed as dataset.py numbers them: no query, and no
     bias towards what a query would return first."""
     artifacts, relations = dataset.counts()
-    pick = random.Random(seed).sample
+    chance = random.Random(seed)
+
+    def pick(numbers: range, count: int = TARGETS) -> list[int]:
+        return chance.sample(numbers, min(count, len(numbers)))  # every scene: there are 17,600
+
     pipeline_artifacts = dataset.CHAIN_START  # the pipeline's artifacts are numbered 0 .. CHAIN_START - 1
     every = dataset.DAG_START + dataset.DAG_COLUMNS * dataset.DAG_LAYERS  # then the chain's, then the DAG's
     return Targets(
         label=f"the dataset of benchmarks/dataset.py ({artifacts:,} artifacts, {relations:,} relations)",
-        scenes=[dataset.py_id("scene", s) for s in pick(range(dataset.SCENES), TARGETS)],
-        artifacts=[dataset.py_id("artifact", n) for n in pick(range(every), TARGETS)],
-        pipeline=[dataset.py_id("artifact", n) for n in pick(range(pipeline_artifacts), TARGETS)],
+        scenes=[dataset.py_id("scene", s) for s in pick(range(dataset.SCENES))],
+        artifacts=[dataset.py_id("artifact", n) for n in pick(range(every))],
+        pipeline=[dataset.py_id("artifact", n) for n in pick(range(pipeline_artifacts))],
         post_scenes=scenes_of(POST_STORY, POST_SCENES),
     )
 
