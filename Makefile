@@ -53,8 +53,9 @@ drills:
 	@$(MAKE) --no-print-directory install
 	$(PY) -m pytest -q -s -rs -m drill tests/drills $(PYTEST_ARGS)
 
-## Every benchmark in benchmarks/ (PostgreSQL when DATABASE_URL is set, SQLite otherwise);
-## writes benchmarks/RESULTS.md. BENCH_ARGS="--only create api" or "--quick" narrow it.
+## Every benchmark in benchmarks/, 3 runs each, medians and spread (PostgreSQL when DATABASE_URL
+## is set, SQLite otherwise); writes benchmarks/RESULTS.md. BENCH_ARGS="--only create api",
+## "--repeat 5" or "--quick" (one run) change it.
 bench: install
 	$(PY) benchmarks/run.py $(BENCH_ARGS)
 

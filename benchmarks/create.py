@@ -16,10 +16,17 @@
    /v1/scenes/{scene_id}/artifacts/batch`` through DRF's APIClient, in artifacts/s against
    the raw single-row rate (the raw counter at 1 writer, one row per transaction).
 
-Targets (a line that misses one says ``MISSES``): one hot stream at 16 writers >= 60 % of
-the raw rate with 0 failures and no gap; 1,000 streams at 16 writers >= 50 %; every batch
-line beats the raw single-row rate. A gap, a lost or extra row, or a crashed writer exits
-non-zero; failures are reported, not fatal.
+Headline figures (``FIGURE`` lines, benchmarks/figures.py: ``make bench`` judges their
+medians over its runs): every ratio above, with the targets one hot stream at 16 writers
+>= 0.8 of the raw rate (issue 21) with 0 failures, 1,000 streams at 16 writers >= 0.5, and
+every batch line above the raw single-row rate. A gap, a lost or extra row, or a crashed
+writer exits non-zero; failures are reported, not fatal.
+
+Warm-up: before the first figure every writer process creates through the service, the raw
+counter and the raw insert into artifacts_artifact for ``--warmup`` seconds (2 s; 0.5 with
+``--quick``), untimed, on streams of its own: imports, Django's compiled queries, the
+connection and the tables' pages are warm when the measured seconds start. Each batch
+figure first makes one untimed batch.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/artifacts_bench_create .venv/bin/python benchmarks/create.py
         [--seconds 6] [--batch 100] [--quick]
@@ -67,6 +74,7 @@ from rest_framework.test import APIClient  # noqa: E402
 from artifacts.payloads import ARTIFACT_TYPES, MEDIA_KINDS, SCOPE_SCENE  # noqa: E402
 from artifacts.services import ArtifactService  # noqa: E402
 from benchmarks import databases  # noqa: E402
+from benchmarks.figures import figure  # noqa: E402
 from stories.models import Scene, Story  # noqa: E402
 
 HOT_TYPE = "render_spec"  # not a planning type: the stream's lock is the only one
@@ -75,7 +83,8 @@ STREAMS = 1_000
 BATCH_TYPES = [
     name for name, t in ARTIFACT_TYPES.items() if SCOPE_SCENE in t.scopes and t.default_kind not in MEDIA_KINDS
 ]
-HOT_TARGET, SPREAD_TARGET = 0.60, 0.50
+HOT_TARGET, SPREAD_TARGET = 0.80, 0.50  # of the raw locked counter's rate, at 16 writers
+WARMUP_STREAMS = 4
 REQUEST_ID = "benchmark-create"
 
 RAW_DDL = {
@@ -346,7 +355,6 @@ def stored(table: str, column: str, ids: list) -> int:
 class Report:
     def __init__(self):
         self.errors: list[str] = []
-        self.missed: list[str] = []
 
     def check_rows(self, what: str, result: dict, *, streams_with_gaps: int, rows: int) -> str:
         """'no gap' or what is wrong; a gap or a row count other than the commits is an error."""
@@ -359,12 +367,6 @@ class Report:
             self.errors.append(f"{what}: {', '.join(problems)}")
             return "ERROR " + ", ".join(problems)
         return "no gap"
-
-    def target(self, ok: bool, target: str) -> str:
-        if ok:
-            return f"meets {target}"
-        self.missed.append(target)
-        return f"MISSES {target}"
 
 
 def concurrent_figure(
@@ -388,18 +390,17 @@ def concurrent_figure(
     service = writers_pool.run("service", type_name, scene_ids, writers, seconds)
     check = report.check_rows(f"{label} x{writers}", service, **story_rows(story_id))
     ratio = service["rate"] / raw["rate"] if raw["rate"] else float("nan")
-    verdict = ""
-    if target is not None:
-        share, name = target
-        ok = ratio >= share and service["failures"] == 0 and check == "no gap"
-        verdict = "; " + report.target(ok, f"{name} >= {share:.0%} of raw, 0 failures, no gap")
     print(
         f"{label:<22} {type_name:<12} {writers:>2} writers: service {service['rate']:>7,.0f}/s"
         f" p99 {service['p99'] * 1000:>6.1f} ms {service['failures']} failures {check} | raw locked counter"
         f" {raw['rate']:>7,.0f}/s p99 {raw['p99'] * 1000:>6.1f} ms {raw['failures']} failures {raw['check']}"
-        f" | ratio {ratio:.2f}{verdict}",
+        f" | ratio {ratio:.2f}",
         flush=True,
     )
+    name = f"{label}, {'' if type_name == HOT_TYPE else type_name + ', '}{writers} writer{'s' * (writers != 1)}"
+    figure(f"{name}: service / raw locked counter", ratio, "x", None if target is None else (">=", target))
+    if target is not None:
+        figure(f"{name}: failures", service["failures"], "failures", ("<=", 0))
     if schema:
         story_id, scene_ids = new_scenes(f"{label} x{writers} schema {time.time()}", streams)
         targets = [
@@ -465,12 +466,12 @@ def batch_figures(report, *, raw_single: float, size: int, seconds: float) -> No
     ]
     for label, create in figures:
         rate = timed_batches(create, size, seconds)
-        verdict = report.target(rate > raw_single, "batch beats the raw single-row rate")
         print(
             f"{label:<45} {rate:>7,.0f} artifacts/s | raw single-row (1 writer) {raw_single:>7,.0f}/s"
-            f" | ratio {rate / raw_single:.2f}; {verdict}",
+            f" | ratio {rate / raw_single:.2f}",
             flush=True,
         )
+        figure(f"{label}: artifacts/s / raw single-row rate", rate / raw_single, "x", (">", 1))
     bad = gaps(
         "SELECT scene_id || type AS s, version AS v FROM artifacts_artifact WHERE story_id = %s", [db_uuid(story_id)]
     )
@@ -479,14 +480,31 @@ def batch_figures(report, *, raw_single: float, size: int, seconds: float) -> No
         print(f"ERROR batches: {bad} streams with gaps")
 
 
+def warm_up(pool: Writers, seconds: float) -> None:
+    """Every writer creates each way for ``seconds``, untimed, on streams of its own."""
+    writers = len(pool.processes)
+    story_id, scene_ids = new_scenes(f"warm-up {time.time()}", WARMUP_STREAMS)
+    counters = new_counters(WARMUP_STREAMS)
+    targets = [(c, db_uuid(s), db_uuid(story_id)) for c, s in zip(new_counters(WARMUP_STREAMS), scene_ids, strict=True)]
+    for kind, type_name, on in (
+        ("raw", HOT_TYPE, counters),
+        ("schema", HOT_TYPE, targets),
+        ("service", HOT_TYPE, scene_ids),
+        ("service", PLANNING_TYPE, scene_ids),
+    ):
+        pool.run(kind, type_name, on, writers, seconds)
+    print(f"warm-up: {writers} writers, {seconds:g} s of each kind of create, untimed", flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=6.0, help="per figure (default 6)")
     parser.add_argument("--batch", type=int, default=100, help="items per batch (default 100)")
+    parser.add_argument("--warmup", type=float, default=2.0, help="untimed seconds of each kind first (default 2)")
     parser.add_argument("--quick", action="store_true", help="1 and 4 writers, 1 s each, batches of 20")
     options = parser.parse_args()
     if options.quick:
-        options.seconds, options.batch = 1.0, 20
+        options.seconds, options.batch, options.warmup = 1.0, 20, 0.5
     hot_writers = (1, 4) if options.quick else (1, 4, 16, 32)
     spread_writers = (4,) if options.quick else (16, 32)
     planning_writers = 4 if options.quick else 16
@@ -498,6 +516,7 @@ def main():
     try:
         migrate_database()
         pool.wait_ready()
+        warm_up(pool, options.warmup)
         print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print(f"database: {connection.vendor}; {options.seconds:g} s per figure; ratio = service / raw, same writers")
         if connection.vendor == "sqlite":
@@ -514,7 +533,7 @@ def main():
                 writers=writers,
                 streams=1,
                 seconds=options.seconds,
-                target=(HOT_TARGET, "hot stream x16") if writers == 16 else None,
+                target=HOT_TARGET if writers == 16 else None,
             )
         concurrent_figure(
             pool,
@@ -535,15 +554,13 @@ def main():
                 writers=writers,
                 streams=STREAMS,
                 seconds=options.seconds,
-                target=(SPREAD_TARGET, f"{STREAMS:,} streams x16") if writers == 16 else None,
+                target=SPREAD_TARGET if writers == 16 else None,
                 schema=True,
             )
     finally:
         pool.close()
     batch_figures(report, raw_single=raws[1]["rate"] or float("nan"), size=options.batch, seconds=options.seconds)
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    if report.missed:
-        print(f"targets missed: {'; '.join(report.missed)}")
     if report.errors:
         sys.exit(f"errors: {'; '.join(report.errors)}")
 

@@ -1,10 +1,12 @@
 """The benchmarks' databases on PostgreSQL: made afresh or kept, and the raw client's connection.
 
 Every benchmark writes only to a database whose name contains "bench" (``make bench`` names
-them ``artifacts_bench_<name>``); these helpers refuse any other. Django has not connected
-yet when they run: the server's maintenance database does the dropping and creating.
+them ``artifacts_bench_<name>``, or ``$BENCH_DB_PREFIX_<name>``: ``database_name``); these
+helpers refuse any other. Django has not connected yet when they run: the server's
+maintenance database does the dropping and creating.
 """
 
+import os
 import sys
 
 import psycopg
@@ -23,6 +25,20 @@ def _connect(dbname: str, **options) -> psycopg.Connection:
         autocommit=True,
         **options,
     )
+
+
+PREFIX_VARIABLE, DEFAULT_PREFIX = "BENCH_DB_PREFIX", "artifacts_bench"
+
+
+def database_name(name: str) -> str:
+    """``make bench``'s database for ``name``: ``artifacts_bench_<name>``, or with BENCH_DB_PREFIX
+    set, ``<prefix>_<name>``, so that two people benchmarking on one server (or a benchmark
+    beside a colleague's) never drop or fill each other's databases. The prefix must contain
+    "bench", like every database a benchmark writes to."""
+    prefix = os.environ.get(PREFIX_VARIABLE, "").strip() or DEFAULT_PREFIX
+    if "bench" not in prefix or not prefix.replace("_", "").isalnum():
+        raise ValueError(f"{PREFIX_VARIABLE}={prefix!r}: letters, digits and '_', containing 'bench'")
+    return f"{prefix}_{name}"
 
 
 def bench_name() -> str:

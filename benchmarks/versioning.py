@@ -2,11 +2,18 @@
 
 The baseline is the seed's own algorithm (read max(version) + 1, insert, retry up to 3
 times on IntegrityError, no lock), run in the same process, on the same database, with
-the same writers. Prints lost writes and throughput for each, and their ratio.
+the same writers. Prints lost writes and throughput for each, and their ratio; the
+headline figures (``FIGURE`` lines, benchmarks/figures.py) are the ratio at each number of
+writers and the service's lost writes (target: none).
 
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/artifacts_bench .venv/bin/python benchmarks/versioning.py
+Warm-up: both ways first run once, untimed, with 4 writers on a scene of their own, so
+neither pays for the first queries' compilation, the triggers' first calls or cold pages.
 
-The database (its name must contain "bench") is dropped, created and migrated on every run.
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/artifacts_bench_versioning \\
+        .venv/bin/python benchmarks/versioning.py [--quick]
+
+The database (its name must contain "bench") is dropped, created and migrated on every run;
+``make bench`` names it ``artifacts_bench_versioning``.
 """
 
 import argparse
@@ -31,6 +38,7 @@ from artifacts.models import Artifact  # noqa: E402
 from artifacts.payloads import ARTIFACT_TYPES  # noqa: E402
 from artifacts.services import ArtifactService  # noqa: E402
 from benchmarks import databases  # noqa: E402
+from benchmarks.figures import figure  # noqa: E402
 from stories import services as story_services  # noqa: E402
 
 TYPE = "render_spec"  # not a planning type: no scene-row lock, only the stream matters
@@ -97,6 +105,8 @@ def main():
     databases.prepare(fresh=True)  # afresh: an earlier run's rows would only slow the reads
     call_command("migrate", verbosity=0)
     story = story_services.story_create(title=f"benchmark {time.time()}")
+    for create in (seed_create, service_create):  # the warm-up, untimed
+        run(create, story_services.scene_create(story_id=story.pk, title=f"warm-up {create.__name__}"), 4)
     print(f"{'writers':>7} | {'seed: lost':>10} {'writes/s':>9} | {'service: lost':>13} {'writes/s':>9} | ratio")
     for writers in (4,) if options.quick else (4, 16, 32):
         results = {}
@@ -111,6 +121,8 @@ def main():
             f"{writers:>7} | {seed_lost:>10.0%} {seed_rate:>9.0f} | {svc_lost:>13.0%} {svc_rate:>9.0f} |"
             f" service/seed committed writes/s = {svc_rate / seed_rate:.2f}x"
         )
+        figure(f"{writers} writers: service / seed, committed writes/s", svc_rate / seed_rate, "x")
+        figure(f"{writers} writers: the service's lost writes", svc_lost * 100, "%", ("<=", 0))
 
 
 if __name__ == "__main__":

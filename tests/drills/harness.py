@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import re
-import shlex
 import signal
 import subprocess
 import sys
@@ -26,6 +25,8 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql
+
+from benchmarks.production import gunicorn_command
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKERS = 2  # the drills' gunicorn runs the README's production command with 2 workers (2 cores)
@@ -104,24 +105,14 @@ def multipart(fields: dict, files: dict) -> tuple[bytes, str]:
 
 
 def production_command(readme: Path = ROOT / "README.md") -> list[str]:
-    """The README's production command (the one ``gunicorn artifacts_project.wsgi`` command
-    of its shell blocks, continuation lines joined), as the drills run it: this Python's
-    gunicorn, ``WORKERS`` workers, bound to a free loopback port. Every other option is the
-    README's, so what the drills prove holds for what the README tells operators to run."""
-    text = readme.read_text().replace("\\\n", " ")
-    command_line = re.compile(r"(?:[A-Z_]+=\S*\s+)*gunicorn artifacts_project\.wsgi\s")
-    lines = [line.strip() for line in text.splitlines() if command_line.match(line.strip())]
-    if len(lines) != 1:
-        raise DrillFailure(f"README.md should show one production gunicorn command, found {len(lines)}: {lines}")
-    words = shlex.split(lines[0])
-    while words and re.fullmatch(r"[A-Z_]+=\S*", words[0]):  # environment assignments: the drill sets its own
-        words.pop(0)
-    command = [sys.executable, "-m", *words]
-    for option, value in (("--workers", str(WORKERS)), ("--bind", "127.0.0.1:0")):  # port 0: the kernel picks
-        if option not in command:
-            raise DrillFailure(f"the README's gunicorn command has no {option}: {lines[0]}")
-        command[command.index(option) + 1] = value
-    return command
+    """The README's production command as the drills run it (``benchmarks/production.py``):
+    this Python's gunicorn, ``WORKERS`` workers, bound to a free loopback port, every other
+    option the README's, so what the drills prove holds for what the README tells operators
+    to run. The README's environment assignments are left out: the drill sets its own."""
+    try:
+        return gunicorn_command(readme, workers=WORKERS)[1]
+    except ValueError as exc:
+        raise DrillFailure(str(exc)) from None
 
 
 def command_option(command: list[str], option: str, default: int) -> int:
