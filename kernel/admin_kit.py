@@ -15,10 +15,12 @@ from django.contrib.admin import helpers
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.core.paginator import Paginator
-from django.db import connections, models
+from django.db import connections, models, router
 from django.urls import reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html
+
+from kernel.transactions import composing
 
 # How many rows a bulk action may touch: each is its own service call and transaction.
 BULK_ACTION_LIMIT = 500
@@ -153,6 +155,13 @@ class BaseAdmin(NoDeleteMixin, admin.ModelAdmin):
             else:
                 fields.append(item[0] if isinstance(item, list | tuple) else item)
         return any(lookup == field + suffix for field in fields for suffix in _FILTER_SUFFIXES)
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        # Django runs the change form in one transaction, so the form's save and its inlines
+        # stand or fall together; the services it calls are actions that compose into it on
+        # purpose (Django's own changeform_view opens a plain atomic, which they refuse).
+        with composing(using=router.db_for_write(self.model)):
+            return self._changeform_view(request, object_id, form_url, extra_context)
 
     def get_changelist_instance(self, request):
         # PostgreSQL cannot compare text holding a NUL (psycopg refuses the query: a 500 on

@@ -2,8 +2,17 @@
 
 A deadlock or serialization failure aborts a transaction through no fault of its input;
 every service action is safe to run again from the start, so the outermost transaction
-is retried a few times before the caller is told ``conflict`` (SPEC §7). A nested call
-runs inside its caller's transaction and leaves retrying to the outermost one.
+is retried a few times before the caller is told ``conflict`` (SPEC §7).
+
+An action runs in a transaction of its own: called inside another transaction, it is
+refused (``NestedAction``, as Zulip's ``durable=True`` refuses), so no caller can fold a
+long job into one transaction by accident (a pipeline run inside one ``atomic`` held every
+lock it took to the end). Two ways to compose on purpose, each written where it happens:
+an action declared ``@atomic_write(nestable=True)`` is also a part of larger ones (it then
+runs in its caller's transaction, which retries); and ``composing()`` opens a transaction
+whose actions are meant to stand or fall together (the admin's change form and its
+inlines, a test holding a transaction open). A test case's own transaction does not count:
+each action of a test is its own transaction in production.
 
 Django runs callbacks on commit but not on rollback; ``on_rollback`` gives the outermost
 ``atomic_write`` that second hook, for the one side effect a transaction cannot undo by
@@ -12,6 +21,7 @@ itself: a stored file.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import random
@@ -64,12 +74,41 @@ def _run_rollback_hooks(hooks) -> None:
             logger.exception("rollback hook %r failed", hook)
 
 
-def atomic_write(func):
-    """Run ``func`` in a transaction; when it is the outermost one, retry it on deadlock."""
+class NestedAction(RuntimeError):
+    """An action called inside another transaction that did not ask for it (a bug)."""
+
+
+def _callers(connection) -> list:
+    """The atomic blocks around this call, a test case's own set aside."""
+    return [block for block in connection.atomic_blocks if not getattr(block, "_from_testcase", False)]
+
+
+@contextlib.contextmanager
+def composing(using=None):
+    """A transaction in which actions compose on purpose: they run in it and commit or roll
+    back with it (no retry: a deadlock is the caller's to report)."""
+    block = transaction.atomic(using=using)
+    block._composing = True  # the Atomic object sits in connection.atomic_blocks while it runs
+    with block:
+        yield
+
+
+def atomic_write(func=None, *, nestable: bool = False):
+    """Run ``func`` as an action: in a transaction of its own, retried on deadlock; inside
+    another transaction only when ``nestable`` or within ``composing()`` (see above)."""
+    if func is None:
+        return functools.partial(atomic_write, nestable=nestable)
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        if transaction.get_connection().in_atomic_block:
+        callers = _callers(transaction.get_connection())
+        if callers:
+            if not (nestable or any(getattr(block, "_composing", False) for block in callers)):
+                raise NestedAction(
+                    f"{func.__qualname__} is an action with a transaction of its own, called inside another one: "
+                    "declare it @atomic_write(nestable=True) if it is also a part of larger actions, "
+                    "or open the outer transaction with kernel.transactions.composing()"
+                )
             with transaction.atomic():
                 return func(*args, **kwargs)
         for attempt in range(1, MAX_ATTEMPTS + 1):

@@ -56,7 +56,7 @@ def _check_json_object(value, *, field: str) -> None:
     check_json(value, field=field)
 
 
-@atomic_write
+@atomic_write(nestable=True)
 def run_create(
     *,
     story_id,
@@ -102,7 +102,7 @@ STEP_ERROR_WHEN = {RunStatus.CANCELLED: "the run was cancelled", RunStatus.FAILE
 LOST = "its process was lost"
 
 
-@atomic_write
+@atomic_write(nestable=True)
 def run_set_status(*, run_id, status: str, error: str | None = None, step_error: str | None = None) -> Run:
     """Move a run along pending -> running -> succeeded | failed | cancelled (resume: back to running).
 
@@ -198,13 +198,13 @@ def _mark_lost(run_id, *, by_heartbeat: bool) -> bool:
     return True
 
 
-@atomic_write
+@atomic_write(nestable=True)
 def step_start(*, run_id, node: str, agent: str = "", input_summary=None, attempt: int = 1) -> AgentStep:
     """Append a running step to the run; sequence numbers are gapless per run."""
     return _append_step(run_id, node, agent, input_summary, attempt, status=StepStatus.RUNNING)
 
 
-@atomic_write
+@atomic_write(nestable=True)
 def step_pending(*, run_id, node: str, agent: str = "", attempt: int = 1) -> AgentStep:
     """Append a step that waits for a worker to take it (``step_begin``)."""
     return _append_step(run_id, node, agent, None, attempt, status=StepStatus.PENDING)
@@ -271,7 +271,7 @@ def step_record(
     return step_finish(step_id=step.pk, status=status, output_summary=output_summary, error=error)
 
 
-@atomic_write
+@atomic_write(nestable=True)
 def step_finish(*, step_id, status: str, output_summary=None, error: str = "", links=()) -> AgentStep:
     """Finish a pending or running step; ``links``, ``(artifact_id, direction)`` pairs, are
     recorded with it as the step's consumed and produced artifacts (stage: the step's node),
@@ -297,7 +297,6 @@ def step_finish(*, step_id, status: str, output_summary=None, error: str = "", l
     return step
 
 
-@atomic_write
 def run_link_artifact(*, run_id, artifact_id, stage: str, direction: str, step_id=None) -> tuple[RunArtifactLink, bool]:
     """Record that ``stage`` of the run consumed or produced ``artifact``.
 

@@ -204,9 +204,9 @@ def test_database_owner_url_adds_a_mirrored_owner_alias_and_migrate_defaults_to_
     }
     out = run(["-c", code], env, tmp_path)
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout) == ["artifacts", "owner", "artifacts_owner", "default"]
+    assert json.loads(out.stdout) == ["artifacts_project", "owner", "artifacts_owner", "default"]
     plain = run(["-c", code], {}, tmp_path)
-    assert json.loads(plain.stdout) == ["artifacts", "default", None, None]
+    assert json.loads(plain.stdout) == ["artifacts_project", "default", None, None]
 
 
 def test_create_db_roles_refuses_sqlite(tmp_path):

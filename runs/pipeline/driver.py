@@ -307,6 +307,8 @@ def start(scene_ids, *, force: bool = False, only: list[str] | None = None, acto
             send(run.pk, ready_names)
             runs.append(run)
         return runs
+    for scene_id in scene_ids:
+        reap_lost(scene_id)
     runs = [_create(scene_id, force=force, only=only, actor=actor, on_workers=False)[0] for scene_id in scene_ids]
     run_ids, request_id = [run.pk for run in runs], get_request_id()
     transaction.on_commit(lambda: _in_background(run_ids, request_id))
@@ -317,8 +319,6 @@ def start(scene_ids, *, force: bool = False, only: list[str] | None = None, acto
 def _create(scene_id, *, force: bool, only, actor, on_workers: bool) -> tuple[Run, list[str]]:
     scene = engine.load_scene(scene_id)
     nodes = selected(only)
-    if not on_workers:
-        reap_lost(scene.pk)
     run = run_services.run_create(
         story_id=scene.story_id,
         scene_id=scene.pk,
@@ -388,7 +388,7 @@ def wait_for_background(timeout: float | None = None) -> bool:
 # -- on the workers -----------------------------------------------------------------------------
 
 
-@atomic_write
+@atomic_write(nestable=True)
 def schedule(run_id) -> list[str]:
     """Under the run's lock: a pending step for each ``ready`` node, their names, to send. A
     run whose nodes are all done has succeeded."""

@@ -8,6 +8,7 @@ from django.db import transaction
 from artifacts.services import ArtifactService
 from kernel import locks
 from kernel.locks import LockOrderViolation
+from kernel.transactions import composing
 from tests.conftest import SCENE_INTENT
 
 
@@ -26,7 +27,7 @@ def test_a_lock_taken_out_of_order_fails(scene):
 def test_a_service_composed_out_of_order_fails(scene):
     """A planning create shares its scene (2): inside a transaction that already holds a
     stream (4), as the old pipeline record did, it is refused."""
-    with transaction.atomic():
+    with composing():
         locks.lock_stream(story_id=scene.story_id, scene_id=scene.pk, type="render_result")
         with pytest.raises(LockOrderViolation):
             ArtifactService().create_artifact(scene.pk, "scene_intent", SCENE_INTENT)

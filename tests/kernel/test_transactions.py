@@ -3,10 +3,10 @@
 import threading
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from kernel import locks
-from kernel.transactions import atomic_write, on_rollback
+from kernel.transactions import NestedAction, atomic_write, composing, on_rollback
 from stories import services as story_services
 from stories.models import Story
 
@@ -29,7 +29,7 @@ def test_a_deadlock_is_retried_and_both_writes_land():
             if len(attempts) <= 2:  # the first attempts meet in the middle
                 barrier.wait(10)
             locks.lock_story(other.pk)
-            story_services.story_update(story_id=one.pk, title=title)
+            Story.objects.filter(pk=one.pk).update(title=title)
 
         def run():
             try:
@@ -60,12 +60,12 @@ def test_rollback_hooks_run_after_a_rollback_and_never_after_a_commit():
     @atomic_write
     def commits():
         on_rollback(lambda: ran.append("commit"))
-        return story_services.story_create(title="kept")
+        return Story.objects.create(title="kept")
 
     @atomic_write
     def fails():
         on_rollback(lambda: ran.append("rollback"))
-        story_services.story_create(title="rolled back")
+        Story.objects.create(title="rolled back")
         raise RuntimeError("after the write")
 
     commits()
@@ -76,14 +76,41 @@ def test_rollback_hooks_run_after_a_rollback_and_never_after_a_commit():
 
 
 def test_hooks_are_not_called_inside_a_callers_own_transaction(db):
-    """Inside a transaction it does not own, atomic_write cannot tell rollback from commit."""
+    """Composed into a caller's transaction, atomic_write cannot tell rollback from commit;
+    a test case's own transaction is no caller's (each action of a test is its own)."""
     ran = []
 
-    @atomic_write
+    @atomic_write(nestable=True)
     def fails():
         on_rollback(lambda: ran.append("rollback"))
         raise RuntimeError
 
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError), composing():
         fails()
     assert ran == []
+    with pytest.raises(RuntimeError):
+        fails()
+    assert ran == ["rollback"]
+
+
+def test_an_action_called_inside_another_transaction_is_refused_unless_it_composes_on_purpose(db):
+    """Zulip's durable=True: a job folded into one transaction by accident (the demo seed ran
+    every pipeline run inside one, holding every lock it took to the end) fails at once."""
+
+    @atomic_write
+    def action():
+        return Story.objects.create(title="its own")
+
+    @atomic_write(nestable=True)
+    def part():
+        return Story.objects.create(title="a part")
+
+    with pytest.raises(NestedAction) as refused, transaction.atomic():
+        action()
+    assert "action" in str(refused.value) and "composing()" in str(refused.value)
+    with transaction.atomic():
+        part()  # declared a part of larger actions
+    with composing():
+        action()  # composed on purpose
+    action()  # on its own
+    assert sorted(Story.objects.values_list("title", flat=True)) == ["a part", "its own", "its own"]
