@@ -311,7 +311,8 @@ def start(scene_ids, *, force: bool = False, only: list[str] | None = None, acto
         reap_lost(scene_id)
     runs = [_create(scene_id, force=force, only=only, actor=actor, on_workers=False)[0] for scene_id in scene_ids]
     run_ids, request_id = [run.pk for run in runs], get_request_id()
-    transaction.on_commit(lambda: _in_background(run_ids, request_id))
+    if run_ids:  # a story without scenes has nothing to run
+        transaction.on_commit(lambda: _in_background(run_ids, request_id))
     return runs
 
 

@@ -101,3 +101,11 @@ def test_running_the_pipeline_needs_runs_add_run(clients, scene, make_user):
     assert clients["reader"].post(f"/v1/scenes/{scene.pk}/pipeline", {}, format="json").status_code == 403
     runner = client_for(make_user("runner", "runs.add_run"))
     assert runner.post(f"/v1/scenes/{scene.pk}/pipeline", {}, format="json").status_code == 202
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_story_without_scenes_answers_202_with_no_runs(writer, story, background):
+    """Found by schemathesis: the background start indexed the first of no runs (a 500)."""
+    response = writer.post(f"/v1/stories/{story.pk}/pipeline", {}, format="json")
+    assert response.status_code == 202 and response.json() == []
+    assert background() and not Run.objects.exists()
