@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run manage test test-postgres drills bench install lint clean
+.PHONY: run manage test test-postgres drills bench bench-smoke install lint clean
 
 $(VENV)/.installed: requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -58,6 +58,10 @@ drills:
 ## "--repeat 5" or "--quick" (one run) change it.
 bench: install
 	$(PY) benchmarks/run.py $(BENCH_ARGS)
+
+## Every benchmark in its --quick form on SQLite, to the end (CI): they must not rot.
+bench-smoke: install
+	$(PY) -m pytest -q -m bench tests/benchmarks $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

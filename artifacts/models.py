@@ -152,10 +152,6 @@ class Artifact(models.Model):
     def is_pruned(self) -> bool:
         return self.pruned_at is not None
 
-    @property
-    def is_media(self) -> bool:
-        return bool(self.content_sha256)
-
 
 class RelationType(models.TextChoices):
     DERIVED_FROM = "derived_from"

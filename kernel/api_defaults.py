@@ -12,11 +12,7 @@ from django.core.exceptions import ValidationError
 from rest_framework import pagination, parsers, permissions
 
 from kernel import input_limits
-from kernel.errors import InvalidInput, InvalidParameter
-
-
-class InvalidCursor(InvalidInput):
-    code = "invalid_cursor"
+from kernel.errors import InvalidCursor, InvalidInput, InvalidJSON, InvalidParameter
 
 
 class BoundedJSONParser(parsers.JSONParser):
@@ -28,7 +24,7 @@ class BoundedJSONParser(parsers.JSONParser):
         try:
             text = stream.read().decode(encoding)
         except UnicodeDecodeError as exc:
-            raise input_limits.InvalidJSON(f"body: not {encoding} text ({exc.reason})", field="body") from None
+            raise InvalidJSON(f"body: not {encoding} text ({exc.reason})", field="body") from None
         return input_limits.loads(text, field="body")
 
 

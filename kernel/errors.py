@@ -67,6 +67,26 @@ class InvalidParameter(InvalidInput):
     code = "invalid_parameter"
 
 
+class InvalidJSON(InvalidInput):
+    code = "parse_error"  # DRF's code for a body it cannot parse, kept for every JSON text
+
+
+class JSONTooDeep(InvalidInput):
+    code = "json_too_deep"
+
+
+class InvalidText(InvalidInput):
+    code = "invalid_text"
+
+
+class OutOfRange(InvalidInput):
+    code = "out_of_range"
+
+
+class InvalidCursor(InvalidInput):
+    code = "invalid_cursor"
+
+
 # 404: something named does not exist.
 class NotFound(ArtifactError):
     code = "not_found"
@@ -163,6 +183,16 @@ class BrokerUnavailable(ServerFault):
 
     code = "broker_unavailable"
     status = 503
+
+
+# Not an answer of the API: a pipeline node that cannot run (an input it reads has no
+# version yet; planning is locked and its type has none to keep) fails its step with it.
+class NodeRefused(Exception):
+    code = "node_refused"
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
 
 
 # -- the table of codes ------------------------------------------------------------------

@@ -17,7 +17,7 @@ import json
 import math
 import re
 
-from kernel.errors import InvalidInput
+from kernel.errors import InvalidInput, InvalidJSON, InvalidText, JSONTooDeep, OutOfRange
 
 MAX_JSON_DEPTH = 64
 # PositiveIntegerField and IntegerField on PostgreSQL: a 32-bit signed integer.
@@ -25,22 +25,6 @@ INT_MAX = 2_147_483_647
 
 # A lone UTF-16 surrogate, which JSON's \ud800 escapes can produce, or a NUL.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-
-
-class InvalidJSON(InvalidInput):
-    code = "parse_error"  # DRF's code for a body it cannot parse, kept for every JSON text
-
-
-class JSONTooDeep(InvalidInput):
-    code = "json_too_deep"
-
-
-class InvalidText(InvalidInput):
-    code = "invalid_text"
-
-
-class OutOfRange(InvalidInput):
-    code = "out_of_range"
 
 
 def _refuse_constant(name: str):

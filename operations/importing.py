@@ -38,11 +38,11 @@ from dataclasses import dataclass, field
 
 from django.contrib.auth import get_user_model
 from django.core.files.storage import default_storage
-from django.db import connection
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from artifacts import selectors
+from artifacts import services as artifact_services
 from artifacts.content import parse_mime_type, storage_name
 from artifacts.models import Artifact, LifecycleState
 from artifacts.payloads import ARTIFACT_TYPES, MEDIA_KINDS, SCOPE_SCENE, SCOPE_STORY, check_payload
@@ -462,7 +462,7 @@ class Importer:
             story_services.stories_import({pk: self._story_title(pk) for pk in plan.new_stories})
         if plan.new_scenes:
             story_services.scenes_import(plan.new_scenes)
-        insert_keeping_times(Artifact, [self._row(line) for line in plan.accepted])
+        artifact_services.artifacts_insert_as_given([self._row(line) for line in plan.accepted])
 
     def _story_title(self, story_id: uuid.UUID) -> str:
         return self.home_title if story_id == self.home_story else DEFAULT_STORY_TITLE.format(id=story_id)
@@ -644,41 +644,3 @@ class _Plan:
             raise Refused(f"content {storage_name(sha)} is not in storage (copy the content files first)")
         if size != line.content_size:
             raise Refused(f"content {storage_name(sha)} has {size:,} bytes, the line says {line.content_size:,}")
-
-
-def insert_keeping_times(model, rows: list[dict]) -> None:
-    """Insert rows of ``model`` as given (attribute name -> value for every concrete field),
-    as fast as the database allows.
-
-    ``bulk_create`` would stamp ``created_at`` with now (``auto_now_add``); an import keeps
-    the source's time, so every value goes in as given. On PostgreSQL the rows are streamed
-    with COPY: the driver sends ids, numbers, text and times as they are, and only JSON
-    needs its field's preparation (None is SQL NULL, anything else a jsonb value). A
-    multi-row INSERT spends most of its time building model instances and quoting
-    parameters on the client. On SQLite they go through the raw insert ``loaddata`` uses
-    (``save_base(raw=True)``), as many rows per statement as SQLite takes.
-    """
-    if not rows:
-        return
-    fields = model._meta.local_concrete_fields
-    if connection.vendor == "postgresql":
-        prepared = [
-            (field.attname, field.get_db_prep_save if field.get_internal_type() == "JSONField" else None)
-            for field in fields
-        ]
-        columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
-        with (
-            connection.cursor() as cursor,
-            cursor.cursor.copy(
-                f"COPY {connection.ops.quote_name(model._meta.db_table)} ({columns}) FROM STDIN"
-            ) as copy,
-        ):
-            for row in rows:
-                copy.write_row(
-                    [row[name] if prepare is None else prepare(row[name], connection) for name, prepare in prepared]
-                )
-        return
-    objects = [model(**row) for row in rows]
-    size = max(connection.ops.bulk_batch_size(fields, objects), 1)
-    for start in range(0, len(objects), size):
-        model._base_manager._insert(objects[start : start + size], fields=fields, raw=True)

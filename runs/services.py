@@ -21,11 +21,12 @@ from artifacts.payloads import get_type
 from artifacts.services import hold_unpruned
 from audit.services import acting_user
 from kernel import locks
-from kernel.errors import ArtifactError, InvalidInput, InvalidTransition, NotFound, VersionConflict
+from kernel.errors import InvalidInput, InvalidTransition, NodeRefused, NotFound, VersionConflict
 from kernel.input_limits import check_columns, check_int, check_json, check_text
 from kernel.lookups import ensure_exists, get_or_not_found, parse_uuid
 from kernel.request_id import get_request_id
 from kernel.transactions import atomic_write, may_be_lost_in_a_crash
+from stories import services as story_services
 from stories.models import Scene, Story
 
 from . import selectors
@@ -93,8 +94,7 @@ def run_create(
         request_id=get_request_id(),
         triggered_by=acting_user(actor),
     )
-    # An UPDATE, not a read-then-save: the newest run wins without locking the story first.
-    Story.objects.filter(pk=story.pk).update(current_run=run, updated_at=timezone.now())
+    story_services.story_set_current_run(story_id=story.pk, run_id=run.pk)
     return run
 
 
@@ -417,13 +417,6 @@ def _insert_links(*, run_id, step_id, stage: str, keys) -> list[tuple[RunArtifac
 # under the run row's shared lock, that the run is still running and the step still its own:
 # otherwise (cancelled, failed, or taken over by a second delivery of the node) the whole
 # action rolls back, so no version is made after a cancel is answered.
-
-
-class NodeRefused(ArtifactError):
-    """A node cannot run: an input it reads has no version yet, or planning is locked and
-    its type has none to keep. It fails the node's step (never an API answer)."""
-
-    code = "node_refused"
 
 
 class RunStopped(Exception):

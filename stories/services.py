@@ -316,3 +316,11 @@ def scenes_import(new_scenes: dict) -> None:
         positions[story_id] = positions.get(story_id, 0) + 1
         scenes.append(Scene(id=scene_id, story_id=story_id, position=positions[story_id]))
     Scene.objects.bulk_create(scenes)
+
+
+@atomic_write(nestable=True)
+def story_set_current_run(*, story_id, run_id) -> None:
+    """Make a run the story's current one (SPEC §3; ``runs.services.run_create`` calls it in
+    its transaction): an UPDATE, not a read-then-save, so the newest run wins without locking
+    the story first."""
+    Story.objects.filter(pk=story_id).update(current_run_id=run_id, updated_at=timezone.now())

@@ -34,12 +34,12 @@ from artifacts import selectors
 from artifacts.content import prepare_content
 from artifacts.models import Artifact
 from artifacts.payloads import MEDIA_KINDS, check_payload, get_type
-from kernel.errors import ArtifactError, InvalidContent
+from kernel.errors import ArtifactError, InvalidContent, NodeRefused
 from kernel.locks import LockOrderViolation
 from kernel.lookups import get_or_not_found
 from kernel.request_id import get_request_id
 from runs import services as run_services
-from runs.services import NodeRefused, RunStopped, StepTaken
+from runs.services import RunStopped, StepTaken
 from stories import selectors as story_selectors
 from stories.models import Scene, Story
 
@@ -365,7 +365,7 @@ def attempt_node(
             node.name,
             scene.pk,
             error,
-            exc_info=not isinstance(exc, ArtifactError),
+            exc_info=not isinstance(exc, ArtifactError | NodeRefused),
         )
         try:
             run_services.step_fail(step_id=step_id, error=error)

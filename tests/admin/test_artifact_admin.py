@@ -1,6 +1,8 @@
 """The artifact page: edit as a new version, media, versions, lineage, lifecycle."""
 
 import json
+import threading
+import time
 
 import pytest
 from django.contrib.admin.models import LogEntry
@@ -12,7 +14,7 @@ from artifacts.admin import ArtifactAdmin, EstimatedCountPaginator
 from artifacts.models import Artifact
 from artifacts.services import ArtifactService
 from audit.models import AuditEvent
-from kernel.errors import PlanningLocked
+from kernel.transactions import composing
 from stories import services as story_services
 from tests.conftest import PNG_BYTES, SCENE_INTENT, WAV_BYTES, WEBM_BYTES
 
@@ -138,15 +140,52 @@ def test_override_permission_edits_through_the_planning_lock(client, intent, sce
     assert Artifact.objects.filter(version=2, created_by=user).exists()
 
 
-def test_a_refusal_only_the_service_sees_is_reported_and_writes_nothing(editor_client, intent, monkeypatch):
-    def refuse(self, artifact_id, payload):
-        raise PlanningLocked("planning is locked on scene x")
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_a_lock_taken_while_the_form_is_saved_is_reported_and_writes_nothing(client, intent, scene, make_user):
+    """The form checks the planning lock; a lock committed after that check, while the save
+    runs, is the service's to see (it shares the scene row, and waits for the lock's
+    transaction): a real second transaction, no stub."""
+    user = make_user("writer", "artifacts.view_artifact", "artifacts.change_artifact")  # no override
+    user.is_staff = True
+    user.save()
+    client.force_login(user)
+    holding, errors = threading.Event(), []
 
-    monkeypatch.setattr(ArtifactService, "edit_artifact", refuse)
-    response = save(editor_client, intent, CALM)
+    def lock_planning_meanwhile():
+        try:
+            with composing():
+                story_services.scene_lock_planning(scene_id=scene.pk)
+                holding.set()
+                # Commit once the save waits on the scene row (or after 10 s: the test fails).
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline and not waiting_on_a_lock():
+                    time.sleep(0.02)
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=lock_planning_meanwhile)
+    thread.start()
+    assert holding.wait(10)
+    response = save(client, intent, CALM)  # the form sees no lock: not committed yet
+    thread.join(10)
+    assert errors == []
     assert response.status_code == 302 and response.url == change_url(intent)
     assert any("planning_locked" in m for m in messages_of(response))
     assert Artifact.objects.count() == 1 and not LogEntry.objects.exists()
+
+
+def waiting_on_a_lock() -> bool:
+    """Whether another session of this database waits on a lock (read afresh: inside a
+    transaction PostgreSQL keeps one snapshot of the activity statistics otherwise)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        )
+        return cursor.fetchone()[0] > 0
 
 
 def test_view_only_user_sees_the_payload_but_cannot_edit(client, intent, make_user):

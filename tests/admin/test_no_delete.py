@@ -2,6 +2,7 @@
 
 import pytest
 from django.contrib import admin
+from django.urls import reverse
 
 from artifacts.models import Artifact, ArtifactRelation
 from audit.models import AuditEvent
@@ -32,8 +33,10 @@ def test_no_delete_view_and_no_bulk_delete(editor_client, world, model, superuse
 
 @pytest.mark.parametrize("model", [Artifact, *VIEW_ONLY], ids=lambda m: m._meta.model_name)
 def test_immutable_records_cannot_be_added(editor_client, world, model):
-    url = changelist_url(model).replace("/", "/", 1) + "add/"
+    url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_add")
+    assert url == changelist_url(model) + "add/"
     assert editor_client.get(url).status_code == 403
+    assert editor_client.post(url, {}).status_code == 403
 
 
 @pytest.mark.parametrize("model", VIEW_ONLY, ids=lambda m: m._meta.model_name)

@@ -6,7 +6,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import IntegrityError, connection
 from django.utils import timezone
 
-from artifacts import selectors
+from artifacts import selectors, services
 from artifacts.models import ALLOWED_TRANSITIONS, Artifact, LifecycleState
 from artifacts.payloads import ARTIFACT_TYPES
 from artifacts.services import ArtifactService
@@ -91,34 +91,33 @@ class TestVersioning:
             with pytest.raises(NotFound):
                 service.create_artifact(bad, "scene_intent", SCENE_INTENT)
 
-    def test_safety_net_retry_recovers_from_a_forced_version_conflict(self, scene, caplog):
+    @staticmethod
+    def stale(monkeypatch, times: int) -> None:
+        """The INSERT hands out the stream's latest version itself, taken, ``times`` times: as
+        a writer bypassing the stream's lock would make it do."""
+        real, left = services.insert_next_version, [times]
+
+        def insert_next_version(artifact, **options):
+            if left[0]:
+                left[0] -= 1
+                options["next_version"] = "latest.version"
+            return real(artifact, **options)
+
+        monkeypatch.setattr(services, "insert_next_version", insert_next_version)
+
+    def test_safety_net_retry_recovers_from_a_forced_version_conflict(self, scene, caplog, monkeypatch):
         ArtifactService().create_artifact(scene.pk, "scene_intent", intent(1))
-
-        class StaleOnce(ArtifactService):
-            """Hands out an already-taken version once, as a writer bypassing the lock would."""
-
-            stale = 1
-
-            def _next_version_sql(self, latest_version):
-                if self.stale:
-                    self.stale -= 1
-                    return latest_version  # the latest version itself: taken
-                return super()._next_version_sql(latest_version)
-
+        self.stale(monkeypatch, 1)
         with caplog.at_level(logging.WARNING, logger="artifacts.services"):
-            made = StaleOnce().create_artifact(scene.pk, "scene_intent", intent(2))
+            made = ArtifactService().create_artifact(scene.pk, "scene_intent", intent(2))
         assert made.version == 2
         assert "version conflict" in caplog.text
 
-    def test_retry_exhaustion_is_logged_and_raised(self, scene, caplog):
+    def test_retry_exhaustion_is_logged_and_raised(self, scene, caplog, monkeypatch):
         ArtifactService().create_artifact(scene.pk, "scene_intent", intent(1))
-
-        class AlwaysStale(ArtifactService):
-            def _next_version_sql(self, latest_version):
-                return latest_version
-
+        self.stale(monkeypatch, 99)
         with caplog.at_level(logging.ERROR, logger="artifacts.services"), pytest.raises(VersionConflict):
-            AlwaysStale().create_artifact(scene.pk, "scene_intent", intent(2))
+            ArtifactService().create_artifact(scene.pk, "scene_intent", intent(2))
         assert "exhausted 3 attempts" in caplog.text
         assert Artifact.objects.filter(scene=scene).count() == 1
 

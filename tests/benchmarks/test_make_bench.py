@@ -20,10 +20,13 @@ from benchmarks.run import BENCHMARKS
 
 ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.skipif(
-    connection.vendor != "sqlite",
-    reason="the smoke run uses SQLite files of its own; on PostgreSQL it would create databases beside the suite's",
-)
+pytestmark = [
+    pytest.mark.bench,
+    pytest.mark.skipif(
+        connection.vendor != "sqlite",
+        reason="the smoke run uses SQLite files of its own; on PostgreSQL it would create databases beside the suite's",
+    ),
+]
 
 
 def test_every_benchmark_runs_and_results_are_written(tmp_path):

@@ -17,7 +17,7 @@ from django.utils import timezone
 from artifacts.content import prepare_content, store_content
 from artifacts.models import Artifact
 from artifacts.payloads import ARTIFACT_TYPES
-from operations.importing import insert_keeping_times
+from artifacts.services import artifacts_insert_as_given
 from tests.conftest import PNG_BYTES, SCENE_INTENT
 
 LONG_AGO = timezone.now() - datetime.timedelta(days=400)
@@ -95,7 +95,7 @@ def insert(artifact: Artifact) -> None:
     """Insert an unsaved artifact exactly as it is, its created_at included."""
     values = {field.attname: getattr(artifact, field.attname) for field in Artifact._meta.local_concrete_fields}
     values["content"] = artifact.content.name or ""
-    insert_keeping_times(Artifact, [values])
+    artifacts_insert_as_given([values])
 
 
 class Rows:

@@ -16,7 +16,7 @@ from django.db import connection
 
 from artifacts.models import Artifact
 from artifacts.payloads import ARTIFACT_TYPES
-from operations.importing import insert_keeping_times
+from artifacts.services import artifacts_insert_as_given
 from tests.operations.conftest import LONG_AGO, run, summary
 
 pytestmark = [pytest.mark.postgres_only, pytest.mark.django_db(transaction=True)]
@@ -43,7 +43,7 @@ def old_stream(story, scene, count: int) -> None:
         row["content"] = ""
         rows.append(row)
         parent = artifact.pk
-    insert_keeping_times(Artifact, rows)
+    artifacts_insert_as_given(rows)
 
 
 def start_prune(tmp_path) -> subprocess.Popen:
