@@ -36,7 +36,6 @@ from kernel.admin_kit import (
     report_refusals,
     short_id,
     state_badge,
-    uuid_or_none,
 )
 from kernel.api import domain_error_response
 from kernel.errors import ArtifactError, InvalidPayload
@@ -223,27 +222,19 @@ class ArtifactAdmin(IndexedSearchMixin, BaseAdmin):
     def _payload_editable(self, request, obj) -> bool:
         return obj is not None and self.has_change_permission(request, obj)
 
-    def get_object(self, request, object_id, from_field=None):
-        # The change page shows every reference: one joined query instead of one each,
-        # without the big columns of the rows it only names (a parent's payload, a scene's
-        # text, a run's parameters). Kept on the request: change_view asks twice.
-        cache = request.__dict__.setdefault("_artifact_admin_objects", {})
-        if object_id not in cache:
-            cache[object_id] = (
-                Artifact.objects.select_related("story", "scene__story", "parent", "created_by", "created_by_step__run")
-                .defer(
-                    "parent__payload",
-                    "scene__source_text",
-                    "story__description",
-                    "scene__story__description",
-                    "created_by_step__input_summary",
-                    "created_by_step__output_summary",
-                    "created_by_step__run__params",
-                )
-                .filter(pk=uuid_or_none(object_id))
-                .first()
-            )
-        return cache[object_id]
+    # The change page shows every reference: one joined query instead of one each, without
+    # the big columns of the rows it only names (a parent's payload, a scene's text, a run's
+    # parameters).
+    object_select_related = ("story", "scene__story", "parent", "created_by", "created_by_step__run")
+    object_defer = (
+        "parent__payload",
+        "scene__source_text",
+        "story__description",
+        "scene__story__description",
+        "created_by_step__input_summary",
+        "created_by_step__output_summary",
+        "created_by_step__run__params",
+    )
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change=change, **kwargs)
@@ -475,11 +466,4 @@ class ArtifactRelationAdmin(IndexedSearchMixin, ViewOnlyMixin, BaseAdmin):
     def to_column(self, obj):
         return artifact_link(obj.to_artifact)
 
-    def get_object(self, request, object_id, from_field=None):
-        return (
-            super()
-            .get_queryset(request)
-            .select_related("from_artifact", "to_artifact", "created_by_step")
-            .filter(pk=uuid_or_none(object_id))
-            .first()
-        )
+    object_select_related = ("from_artifact", "to_artifact", "created_by_step")

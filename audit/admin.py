@@ -80,8 +80,7 @@ class AuditEventAdmin(IndexedSearchMixin, ViewOnlyMixin, BaseAdmin):
     def change(self, obj):
         return format_audit_change(obj)
 
-    def get_object(self, request, object_id, from_field=None):
-        return super().get_queryset(request).select_related("actor", "story").filter(pk=uuid_or_none(object_id)).first()
+    object_select_related = ("actor", "story")
 
 
 def format_audit_change(event) -> str:

@@ -140,14 +140,15 @@ class RunAdmin(ArtifactRowColumns, IndexedSearchMixin, ViewOnlyMixin, BaseAdmin)
     )
     inlines = (StepInline, ConsumedInline, ProducedInline)
 
-    def get_object(self, request, object_id, from_field=None):
-        runs = Run.objects.select_related("story", "scene__story", "triggered_by").filter(pk=uuid_or_none(object_id))
-        run = runs.first()
+    object_select_related = ("story", "scene__story", "triggered_by")
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
         # A run whose process was lost is marked failed when someone looks at it (SPEC §10),
         # so the page never shows "running" for a run that nothing drives any more.
-        if run is not None and run.status in selectors.UNFINISHED and services.run_mark_lost(run_id=run.pk):
-            run = runs.first()
-        return run
+        run = Run.objects.filter(pk=uuid_or_none(object_id), status__in=selectors.UNFINISHED).only("pk").first()
+        if run is not None:
+            services.run_mark_lost(run_id=run.pk)
+        return super().change_view(request, object_id, form_url, extra_context)
 
     @admin.display(description="run", ordering="id")
     def short_id(self, obj):
@@ -207,8 +208,7 @@ class AgentStepAdmin(IndexedSearchMixin, ViewOnlyMixin, BaseAdmin):
     )
     readonly_fields = fields
 
-    def get_object(self, request, object_id, from_field=None):
-        return AgentStep.objects.select_related("run").filter(pk=uuid_or_none(object_id)).first()
+    object_select_related = ("run",)
 
     @admin.display(description="step")
     def short_id(self, obj):
@@ -241,10 +241,7 @@ class RunArtifactLinkAdmin(ArtifactRowColumns, IndexedSearchMixin, ViewOnlyMixin
     fields = ("id", "run", "step", "stage", "direction", "artifact", "created_at")
     readonly_fields = fields
 
-    def get_object(self, request, object_id, from_field=None):
-        return (
-            RunArtifactLink.objects.select_related("run", "step", "artifact").filter(pk=uuid_or_none(object_id)).first()
-        )
+    object_select_related = ("run", "step", "artifact")
 
     @admin.display(description="record")
     def short_id(self, obj):

@@ -36,7 +36,6 @@ from kernel.admin_kit import (
     report_refusals,
     short_id,
     state_badge,
-    uuid_or_none,
 )
 from kernel.errors import ArtifactError
 
@@ -105,12 +104,7 @@ class StoryAdmin(IndexedSearchMixin, BaseAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(scene_total=Count("scenes"))
 
-    def get_object(self, request, object_id, from_field=None):
-        return (
-            Story.objects.select_related("cover_artifact", "canonical_audio", "canonical_video", "current_run")
-            .filter(pk=uuid_or_none(object_id))
-            .first()
-        )
+    object_select_related = ("cover_artifact", "canonical_audio", "canonical_video", "current_run")
 
     @admin.display(description="id")
     def short_id(self, obj):
@@ -330,8 +324,7 @@ class SceneAdmin(IndexedSearchMixin, BaseAdmin):
         # A scene never moves to another story.
         return ("story", *fields) if obj is not None else fields
 
-    def get_object(self, request, object_id, from_field=None):
-        return Scene.objects.select_related("story", "planning_locked_by").filter(pk=uuid_or_none(object_id)).first()
+    object_select_related = ("story", "planning_locked_by")
 
     def formfield_for_dbfield(self, db_field, request, **kwargs):
         if db_field.name == "position":
@@ -485,12 +478,7 @@ class StoryArtifactLinkAdmin(ArtifactRowColumns, IndexedSearchMixin, ViewOnlyMix
     fields = ("id", "story", "role", "scene", "artifact", "is_primary", "created_by", "created_at")
     readonly_fields = fields
 
-    def get_object(self, request, object_id, from_field=None):
-        return (
-            StoryArtifactLink.objects.select_related("story", "scene__story", "artifact", "created_by")
-            .filter(pk=uuid_or_none(object_id))
-            .first()
-        )
+    object_select_related = ("story", "scene__story", "artifact", "created_by")
 
     @admin.display(description="link")
     def short_id(self, obj):
