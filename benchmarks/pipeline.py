@@ -73,6 +73,7 @@ from benchmarks.figures import figure  # noqa: E402
 from runs.pipeline import driver, engine  # noqa: E402
 from runs.pipeline import fingerprint as fp  # noqa: E402
 from runs.pipeline.nodes import NODES  # noqa: E402
+from stories import selectors as story_selectors  # noqa: E402
 from stories import services as story_services  # noqa: E402
 
 SENTENCES = (
@@ -281,7 +282,7 @@ def bench_scene(story, index: int) -> SceneFigures:
     unexpected += [(o.node.name, o.result) for o in second.outcomes if o.result != "reused"]
     if unexpected:
         sys.exit(f"run 1 must make every node and run 2 reuse every node: {unexpected}")
-    scene = engine.load_scene(scene.pk)
+    scene = story_selectors.scene_for_pipeline(scene.pk)
     generators = {o.node.name: generator_seconds(scene, o) for o in first.outcomes}
     return SceneFigures(first, second, generators, raw_lookups(scene))
 

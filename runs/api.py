@@ -24,11 +24,12 @@ from kernel.api_defaults import CursorPagination
 from kernel.api_schema import error_codes
 from kernel.input_limits import INT_MAX
 from kernel.lookups import ensure_exists
+from stories import selectors as story_selectors
 from stories.models import Scene
 
 from . import services
 from .models import AgentStep, Direction, Run, RunArtifactLink, RunStatus, StepStatus
-from .pipeline import driver, engine
+from .pipeline import driver
 from .pipeline.nodes import NODES
 from .services import FINISHED_STEP_STATUSES
 
@@ -350,6 +351,6 @@ class ScenePipelineView(PipelineView):
 class StoryPipelineView(PipelineView):
     def post(self, request, story_id):
         options = validated(PipelineRequestSerializer, request.data)
-        runs = self.start(request, [scene.pk for scene in engine.story_scenes(story_id)], **options)
+        runs = self.start(request, story_selectors.story_scene_ids(story_id), **options)
         location = request.build_absolute_uri(f"{reverse('run-list')}?story_id={story_id}")
         return Response(RunSerializer(runs, many=True).data, status=202, headers={"Location": location})

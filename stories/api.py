@@ -22,7 +22,7 @@ from kernel.errors import AlreadyLocked, NotLocked
 from kernel.input_limits import INT_MAX
 from kernel.lookups import ensure_exists, get_or_not_found
 
-from . import services
+from . import selectors, services
 from .models import Role, Scene, Story, StoryArtifactLink
 
 
@@ -126,7 +126,7 @@ class LinkFilter(StrictFilterSet):
 class StoryViewSet(
     LimitedBodyMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet
 ):
-    queryset = Story.objects.all()
+    queryset = selectors.stories()
     serializer_class = StorySerializer
     lookup_url_kwarg = "story_id"
     lookup_value_converter = "uuid"
@@ -188,7 +188,7 @@ class StorySceneViewSet(LimitedBodyMixin, mixins.ListModelMixin, viewsets.Generi
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Scene.objects.none()
-        return Scene.objects.filter(story_id=self.kwargs["story_id"])
+        return selectors.story_scenes(self.kwargs["story_id"])
 
     def list(self, request, *args, **kwargs):
         ensure_exists(Story, self.kwargs["story_id"], what="story")
@@ -211,7 +211,7 @@ _SCENE = OpenApiResponse(SceneSerializer, description="The scene as it now is.")
 )
 @extend_schema(tags=["stories"])
 class SceneViewSet(LimitedBodyMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    queryset = Scene.objects.all()
+    queryset = selectors.scenes()
     serializer_class = SceneSerializer
     lookup_url_kwarg = "scene_id"
     lookup_value_converter = "uuid"
@@ -280,7 +280,7 @@ class StoryLinkViewSet(LimitedBodyMixin, mixins.ListModelMixin, viewsets.Generic
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return StoryArtifactLink.objects.none()
-        return StoryArtifactLink.objects.filter(story_id=self.kwargs["story_id"])
+        return selectors.story_links(self.kwargs["story_id"])
 
     def list(self, request, *args, **kwargs):
         ensure_exists(Story, self.kwargs["story_id"], what="story")

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from django.db.models import QuerySet
 
+from kernel.lookups import get_or_not_found
+
 from .models import STORY_REFERENCE_FOR_ROLE, Scene, Story, StoryArtifactLink
 
 
@@ -37,6 +39,36 @@ def primary_link(*, story_id, role: str, scene_id) -> StoryArtifactLink | None:
 def story_scenes(story_id) -> QuerySet:
     """A story's scenes by position (scene_unique_position_per_story)."""
     return Scene.objects.filter(story_id=story_id).order_by("position")
+
+
+def stories() -> QuerySet:
+    """Every story (the API's list, newest first by its cursor)."""
+    return Story.objects.all()
+
+
+def scenes() -> QuerySet:
+    return Scene.objects.all()
+
+
+def story_links(story_id) -> QuerySet:
+    """A story's curated links (link_story_role_idx)."""
+    return StoryArtifactLink.objects.filter(story_id=story_id)
+
+
+def scene_for_pipeline(scene_id) -> Scene:
+    """A scene with what the pipeline reads of it (its text, its planning lock), or NotFound."""
+    return get_or_not_found(
+        Scene.objects.only("id", "story_id", "position", "title", "source_text", "planning_locked"),
+        scene_id,
+        what="scene",
+    )
+
+
+def story_scene_ids(story_id) -> list:
+    """A story's scenes' ids in position order (NotFound for a story that does not exist):
+    what ``--story`` and the story pipeline run, one run each."""
+    get_or_not_found(Story.objects.only("id"), story_id, what="story")
+    return list(story_scenes(story_id).values_list("pk", flat=True))
 
 
 @dataclass(frozen=True)

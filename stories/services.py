@@ -318,9 +318,8 @@ def scenes_import(new_scenes: dict) -> None:
     Scene.objects.bulk_create(scenes)
 
 
-@atomic_write(nestable=True)
 def story_set_current_run(*, story_id, run_id) -> None:
     """Make a run the story's current one (SPEC §3; ``runs.services.run_create`` calls it in
-    its transaction): an UPDATE, not a read-then-save, so the newest run wins without locking
-    the story first."""
+    its transaction): one UPDATE, not a read-then-save, so the newest run wins without locking
+    the story first; one statement needs no transaction of its own."""
     Story.objects.filter(pk=story_id).update(current_run_id=run_id, updated_at=timezone.now())

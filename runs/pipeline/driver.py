@@ -48,6 +48,7 @@ from kernel.transactions import atomic_write
 from runs import selectors as run_selectors
 from runs import services as run_services
 from runs.models import FINISHED_STATUSES, AgentStep, Run, RunStatus, StepStatus
+from stories import selectors as story_selectors
 from stories.models import Scene
 
 from . import engine
@@ -129,7 +130,7 @@ def run_scene(
     stop: Stop = NEVER,
 ) -> SceneRun:
     """Run the scene here and now, in a run of its own that this process holds."""
-    scene = engine.load_scene(scene_id)
+    scene = story_selectors.scene_for_pipeline(scene_id)
     nodes = selected(only)
     reap_lost(scene.pk)
     label = holder_label("run_pipeline")
@@ -173,7 +174,7 @@ def resume(
         run = run_services.run_begin(run_id=run.pk, holder=holder_label("run_pipeline --resume"))
         nodes = _nodes_of(run)
         return drive(
-            engine.load_scene(run.scene_id),
+            story_selectors.scene_for_pipeline(run.scene_id),
             run,
             nodes,
             force=bool((run.params or {}).get("force")),
@@ -318,7 +319,7 @@ def start(scene_ids, *, force: bool = False, only: list[str] | None = None, acto
 
 @atomic_write
 def _create(scene_id, *, force: bool, only, actor, on_workers: bool) -> tuple[Run, list[str]]:
-    scene = engine.load_scene(scene_id)
+    scene = story_selectors.scene_for_pipeline(scene_id)
     nodes = selected(only)
     run = run_services.run_create(
         story_id=scene.story_id,
@@ -358,7 +359,12 @@ def _drive_pending(run_ids, request_id: str) -> None:
                     logger.exception("pipeline run %s could not start in the serving process", run_id)
                     continue
                 try:
-                    drive(engine.load_scene(run.scene_id), run, _nodes_of(run), force=bool(run.params.get("force")))
+                    drive(
+                        story_selectors.scene_for_pipeline(run.scene_id),
+                        run,
+                        _nodes_of(run),
+                        force=bool(run.params.get("force")),
+                    )
                 except Exception:
                     logger.exception("pipeline run %s failed in the serving process", run_id)
                     try:
@@ -460,7 +466,7 @@ def execute(run_id, node_name: str) -> float | None:
                 attempt=(step.attempt + 1) if step is not None else 1,
             )
         outcome = engine.attempt_node(
-            engine.load_scene(run.scene_id),
+            story_selectors.scene_for_pipeline(run.scene_id),
             run.pk,
             node,
             force=bool(run.params.get("force")),

@@ -36,12 +36,11 @@ from artifacts.models import Artifact
 from artifacts.payloads import MEDIA_KINDS, check_payload, get_type
 from kernel.errors import ArtifactError, InvalidContent, NodeRefused
 from kernel.locks import LockOrderViolation
-from kernel.lookups import get_or_not_found
 from kernel.request_id import get_request_id
 from runs import services as run_services
 from runs.services import RunStopped, StepTaken
 from stories import selectors as story_selectors
-from stories.models import Scene, Story
+from stories.models import Scene
 
 from . import fingerprint as fp
 from .generators import InputError
@@ -105,20 +104,6 @@ class Outcome:
 
 class GeneratorFailed(Exception):
     """What a generator raised: plugged-in code, perhaps a model that is down for a while."""
-
-
-def load_scene(scene_id) -> Scene:
-    return get_or_not_found(
-        Scene.objects.only("id", "story_id", "position", "title", "source_text", "planning_locked"),
-        scene_id,
-        what="scene",
-    )
-
-
-def story_scenes(story_id) -> list[Scene]:
-    """A story's scenes in position order, the order ``--story`` runs them in."""
-    get_or_not_found(Story.objects.only("id"), story_id, what="story")
-    return list(story_selectors.story_scenes(story_id).only("id", "position", "title"))
 
 
 # -- deciding ---------------------------------------------------------------------------------
@@ -264,7 +249,7 @@ def decide(
 
 def explain(scene_id, *, force: bool = False, only: list[str] | None = None) -> list[Decision]:
     """Every node's decision, in stage order, writing nothing."""
-    scene = load_scene(scene_id)
+    scene = story_selectors.scene_for_pipeline(scene_id)
     decisions, pending = [], {}
     for node in selected(only):
         decision = decide(scene, node, force=force, pending=pending)

@@ -23,6 +23,7 @@ from kernel.errors import ArtifactError, ServerFault
 from runs.pipeline import driver, engine
 from runs.pipeline.holding import Interrupted, SignalStop
 from runs.pipeline.nodes import NODES, selected
+from stories import selectors as story_selectors
 
 
 class Command(RequestIdCommand):
@@ -76,7 +77,7 @@ class Command(RequestIdCommand):
                         )
                     )
                 else:
-                    scenes = [scene] if scene else [s.pk for s in engine.story_scenes(story)]
+                    scenes = [scene] if scene else story_selectors.story_scene_ids(story)
                     if explain:
                         for scene_id in scenes:
                             self._explain(scene_id, force=force, only=only)
@@ -134,7 +135,7 @@ class Command(RequestIdCommand):
 
     def _explain(self, scene_id, *, force: bool, only):
         decisions = engine.explain(scene_id, force=force, only=only)
-        scene = engine.load_scene(scene_id)
+        scene = story_selectors.scene_for_pipeline(scene_id)
         self.stdout.write(f"scene #{scene.position} {scene.title!r} ({scene.pk}): nothing is written")
         for decision in decisions:
             action = {"make": "remake", "reuse": "reuse", "refuse": "refuse"}[decision.action]
