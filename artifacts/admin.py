@@ -1,7 +1,7 @@
 """Admin for artifacts, relations and the audit trail (SPEC §8).
 
 Declarative where Django allows it. The hooks that are overridden carry real behaviour
-and route every write through ``ArtifactService``: a payload save creates the next
+and route every write through the actions of ``services.py``: a payload save creates the next
 version (the edited row is never touched), lifecycle buttons and actions call
 ``transition``. Nothing here is deletable, and artifacts, relations and audit rows
 cannot be added by hand.
@@ -23,6 +23,7 @@ from django.urls import path
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
+from artifacts import services as artifact_services
 from audit import admin as audit_admin
 from audit import selectors as audit_selectors
 from kernel.admin_kit import (
@@ -47,7 +48,6 @@ from .content import content_response
 from .lineage_graph import build_graph
 from .models import ALLOWED_TRANSITIONS, Artifact, ArtifactRelation, LifecycleState
 from .payloads import ARTIFACT_TYPES, MEDIA_KINDS, validate_payload
-from .services import ArtifactService
 from .widgets import PrettyJSONField
 
 VERSIONS_SHOWN = 50
@@ -101,8 +101,8 @@ class ArtifactPayloadForm(forms.ModelForm):
             validate_payload(self.instance.type, payload)
         except InvalidPayload as exc:
             raise ValidationError(exc.message, code=exc.code) from None
-        if payload != self.instance.payload and ArtifactService(user=self.editor).planning_blocks(
-            type=self.instance.type, scene=self.instance.scene
+        if payload != self.instance.payload and artifact_services.planning_blocks(
+            actor=self.editor, type=self.instance.type, scene=self.instance.scene
         ):
             raise ValidationError(
                 "Planning is locked on this scene: unlock it before creating a new version.", code="planning_locked"
@@ -253,9 +253,13 @@ class ArtifactAdmin(IndexedSearchMixin, BaseAdmin):
 
     def save_model(self, request, obj, form, change):
         """Never saves ``obj``: the service creates the next version, parent = ``obj``."""
-        service = ArtifactService(user=request.user, request_id=request.request_id)
         try:
-            edited = service.edit_artifact(obj.pk, form.cleaned_data["payload"])
+            edited = artifact_services.artifact_edit(
+                artifact_id=obj.pk,
+                payload=form.cleaned_data["payload"],
+                actor=request.user,
+                request_id=request.request_id,
+            )
         except ArtifactError as exc:
             # A rule the form could not foresee (say the scene was locked meanwhile).
             # The service wrote nothing; response_change reports it.
@@ -401,9 +405,10 @@ class ArtifactAdmin(IndexedSearchMixin, BaseAdmin):
         if not self.has_change_permission(request, artifact):
             raise PermissionDenied
         target = request.POST.get("to", "")
-        service = ArtifactService(user=request.user, request_id=request.request_id)
         try:
-            service.transition(artifact.pk, target)
+            artifact_services.artifact_transition(
+                artifact_id=artifact.pk, to=target, actor=request.user, request_id=request.request_id
+            )
         except ArtifactError as exc:
             messages.error(request, f"Transition of {artifact} refused ({exc.code}): {exc.message}")
         else:
@@ -417,11 +422,12 @@ class ArtifactAdmin(IndexedSearchMixin, BaseAdmin):
         if len(rows) > BULK_ACTION_LIMIT:
             messages.error(request, f"Select at most {BULK_ACTION_LIMIT} artifacts per action; nothing was changed.")
             return
-        service = ArtifactService(user=request.user, request_id=request.request_id)
         done, refused = 0, []
         for pk, type_name, version in rows:
             try:
-                service.transition(pk, target)
+                artifact_services.artifact_transition(
+                    artifact_id=pk, to=target, actor=request.user, request_id=request.request_id
+                )
                 done += 1
             except ArtifactError as exc:
                 refused.append((f"{type_name} v{version} ({short_id(pk)})", exc))

@@ -1,7 +1,11 @@
 """The one write path for artifacts (SPEC §6).
 
-``ArtifactService`` keeps the seed's five methods under their names and meaning, plus
-story-level create, edit-as-new-version, lifecycle transitions, relations and lineage.
+Actions as keyword-only ``<entity>_<action>`` functions: ``artifact_create``,
+``artifacts_create_batch``, ``artifact_edit`` (edit as a new version), ``artifact_transition``,
+``relation_create``/``relations_create``; the batch primitives of the operations and the
+pipeline (``insert_next_version``, ``relations_insert``, ``relations_of_new_version``,
+``prune_rows``, ``artifacts_insert_as_given``); and ``ArtifactService``, the seed's class
+with its five methods under their names and meaning, a facade over them.
 Reads it shares with the API and the admin live in ``selectors.py`` and ``lineage.py``;
 the bytes of media artifacts in ``content.py``; every lock in ``kernel.locks``.
 
@@ -88,26 +92,498 @@ def _insert_columns(db) -> tuple[tuple, str]:
     return found
 
 
-class ArtifactService:
-    """Create and read artifacts; every write of an artifact goes through here.
+# -- the actions: keyword-only ``<entity>_<action>`` functions -----------------------------
+#
+# ``actor`` (a user, or None) and ``request_id`` (default: the id in force, set by the HTTP
+# middleware or a command) are stored on what an action writes and on its audit event.
 
-    ``user`` and ``request_id`` describe who asks and under which request; they are
-    stored on every row written. ``request_id`` defaults to the id in force (set by the
-    HTTP middleware or a management command).
+
+def _request_id(request_id: str | None) -> str:
+    return request_id if request_id is not None else get_request_id()
+
+
+@atomic_write
+def artifact_create(
+    *,
+    type: str,
+    payload,
+    scene_id=None,
+    story_id=None,
+    parent_id=None,
+    kind: str | None = None,
+    content=None,
+    mime_type: str | None = None,
+    lifecycle_state: str = LifecycleState.INTERMEDIATE,
+    created_by_step=None,
+    fingerprint: str | None = None,
+    artifact_id=None,
+    actor=None,
+    request_id: str | None = None,
+) -> Artifact:
+    """The next version of a stream: the scene's ``type`` stream, or with ``story_id`` alone
+    the story's own (story-level media). Media kinds come with their bytes (``content``).
+    ``created_by_step``: the agent step that made it; ``fingerprint``: what a pipeline node made
+    it from (None: its parent's); ``artifact_id``: a pre-assigned id."""
+    if scene_id is not None:
+        scene_pk, story_pk = _scene_and_story(scene_id)
+    else:
+        scene_pk, story_pk = None, get_or_not_found(Story.objects.only("id"), story_id, what="story").pk
+    return _create(
+        story_id=story_pk,
+        scene_id=scene_pk,
+        type=type,
+        payload=payload,
+        parent_id=parent_id,
+        kind=kind,
+        content=content,
+        mime_type=mime_type,
+        lifecycle_state=lifecycle_state,
+        created_by_step=created_by_step,
+        fingerprint=fingerprint,
+        artifact_id=artifact_id,
+        actor=acting_user(actor),
+        request_id=_request_id(request_id),
+    )
+
+
+@atomic_write
+def artifacts_create_batch(*, scene_id, items: list[dict], actor=None, request_id: str | None = None) -> list[Artifact]:
+    """Create many versions on one scene at once (SPEC §7): all or nothing, at most 1,000,
+    versions assigned in list order (several items of one type make consecutive ones).
+
+    Each item is ``{"type", "payload", "parent_id"?}``; JSON kinds only (media travel one
+    by one with their bytes). Everything is checked before any lock is taken; then the
+    streams are locked in a fixed order and every row goes in with one INSERT.
     """
+    actor, request_id = acting_user(actor), _request_id(request_id)
+    if not isinstance(items, list) or not items:
+        raise InvalidInput("artifacts must be a non-empty list", field="artifacts")
+    if len(items) > MAX_BATCH:
+        raise InvalidInput(f"at most {MAX_BATCH} artifacts per batch, got {len(items)}", field="artifacts")
+    scene = get_or_not_found(Scene.objects.only("id", "story_id"), scene_id, what="scene")
+    checked = [_checked_item(index, item) for index, item in enumerate(items)]
+    types = sorted({type_name for type_name, _, _ in checked})
+    if any(get_type(t).planning for t in types):
+        _check_planning_lock(scene.pk, next(t for t in types if get_type(t).planning), actor=actor)
+    for type_name in types:  # sorted: two batches never wait on each other in a circle
+        locks.lock_stream(story_id=scene.story_id, scene_id=scene.pk, type=type_name)
+    heads = {
+        t: selectors.stream_latest(
+            story_id=scene.story_id, scene_id=scene.pk, type=t, fields=("id", "version", "fingerprint")
+        )
+        for t in types
+    }
+    made: dict = {}  # id -> the new row, for parents within the batch
+    rows = []
+    for index, (type_name, payload, parent_uuid) in enumerate(checked):
+        head = heads[type_name]
+        if parent_uuid is None:
+            parent_pk, parent_fingerprint = (head.pk, head.fingerprint) if head is not None else (None, "")
+        elif parent_uuid in made and made[parent_uuid].type == type_name:
+            parent_pk, parent_fingerprint = parent_uuid, made[parent_uuid].fingerprint
+        elif head is not None and head.pk == parent_uuid:
+            parent_pk, parent_fingerprint = parent_uuid, head.fingerprint
+        else:  # an editor branching from an older version of the stream
+            try:
+                parent_fingerprint = _stream_version_fingerprint(
+                    parent_uuid, story_id=scene.story_id, scene_id=scene.pk, type=type_name
+                )
+            except (InvalidParent, NotFound) as exc:
+                raise type(exc)(exc.message, field=f"artifacts[{index}].parent_id") from None
+            parent_pk = parent_uuid
+        row = Artifact(
+            story_id=scene.story_id,
+            scene_id=scene.pk,
+            type=type_name,
+            version=(head.version if head is not None else 0) + 1,
+            parent_id=parent_pk,
+            payload=payload,
+            fingerprint=parent_fingerprint,
+            request_id=request_id,
+            created_by=actor,
+        )
+        heads[type_name] = made[row.pk] = row
+        rows.append(row)
+    return Artifact.objects.bulk_create(rows)
+
+
+def _checked_item(index: int, item) -> tuple[str, dict, object]:
+    where = f"artifacts[{index}]"
+    if not isinstance(item, dict):
+        raise InvalidInput(f"{where} must be an object with type and payload", field=where)
+    type_name = item.get("type")
+    artifact_type = get_type(type_name)
+    if SCOPE_SCENE not in artifact_type.scopes or artifact_type.default_kind in MEDIA_KINDS:
+        raise InvalidScope(f"{where}: {type_name} cannot be created in a batch on a scene", field=f"{where}.type")
+    try:
+        check_payload(artifact_type, item.get("payload"))
+    except InvalidInput as exc:
+        raise type(exc)(f"{where}.{exc.message}", field=f"{where}.{exc.field}") from None
+    parent_id = item.get("parent_id")
+    try:
+        parent_uuid = parse_uuid(parent_id, what="parent") if parent_id is not None else None
+    except NotFound:
+        raise InvalidParent(f"{where}.parent_id {parent_id!r} is not a valid id", field=f"{where}.parent_id") from None
+    return type_name, item["payload"], parent_uuid
+
+
+@atomic_write
+def artifact_edit(*, artifact_id, payload, actor=None, request_id: str | None = None) -> Artifact:
+    """An edit is the next version of the edited artifact's stream, with it as parent,
+    written in one transaction with its audit event.
+
+    Returns the edited artifact itself, and writes nothing, when the payload is unchanged.
+    Media content is carried over: an edit changes the metadata, not the bytes.
+    """
+    actor, request_id = acting_user(actor), _request_id(request_id)
+    original = selectors.artifact_get(artifact_id)
+    if original.content_sha256 and not original.is_pruned:
+        # The new version names the original's file, which a prune deletes once no live
+        # artifact names it: the digest's lock (before the stream's, the lock order)
+        # holds that deletion off until this version is committed and names the file, or
+        # else this edit waits for it and, reading again, finds the original pruned.
+        # Row locks would not do: the prune's file deletion runs after its batch commits.
+        locks.lock_content(original.content_sha256)
+        original = selectors.artifact_get(original.pk)
+    if original.is_pruned:
+        raise Pruned(f"artifact {original.pk} was pruned; edit a version that still has its payload")
+    if original.payload == payload:
+        return original
+    edited = _create(
+        story_id=original.story_id,
+        scene_id=original.scene_id,
+        type=original.type,
+        payload=payload,
+        parent_id=original.pk,
+        kind=original.kind,
+        stored=stored_content_of(original) if original.content_sha256 else None,
+        actor=actor,
+        request_id=request_id,
+    )
+    audit_record(
+        action="edit",
+        target=edited,
+        actor=actor,
+        story_id=edited.story_id,
+        from_value={"artifact_id": str(original.pk), "version": original.version},
+        to_value={"artifact_id": str(edited.pk), "version": edited.version},
+        request_id=request_id,
+    )
+    return edited
+
+
+@atomic_write
+def artifact_transition(*, artifact_id, to: str, actor=None, request_id: str | None = None) -> Artifact:
+    """Move an artifact along its lifecycle (SPEC §5), refusing anything else."""
+    if to not in LifecycleState.values:
+        raise InvalidInput(f"unknown lifecycle state {to!r}; one of {', '.join(LifecycleState.values)}", field="to")
+    # The row lock serializes against a concurrent transition or primary change.
+    artifact = locks.lock_artifact(artifact_id)
+    current = artifact.lifecycle_state
+    if artifact.is_pruned:
+        raise Pruned(f"artifact {artifact.pk} was pruned and can no longer change state")
+    if to not in ALLOWED_TRANSITIONS[current]:
+        raise InvalidTransition(f"cannot go from {current} to {to}")
+    if (
+        to == LifecycleState.ARCHIVED
+        and StoryArtifactLink.objects.filter(artifact_id=artifact.pk, is_primary=True).exists()
+    ):
+        raise StillPrimary(f"artifact {artifact.pk} is a primary link; choose another primary before archiving")
+    # Filtered on the state read under the lock: a count of 0 would mean the lock failed.
+    changed = Artifact.objects.filter(pk=artifact.pk, lifecycle_state=current).update(lifecycle_state=to)
+    if changed != 1:
+        raise InvalidTransition(f"artifact {artifact.pk} changed state meanwhile; reload it")
+    artifact.lifecycle_state = to
+    audit_record(
+        action="transition",
+        target=artifact,
+        actor=acting_user(actor),
+        story_id=artifact.story_id,
+        from_value=current,
+        to_value=to,
+        request_id=_request_id(request_id),
+    )
+    return artifact
+
+
+def relation_create(
+    *, from_artifact_id, to_artifact_id, relation_type: str, created_by_step=None, request_id: str | None = None
+) -> ArtifactRelation:
+    """Record ``from`` <relation_type> ``to``; derived_from/transcoded_from never cycle."""
+    (relation,) = relations_create(
+        from_artifact_id=from_artifact_id,
+        targets=[(to_artifact_id, relation_type)],
+        created_by_step=created_by_step,
+        request_id=request_id,
+    )
+    return relation
+
+
+@atomic_write
+def relations_create(
+    *, from_artifact_id, targets, created_by_step=None, request_id: str | None = None
+) -> list[ArtifactRelation]:
+    """The one writer of relations a client or an editor asks for (SPEC §3): ``from``
+    <relation_type> ``to`` for each ``(to_artifact_id, relation_type)`` of ``targets``, all
+    or none. Unique per edge, no self-edge, derived_from and transcoded_from never close a
+    cycle, no reference to a pruned artifact (409 ``pruned``). One ``IN`` query checks that
+    the artifacts exist (and reads what the checks below need), one INSERT writes the
+    relations, whatever their number.
+
+    A new acyclic edge ``from -> to`` closes a cycle only along a path back to ``from``,
+    whose last edge points at ``from``. When none does, the walk is skipped, but the
+    relation graph's lock is still held, since another transaction could add such an edge
+    meanwhile. (The batch writers of checked relations are ``relations_insert``: a backfill,
+    and ``relations_of_new_version``: the pipeline.)
+    """
+    request_id = _request_id(request_id)
+    source = parse_uuid(from_artifact_id, what="artifact")
+    edges = _checked_edges(source, targets)
+    if not edges:
+        return []
+    acyclic = [target for target, relation_type in edges if relation_type in ACYCLIC_RELATIONS]
+    if acyclic:
+        locks.lock_relation_graph()  # before the read below, so that it sees every committed edge
+    # The rows held before the read below, which then sees any prune committed meanwhile
+    # (see hold_unpruned: a prune is refused here or keeps the targets).
+    locks.share_artifacts({source, *(target for target, _ in edges)})
+    rows = (
+        Artifact.objects.filter(pk__in={source, *(target for target, _ in edges)})
+        .order_by()
+        .annotate(
+            # Whether an acyclic relation points at ``source`` (the same for every row).
+            points_at_source=Exists(
+                ArtifactRelation.objects.filter(to_artifact_id=source, relation_type__in=ACYCLIC_RELATIONS)
+            ),
+            # Whether ``source`` relates to this row already, by any type.
+            related=Exists(ArtifactRelation.objects.filter(from_artifact_id=source, to_artifact_id=OuterRef("pk"))),
+        )
+        .values_list("pk", "points_at_source", "related", "pruned_at")
+    )
+    found = {pk: (pointed, related) for pk, pointed, related, _ in rows}
+    pruned = {pk for pk, _, _, pruned_at in rows if pruned_at is not None}
+    if source not in found:
+        raise NotFound(f"artifact {from_artifact_id} does not exist", field="from_artifact_id")
+    for target, _ in edges:
+        if target not in found:
+            raise NotFound(f"artifact {target} does not exist", field="to_artifact_id")
+    if source in pruned:
+        raise _pruned(source, field="from_artifact_id")
+    for target, _ in edges:
+        if target in pruned:
+            raise _pruned(target, field="to_artifact_id")
+    related = [target for target in found if target != source and found[target][1]]
+    if related:
+        existing = ArtifactRelation.objects.filter(from_artifact_id=source, to_artifact_id__in=related)
+        for target, relation_type in existing.values_list("to_artifact_id", "relation_type"):
+            if (target, relation_type) in edges:
+                raise DuplicateRelation(f"{source} {relation_type} {target} already exists")
+    if acyclic and found[source][0]:
+        for target in acyclic:
+            if lineage_walk.reaches(start=target, goal=source, over=ACYCLIC_RELATIONS):
+                relation_type = next(t for to, t in edges if to == target and t in ACYCLIC_RELATIONS)
+                raise Cycle(f"{source} {relation_type} {target} would close a cycle")
+    relations = [
+        ArtifactRelation(
+            from_artifact_id=source,
+            to_artifact_id=target,
+            relation_type=relation_type,
+            created_by_step=created_by_step,
+            request_id=request_id,
+        )
+        for target, relation_type in edges
+    ]
+    try:
+        return ArtifactRelation.objects.bulk_create(relations)
+    except IntegrityError:
+        # Checked above: a concurrent writer recorded one of them meanwhile. This action's
+        # transaction (or savepoint) is rolled back as the error leaves it.
+        raise DuplicateRelation(f"a relation from {source} was recorded meanwhile; nothing was written") from None
+
+
+def _checked_edges(source, targets) -> dict[tuple, None]:
+    """``(to_artifact_id, relation_type)`` pairs, checked and parsed, in the order given."""
+    shape = "targets must be a list of (to_artifact_id, relation_type) pairs"
+    if isinstance(targets, str | bytes | dict) or not hasattr(targets, "__iter__"):
+        raise InvalidRelation(shape, field="targets")
+    edges = {}
+    for item in targets:
+        if not isinstance(item, list | tuple) or len(item) != 2:
+            raise InvalidRelation(shape, field="targets")
+        to_artifact_id, relation_type = item
+        if relation_type not in RelationType.values:
+            raise InvalidRelation(
+                f"unknown relation type {relation_type!r}; one of {', '.join(RelationType.values)}",
+                field="relation_type",
+            )
+        target = parse_uuid(to_artifact_id, what="artifact")
+        if target == source:
+            raise InvalidRelation("an artifact cannot relate to itself", field="to_artifact_id")
+        if (target, relation_type) in edges:
+            raise DuplicateRelation(f"{source} {relation_type} {target} is given twice")
+        edges[(target, relation_type)] = None
+        if len(edges) > MAX_BATCH:
+            raise InvalidRelation(f"at most {MAX_BATCH} relations at once", field="targets")
+    return edges
+
+
+def planning_blocks(*, actor, type: str, scene) -> bool:
+    """Whether the planning lock refuses ``actor`` a new ``type`` version on ``scene`` (a
+    friendly early check for forms; creates check again under the scene's lock)."""
+    return (
+        scene is not None
+        and get_type(type).planning
+        and scene.planning_locked
+        and not (actor is not None and actor.has_perm("artifacts.override_planning_lock"))
+    )
+
+
+def _create(
+    *,
+    story_id,
+    scene_id,
+    type,
+    payload,
+    parent_id=None,
+    kind: str | None = None,
+    content=None,
+    mime_type: str | None = None,
+    lifecycle_state: str = LifecycleState.INTERMEDIATE,
+    created_by_step=None,
+    stored: StoredContent | None = None,
+    fingerprint: str | None = None,
+    artifact_id=None,
+    actor=None,
+    request_id: str,
+) -> Artifact:
+    """``fingerprint``: what a pipeline node made this from; None inherits the parent's
+    (an edit or a client's new version counts as made from its parent's inputs, SPEC §10).
+    ``artifact_id``: a pre-assigned id, for content that names its own URL."""
+    # Everything that needs no lock is checked first, so the stream lock is held briefly.
+    artifact_type = get_type(type)
+    scope = SCOPE_SCENE if scene_id is not None else SCOPE_STORY
+    if scope not in artifact_type.scopes:
+        raise InvalidScope(
+            f"{type} artifacts belong to a {' or '.join(artifact_type.scopes)}, not a {scope}", field="type"
+        )
+    kind = kind or artifact_type.default_kind
+    if kind not in artifact_type.kinds:
+        raise InvalidKind(f"{type} artifacts have kind {' or '.join(artifact_type.kinds)}, not {kind!r}", field="kind")
+    if lifecycle_state not in LifecycleState.values:
+        raise InvalidInput(f"unknown lifecycle state {lifecycle_state!r}", field="lifecycle_state")
+    check_payload(artifact_type, payload)
+    prepared: PreparedContent | None = None
+    if kind in MEDIA_KINDS:
+        if stored is None:
+            if content is None:
+                raise InvalidContent(f"a {kind} artifact needs its bytes in 'content'", field="content")
+            prepared = prepare_content(content, mime_type=mime_type, kind=kind)
+    elif content is not None:
+        raise InvalidContent(f"a {kind} artifact carries no content; put it in the payload", field="content")
+    try:
+        parent_uuid = parse_uuid(parent_id, what="parent") if parent_id is not None else None
+    except NotFound:  # a malformed parent names no version of this stream: bad input, not a missing resource
+        raise InvalidParent(f"parent_id {parent_id!r} is not a valid id", field="parent_id") from None
+    parent_fingerprint = None
+    if parent_uuid is not None:
+        # A version never changes stream: the explicit parent is checked before any lock.
+        parent_fingerprint = _stream_version_fingerprint(parent_uuid, story_id=story_id, scene_id=scene_id, type=type)
+    artifact = Artifact(
+        story_id=story_id,
+        scene_id=scene_id,
+        type=type,
+        parent_id=parent_uuid,
+        fingerprint=fingerprint if fingerprint is not None else (parent_fingerprint or ""),
+        kind=kind,
+        payload=payload,
+        lifecycle_state=lifecycle_state,
+        request_id=request_id,
+        created_by=actor,
+        created_by_step=created_by_step,
+    )
+    if artifact_id is not None:
+        artifact.pk = parse_uuid(artifact_id, what="artifact")
+
+    if artifact_type.planning and scene_id is not None:
+        _check_planning_lock(scene_id, type, actor=actor)
+    if prepared is not None:
+        # Once every check has passed (a refused create stores nothing), and before the
+        # stream's lock, which the write would only hold longer.
+        stored = store_content(prepared)
+    if stored is not None:
+        artifact.content.name = stored.name
+        artifact.content_sha256 = stored.sha256
+        artifact.content_size = stored.size
+        artifact.mime_type = stored.mime_type
+    # The critical section: the stream's lock and the INSERT (one round trip), the COMMIT.
+    # A version taken meanwhile (only a writer bypassing the lock could) makes the INSERT
+    # do nothing rather than fail, so the safety net retries it without a savepoint: the
+    # transaction stays usable and the lock stays held.
+    for attempt in range(1, MAX_CREATE_ATTEMPTS + 1):
+        made = insert_next_version(
+            artifact,
+            inherit_parent=parent_uuid is None,
+            inherit_fingerprint=fingerprint is None,
+            lock=attempt == 1,
+        )
+        if made is not None:
+            return made
+        logger.warning(
+            "version conflict on %s/%s (attempt %d of %d)", scene_id or story_id, type, attempt, MAX_CREATE_ATTEMPTS
+        )
+    logger.error(
+        "version assignment exhausted %d attempts on stream %s/%s", MAX_CREATE_ATTEMPTS, scene_id or story_id, type
+    )
+    raise VersionConflict(f"could not assign a version on {type} after {MAX_CREATE_ATTEMPTS} attempts")
+
+
+def _stream_version_fingerprint(parent_uuid, *, story_id, scene_id, type) -> str:
+    """The fingerprint of ``parent_uuid``, which must be a version of this stream."""
+    found = (
+        selectors.stream(story_id=story_id, scene_id=scene_id, type=type)
+        .filter(pk=parent_uuid)
+        .values_list("fingerprint", flat=True)
+        .first()
+    )
+    if found is None:
+        # An id that names nothing is 400 not_found (SPEC §7); one of another stream is a bad parent.
+        if not Artifact.objects.filter(pk=parent_uuid).exists():
+            raise NotFound(f"parent {parent_uuid} does not exist", field="parent_id")
+        raise InvalidParent(f"parent {parent_uuid} is not a version of this {type} stream", field="parent_id")
+    return found
+
+
+def _check_planning_lock(scene_id, type: str, *, actor) -> None:
+    # A shared lock on the scene row: a concurrent "lock planning" waits for this create
+    # (or this create sees the lock), so no planning artifact slips in after the lock.
+    scene = locks.share_scene(scene_id)
+    if planning_blocks(actor=actor, type=type, scene=scene):
+        raise PlanningLocked(f"planning is locked on scene {scene_id}")
+
+
+# -- the seed's ArtifactService: a facade over the actions above --------------------------------
+
+
+class ArtifactService:
+    """The seed's five methods, under their names and meaning (SPEC §6): a facade that hands
+    its calls to the actions and reads of this module. ``user`` and ``request_id`` describe
+    who asks and under which request; they are stored on every row written."""
 
     def __init__(self, *, user=None, request_id: str | None = None):
         self.user = acting_user(user)
-        self.request_id = request_id if request_id is not None else get_request_id()
+        self.request_id = _request_id(request_id)
 
-    # -- the seed's five methods -------------------------------------------------
-
-    @atomic_write
     def create_artifact(self, scene_id, type, payload, parent_id=None, **options) -> Artifact:
-        """Create the next version of the scene's ``type`` stream."""
-        scene_pk, story_id = _scene_and_story(scene_id)
-        return self._create(
-            story_id=story_id, scene_id=scene_pk, type=type, payload=payload, parent_id=parent_id, **options
+        """Create the next version of the scene's ``type`` stream (``options``: kind, content,
+        mime_type, lifecycle_state, as ``artifact_create`` takes them)."""
+        return artifact_create(
+            scene_id=scene_id,
+            type=type,
+            payload=payload,
+            parent_id=parent_id,
+            actor=self.user,
+            request_id=self.request_id,
+            **options,
         )
 
     def get_artifact(self, artifact_id) -> Artifact:
@@ -131,465 +607,6 @@ class ArtifactService:
             story_id=None, scene_id=parse_uuid(scene_id, what="scene"), type=type, fields=("version",)
         )
         return latest.version + 1 if latest is not None else 1
-
-    # -- more writes ---------------------------------------------------------------
-
-    @atomic_write
-    def create_artifacts(self, scene_id, items: list[dict]) -> list[Artifact]:
-        """Create many versions on one scene at once (SPEC §7): all or nothing, at most 1,000,
-        versions assigned in list order (several items of one type make consecutive ones).
-
-        Each item is ``{"type", "payload", "parent_id"?}``; JSON kinds only (media travel one
-        by one with their bytes). Everything is checked before any lock is taken; then the
-        streams are locked in a fixed order and every row goes in with one INSERT.
-        """
-        if not isinstance(items, list) or not items:
-            raise InvalidInput("artifacts must be a non-empty list", field="artifacts")
-        if len(items) > MAX_BATCH:
-            raise InvalidInput(f"at most {MAX_BATCH} artifacts per batch, got {len(items)}", field="artifacts")
-        scene = get_or_not_found(Scene.objects.only("id", "story_id"), scene_id, what="scene")
-        checked = [self._checked_item(index, item) for index, item in enumerate(items)]
-        types = sorted({type_name for type_name, _, _ in checked})
-        if any(get_type(t).planning for t in types):
-            self._check_planning_lock(scene.pk, next(t for t in types if get_type(t).planning))
-        for type_name in types:  # sorted: two batches never wait on each other in a circle
-            locks.lock_stream(story_id=scene.story_id, scene_id=scene.pk, type=type_name)
-        heads = {
-            t: selectors.stream_latest(
-                story_id=scene.story_id, scene_id=scene.pk, type=t, fields=("id", "version", "fingerprint")
-            )
-            for t in types
-        }
-        made: dict = {}  # id -> the new row, for parents within the batch
-        rows = []
-        for index, (type_name, payload, parent_uuid) in enumerate(checked):
-            head = heads[type_name]
-            if parent_uuid is None:
-                parent_pk, parent_fingerprint = (head.pk, head.fingerprint) if head is not None else (None, "")
-            elif parent_uuid in made and made[parent_uuid].type == type_name:
-                parent_pk, parent_fingerprint = parent_uuid, made[parent_uuid].fingerprint
-            else:
-                try:
-                    parent_pk, parent_fingerprint = self._resolve_parent(
-                        parent_uuid, story_id=scene.story_id, scene_id=scene.pk, type=type_name, latest=head
-                    )
-                except (InvalidParent, NotFound) as exc:
-                    raise type(exc)(exc.message, field=f"artifacts[{index}].parent_id") from None
-            row = Artifact(
-                story_id=scene.story_id,
-                scene_id=scene.pk,
-                type=type_name,
-                version=(head.version if head is not None else 0) + 1,
-                parent_id=parent_pk,
-                payload=payload,
-                fingerprint=parent_fingerprint,
-                request_id=self.request_id,
-                created_by=self.user,
-            )
-            heads[type_name] = made[row.pk] = row
-            rows.append(row)
-        return Artifact.objects.bulk_create(rows)
-
-    def _checked_item(self, index: int, item) -> tuple[str, dict, object]:
-        where = f"artifacts[{index}]"
-        if not isinstance(item, dict):
-            raise InvalidInput(f"{where} must be an object with type and payload", field=where)
-        type_name = item.get("type")
-        artifact_type = get_type(type_name)
-        if SCOPE_SCENE not in artifact_type.scopes or artifact_type.default_kind in MEDIA_KINDS:
-            raise InvalidScope(f"{where}: {type_name} cannot be created in a batch on a scene", field=f"{where}.type")
-        try:
-            check_payload(artifact_type, item.get("payload"))
-        except InvalidInput as exc:
-            raise type(exc)(f"{where}.{exc.message}", field=f"{where}.{exc.field}") from None
-        parent_id = item.get("parent_id")
-        try:
-            parent_uuid = parse_uuid(parent_id, what="parent") if parent_id is not None else None
-        except NotFound:
-            raise InvalidParent(
-                f"{where}.parent_id {parent_id!r} is not a valid id", field=f"{where}.parent_id"
-            ) from None
-        return type_name, item["payload"], parent_uuid
-
-    @atomic_write
-    def create_story_artifact(self, story_id, type, payload, parent_id=None, **options) -> Artifact:
-        """Create the next version of a story-level stream (no scene)."""
-        story = get_or_not_found(Story.objects.only("id"), story_id, what="story")
-        return self._create(
-            story_id=story.pk, scene_id=None, type=type, payload=payload, parent_id=parent_id, **options
-        )
-
-    @atomic_write
-    def edit_artifact(self, artifact_id, payload) -> Artifact:
-        """An edit is the next version of the edited artifact's stream, with it as parent,
-        written in one transaction with its audit event.
-
-        Returns the edited artifact itself, and writes nothing, when the payload is unchanged.
-        Media content is carried over: an edit changes the metadata, not the bytes.
-        """
-        original = selectors.artifact_get(artifact_id)
-        if original.content_sha256 and not original.is_pruned:
-            # The new version names the original's file, which a prune deletes once no live
-            # artifact names it: the digest's lock (before the stream's, the lock order)
-            # holds that deletion off until this version is committed and names the file, or
-            # else this edit waits for it and, reading again, finds the original pruned.
-            # Row locks would not do: the prune's file deletion runs after its batch commits.
-            locks.lock_content(original.content_sha256)
-            original = selectors.artifact_get(original.pk)
-        if original.is_pruned:
-            raise Pruned(f"artifact {original.pk} was pruned; edit a version that still has its payload")
-        if original.payload == payload:
-            return original
-        edited = self._create(
-            story_id=original.story_id,
-            scene_id=original.scene_id,
-            type=original.type,
-            payload=payload,
-            parent_id=original.pk,
-            kind=original.kind,
-            stored=stored_content_of(original) if original.content_sha256 else None,
-        )
-        audit_record(
-            action="edit",
-            target=edited,
-            actor=self.user,
-            story_id=edited.story_id,
-            from_value={"artifact_id": str(original.pk), "version": original.version},
-            to_value={"artifact_id": str(edited.pk), "version": edited.version},
-            request_id=self.request_id,
-        )
-        return edited
-
-    @atomic_write
-    def transition(self, artifact_id, to: str) -> Artifact:
-        """Move an artifact along its lifecycle (SPEC §5), refusing anything else."""
-        if to not in LifecycleState.values:
-            raise InvalidInput(f"unknown lifecycle state {to!r}; one of {', '.join(LifecycleState.values)}", field="to")
-        # The row lock serializes against a concurrent transition or primary change.
-        artifact = locks.lock_artifact(artifact_id)
-        current = artifact.lifecycle_state
-        if artifact.is_pruned:
-            raise Pruned(f"artifact {artifact.pk} was pruned and can no longer change state")
-        if to not in ALLOWED_TRANSITIONS[current]:
-            raise InvalidTransition(f"cannot go from {current} to {to}")
-        if (
-            to == LifecycleState.ARCHIVED
-            and StoryArtifactLink.objects.filter(artifact_id=artifact.pk, is_primary=True).exists()
-        ):
-            raise StillPrimary(f"artifact {artifact.pk} is a primary link; choose another primary before archiving")
-        # Filtered on the state read under the lock: a count of 0 would mean the lock failed.
-        changed = Artifact.objects.filter(pk=artifact.pk, lifecycle_state=current).update(lifecycle_state=to)
-        if changed != 1:
-            raise InvalidTransition(f"artifact {artifact.pk} changed state meanwhile; reload it")
-        artifact.lifecycle_state = to
-        audit_record(
-            action="transition",
-            target=artifact,
-            actor=self.user,
-            story_id=artifact.story_id,
-            from_value=current,
-            to_value=to,
-            request_id=self.request_id,
-        )
-        return artifact
-
-    @atomic_write
-    def relate(self, from_artifact_id, to_artifact_id, relation_type: str, *, created_by_step=None) -> ArtifactRelation:
-        """Record ``from`` <relation_type> ``to``; derived_from/transcoded_from never cycle."""
-        if relation_type not in RelationType.values:
-            raise InvalidRelation(
-                f"unknown relation type {relation_type!r}; one of {', '.join(RelationType.values)}",
-                field="relation_type",
-            )
-        source = parse_uuid(from_artifact_id, what="artifact")
-        target = parse_uuid(to_artifact_id, what="artifact")
-        if source == target:
-            hold_unpruned({source: "from_artifact_id"})  # a missing artifact is reported first
-            raise InvalidRelation("an artifact cannot relate to itself", field="to_artifact_id")
-        if relation_type in ACYCLIC_RELATIONS:
-            locks.lock_relation_graph()
-        hold_unpruned({source: "from_artifact_id", target: "to_artifact_id"})
-        if relation_type in ACYCLIC_RELATIONS:
-            # A cycle needs a path back to ``source``, whose last edge points at it: nothing
-            # points at a new artifact, so its relations skip the walk (one index probe).
-            points_at_source = ArtifactRelation.objects.filter(
-                to_artifact_id=source, relation_type__in=ACYCLIC_RELATIONS
-            ).exists()
-            if points_at_source and lineage_walk.reaches(start=target, goal=source, over=ACYCLIC_RELATIONS):
-                raise Cycle(f"{source} {relation_type} {target} would close a cycle")
-        try:
-            with transaction.atomic():
-                return ArtifactRelation.objects.create(
-                    from_artifact_id=source,
-                    to_artifact_id=target,
-                    relation_type=relation_type,
-                    created_by_step=created_by_step,
-                    request_id=self.request_id,
-                )
-        except IntegrityError:
-            if ArtifactRelation.objects.filter(
-                from_artifact_id=source, to_artifact_id=target, relation_type=relation_type
-            ).exists():
-                raise DuplicateRelation(f"{source} {relation_type} {target} already exists") from None
-            raise
-
-    @atomic_write
-    def relate_many(self, from_artifact_id, targets, *, created_by_step=None) -> list[ArtifactRelation]:
-        """Record ``from`` <relation_type> ``to`` for each ``(to_artifact_id, relation_type)``
-        of ``targets``, all or none, with ``relate``'s rules and errors: one ``IN`` query
-        checks that the artifacts exist (and reads what the checks below need), one INSERT
-        writes the relations, whatever their number.
-
-        A new acyclic edge ``from -> to`` closes a cycle only along a path back to ``from``,
-        whose last edge points at ``from``. When none does, the walk is skipped, but the
-        relation graph's lock is still held, since another transaction could add such an
-        edge meanwhile. (A version the pipeline has just made needs neither: see
-        ``relations_of_new_version``.)
-        """
-        source = parse_uuid(from_artifact_id, what="artifact")
-        edges = self._checked_edges(source, targets)
-        if not edges:
-            return []
-        acyclic = [target for target, relation_type in edges if relation_type in ACYCLIC_RELATIONS]
-        if acyclic:
-            locks.lock_relation_graph()  # before the read below, so that it sees every committed edge
-        # The rows held before the read below, which then sees any prune committed meanwhile
-        # (see hold_unpruned: a prune is refused here or keeps the targets).
-        locks.share_artifacts({source, *(target for target, _ in edges)})
-        rows = (
-            Artifact.objects.filter(pk__in={source, *(target for target, _ in edges)})
-            .order_by()
-            .annotate(
-                # Whether an acyclic relation points at ``source`` (the same for every row).
-                points_at_source=Exists(
-                    ArtifactRelation.objects.filter(to_artifact_id=source, relation_type__in=ACYCLIC_RELATIONS)
-                ),
-                # Whether ``source`` relates to this row already, by any type.
-                related=Exists(ArtifactRelation.objects.filter(from_artifact_id=source, to_artifact_id=OuterRef("pk"))),
-            )
-            .values_list("pk", "points_at_source", "related", "pruned_at")
-        )
-        found = {pk: (pointed, related) for pk, pointed, related, _ in rows}
-        pruned = {pk for pk, _, _, pruned_at in rows if pruned_at is not None}
-        if source not in found:
-            raise NotFound(f"artifact {from_artifact_id} does not exist", field="from_artifact_id")
-        for target, _ in edges:
-            if target not in found:
-                raise NotFound(f"artifact {target} does not exist", field="to_artifact_id")
-        if source in pruned:
-            raise _pruned(source, field="from_artifact_id")
-        for target, _ in edges:
-            if target in pruned:
-                raise _pruned(target, field="to_artifact_id")
-        related = [target for target in found if target != source and found[target][1]]
-        if related:
-            existing = ArtifactRelation.objects.filter(from_artifact_id=source, to_artifact_id__in=related)
-            for target, relation_type in existing.values_list("to_artifact_id", "relation_type"):
-                if (target, relation_type) in edges:
-                    raise DuplicateRelation(f"{source} {relation_type} {target} already exists")
-        if acyclic and found[source][0]:
-            for target in acyclic:
-                if lineage_walk.reaches(start=target, goal=source, over=ACYCLIC_RELATIONS):
-                    relation_type = next(t for to, t in edges if to == target and t in ACYCLIC_RELATIONS)
-                    raise Cycle(f"{source} {relation_type} {target} would close a cycle")
-        relations = [
-            ArtifactRelation(
-                from_artifact_id=source,
-                to_artifact_id=target,
-                relation_type=relation_type,
-                created_by_step=created_by_step,
-                request_id=self.request_id,
-            )
-            for target, relation_type in edges
-        ]
-        try:
-            return ArtifactRelation.objects.bulk_create(relations)
-        except IntegrityError:
-            # Checked above: a concurrent writer recorded one of them meanwhile. This action's
-            # transaction (or savepoint) is rolled back as the error leaves it.
-            raise DuplicateRelation(f"a relation from {source} was recorded meanwhile; nothing was written") from None
-
-    @staticmethod
-    def _checked_edges(source, targets) -> dict[tuple, None]:
-        """``(to_artifact_id, relation_type)`` pairs, checked and parsed, in the order given."""
-        shape = "targets must be a list of (to_artifact_id, relation_type) pairs"
-        if isinstance(targets, str | bytes | dict) or not hasattr(targets, "__iter__"):
-            raise InvalidRelation(shape, field="targets")
-        edges = {}
-        for item in targets:
-            if not isinstance(item, list | tuple) or len(item) != 2:
-                raise InvalidRelation(shape, field="targets")
-            to_artifact_id, relation_type = item
-            if relation_type not in RelationType.values:
-                raise InvalidRelation(
-                    f"unknown relation type {relation_type!r}; one of {', '.join(RelationType.values)}",
-                    field="relation_type",
-                )
-            target = parse_uuid(to_artifact_id, what="artifact")
-            if target == source:
-                raise InvalidRelation("an artifact cannot relate to itself", field="to_artifact_id")
-            if (target, relation_type) in edges:
-                raise DuplicateRelation(f"{source} {relation_type} {target} is given twice")
-            edges[(target, relation_type)] = None
-            if len(edges) > MAX_BATCH:
-                raise InvalidRelation(f"at most {MAX_BATCH} relations at once", field="targets")
-        return edges
-
-    # -- reads -------------------------------------------------------------------
-
-    def lineage(
-        self,
-        artifact_id,
-        *,
-        direction: str = "ancestors",
-        depth: int = lineage_walk.DEFAULT_DEPTH,
-        limit: int = lineage_walk.DEFAULT_LIMIT,
-    ) -> lineage_walk.Lineage:
-        return lineage_walk.walk(artifact_id, direction=direction, depth=depth, limit=limit)
-
-    def planning_blocks(self, *, type: str, scene) -> bool:
-        """Whether the planning lock refuses this user a new ``type`` version on ``scene``
-        (a friendly early check for forms; creates check again under the scene's lock)."""
-        return (
-            scene is not None
-            and get_type(type).planning
-            and scene.planning_locked
-            and not (self.user is not None and self.user.has_perm("artifacts.override_planning_lock"))
-        )
-
-    # -- internals -----------------------------------------------------------------
-
-    def _create(
-        self,
-        *,
-        story_id,
-        scene_id,
-        type,
-        payload,
-        parent_id=None,
-        kind: str | None = None,
-        content=None,
-        mime_type: str | None = None,
-        lifecycle_state: str = LifecycleState.INTERMEDIATE,
-        created_by_step=None,
-        stored: StoredContent | None = None,
-        fingerprint: str | None = None,
-        artifact_id=None,
-    ) -> Artifact:
-        """``fingerprint``: what a pipeline node made this from; None inherits the parent's
-        (an edit or a client's new version counts as made from its parent's inputs, SPEC §10).
-        ``artifact_id``: a pre-assigned id, for content that names its own URL."""
-        # Everything that needs no lock is checked first, so the stream lock is held briefly.
-        artifact_type = get_type(type)
-        scope = SCOPE_SCENE if scene_id is not None else SCOPE_STORY
-        if scope not in artifact_type.scopes:
-            raise InvalidScope(
-                f"{type} artifacts belong to a {' or '.join(artifact_type.scopes)}, not a {scope}", field="type"
-            )
-        kind = kind or artifact_type.default_kind
-        if kind not in artifact_type.kinds:
-            raise InvalidKind(
-                f"{type} artifacts have kind {' or '.join(artifact_type.kinds)}, not {kind!r}", field="kind"
-            )
-        if lifecycle_state not in LifecycleState.values:
-            raise InvalidInput(f"unknown lifecycle state {lifecycle_state!r}", field="lifecycle_state")
-        check_payload(artifact_type, payload)
-        prepared: PreparedContent | None = None
-        if kind in MEDIA_KINDS:
-            if stored is None:
-                if content is None:
-                    raise InvalidContent(f"a {kind} artifact needs its bytes in 'content'", field="content")
-                prepared = prepare_content(content, mime_type=mime_type, kind=kind)
-        elif content is not None:
-            raise InvalidContent(f"a {kind} artifact carries no content; put it in the payload", field="content")
-        try:
-            parent_uuid = parse_uuid(parent_id, what="parent") if parent_id is not None else None
-        except NotFound:  # a malformed parent names no version of this stream: bad input, not a missing resource
-            raise InvalidParent(f"parent_id {parent_id!r} is not a valid id", field="parent_id") from None
-        parent_fingerprint = None
-        if parent_uuid is not None:
-            # A version never changes stream: the explicit parent is checked before any lock.
-            parent_fingerprint = self._stream_version_fingerprint(
-                parent_uuid, story_id=story_id, scene_id=scene_id, type=type
-            )
-        artifact = Artifact(
-            story_id=story_id,
-            scene_id=scene_id,
-            type=type,
-            parent_id=parent_uuid,
-            fingerprint=fingerprint if fingerprint is not None else (parent_fingerprint or ""),
-            kind=kind,
-            payload=payload,
-            lifecycle_state=lifecycle_state,
-            request_id=self.request_id,
-            created_by=self.user,
-            created_by_step=created_by_step,
-        )
-        if artifact_id is not None:
-            artifact.pk = parse_uuid(artifact_id, what="artifact")
-
-        if artifact_type.planning and scene_id is not None:
-            self._check_planning_lock(scene_id, type)
-        if prepared is not None:
-            # Once every check has passed (a refused create stores nothing), and before the
-            # stream's lock, which the write would only hold longer.
-            stored = store_content(prepared)
-        if stored is not None:
-            artifact.content.name = stored.name
-            artifact.content_sha256 = stored.sha256
-            artifact.content_size = stored.size
-            artifact.mime_type = stored.mime_type
-        # The critical section: the stream's lock and the INSERT (one round trip), the COMMIT.
-        # A version taken meanwhile (only a writer bypassing the lock could) makes the INSERT
-        # do nothing rather than fail, so the safety net retries it without a savepoint: the
-        # transaction stays usable and the lock stays held.
-        for attempt in range(1, MAX_CREATE_ATTEMPTS + 1):
-            made = insert_next_version(
-                artifact,
-                inherit_parent=parent_uuid is None,
-                inherit_fingerprint=fingerprint is None,
-                lock=attempt == 1,
-            )
-            if made is not None:
-                return made
-            logger.warning(
-                "version conflict on %s/%s (attempt %d of %d)", scene_id or story_id, type, attempt, MAX_CREATE_ATTEMPTS
-            )
-        logger.error(
-            "version assignment exhausted %d attempts on stream %s/%s", MAX_CREATE_ATTEMPTS, scene_id or story_id, type
-        )
-        raise VersionConflict(f"could not assign a version on {type} after {MAX_CREATE_ATTEMPTS} attempts")
-
-    def _stream_version_fingerprint(self, parent_uuid, *, story_id, scene_id, type) -> str:
-        """The fingerprint of ``parent_uuid``, which must be a version of this stream."""
-        found = (
-            selectors.stream(story_id=story_id, scene_id=scene_id, type=type)
-            .filter(pk=parent_uuid)
-            .values_list("fingerprint", flat=True)
-            .first()
-        )
-        if found is None:
-            # An id that names nothing is 400 not_found (SPEC §7); one of another stream is a bad parent.
-            if not Artifact.objects.filter(pk=parent_uuid).exists():
-                raise NotFound(f"parent {parent_uuid} does not exist", field="parent_id")
-            raise InvalidParent(f"parent {parent_uuid} is not a version of this {type} stream", field="parent_id")
-        return found
-
-    def _check_planning_lock(self, scene_id, type: str) -> None:
-        # A shared lock on the scene row: a concurrent "lock planning" waits for this create
-        # (or this create sees the lock), so no planning artifact slips in after the lock.
-        scene = locks.share_scene(scene_id)
-        if self.planning_blocks(type=type, scene=scene):
-            raise PlanningLocked(f"planning is locked on scene {scene_id}")
-
-    def _resolve_parent(self, parent_uuid, *, story_id, scene_id, type, latest) -> tuple[object, str]:
-        """The new version's parent and its fingerprint: the stream's latest unless an editor
-        branches from an older version of the same stream (its caller passes a parent)."""
-        if latest is not None and latest.pk == parent_uuid:
-            return parent_uuid, latest.fingerprint
-        return parent_uuid, self._stream_version_fingerprint(
-            parent_uuid, story_id=story_id, scene_id=scene_id, type=type
-        )
 
 
 # -- the INSERT of a new version ----------------------------------------------------------------

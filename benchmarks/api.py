@@ -73,6 +73,7 @@ from django.core.management import call_command  # noqa: E402
 from django.db import OperationalError, connection, connections  # noqa: E402
 from rest_framework.authtoken.models import Token  # noqa: E402
 
+from artifacts import services as artifact_services  # noqa: E402
 from artifacts.models import Artifact  # noqa: E402
 from artifacts.payloads import ARTIFACT_TYPES, MEDIA_KINDS, SCOPE_SCENE  # noqa: E402
 from artifacts.services import ArtifactService  # noqa: E402
@@ -180,7 +181,11 @@ def sqlite_targets(user) -> Targets:
                 for index, name in enumerate(types):
                     made[name, version] = service.create_artifact(scene, name, ARTIFACT_TYPES[name].example)
                     if index:
-                        service.relate(made[name, version].pk, made[types[index - 1], version].pk, "derived_from")
+                        artifact_services.relation_create(
+                            from_artifact_id=made[name, version].pk,
+                            to_artifact_id=made[types[index - 1], version].pk,
+                            relation_type="derived_from",
+                        )
     ids = list(Artifact.objects.filter(scene_id__in=scenes).values_list("id", flat=True))
     return Targets(
         label=(

@@ -11,7 +11,7 @@
    and the same payload. One planning type line (scene_intent, which also holds the scene row
    FOR SHARE) at 16 writers. Then 16 and 32 writers over **1,000 streams** (each create picks
    one of 1,000 scenes at random) against the raw counter with 1,000 rows.
-2. **Batches**: ``ArtifactService.create_artifacts`` with batches of ``--batch`` items on
+2. **Batches**: ``artifacts.services.artifacts_create_batch`` with batches of ``--batch`` items on
    one stream, the same over the 11 scene types mixed, and ``POST
    /v1/scenes/{scene_id}/artifacts/batch`` through DRF's APIClient, in artifacts/s against
    the raw single-row rate (the raw counter at 1 writer, one row per transaction).
@@ -71,6 +71,7 @@ from django.db import connection, transaction  # noqa: E402
 from psycopg.types.json import Jsonb  # noqa: E402
 from rest_framework.test import APIClient  # noqa: E402
 
+from artifacts import services as artifact_services  # noqa: E402
 from artifacts.payloads import ARTIFACT_TYPES, MEDIA_KINDS, SCOPE_SCENE  # noqa: E402
 from artifacts.services import ArtifactService  # noqa: E402
 from benchmarks import databases  # noqa: E402
@@ -447,7 +448,6 @@ def timed_batches(create, size: int, seconds: float) -> float:
 
 
 def batch_figures(report, *, raw_single: float, size: int, seconds: float) -> None:
-    service = ArtifactService(request_id=REQUEST_ID)
     user, _ = get_user_model().objects.get_or_create(username="bench-create", defaults={"is_superuser": True})
     client = APIClient()
     client.force_authenticate(user=user)
@@ -460,8 +460,14 @@ def batch_figures(report, *, raw_single: float, size: int, seconds: float) -> No
             raise RuntimeError(f"batch API answered {response.status_code}: {response.content[:300]!r}")
 
     figures = [
-        (f"create_artifacts, {size} x {HOT_TYPE}", lambda: service.create_artifacts(scenes[0], one_stream)),
-        (f"create_artifacts, {size} of {len(BATCH_TYPES)} types", lambda: service.create_artifacts(scenes[1], mixed)),
+        (
+            f"create_artifacts, {size} x {HOT_TYPE}",
+            lambda: artifact_services.artifacts_create_batch(scene_id=scenes[0], items=one_stream),
+        ),
+        (
+            f"create_artifacts, {size} of {len(BATCH_TYPES)} types",
+            lambda: artifact_services.artifacts_create_batch(scene_id=scenes[1], items=mixed),
+        ),
         (f"POST .../artifacts/batch, {size} of {len(BATCH_TYPES)} types", api_post),
     ]
     for label, create in figures:

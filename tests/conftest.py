@@ -8,6 +8,7 @@ import pytest
 from django.contrib.auth.models import Permission, User
 from django.db import connection
 
+from artifacts import services as artifact_services
 from artifacts.migrations._immutability import SQLITE_NO_DELETE
 from artifacts.services import ArtifactService
 from stories import services as story_services
@@ -122,19 +123,22 @@ def make_user(db):
 
 def make_image(story_or_scene, alt="an image", *, state="intermediate", content=PNG_BYTES):
     """A cover_image artifact on a story (story-level stream) or on a scene."""
-    svc = ArtifactService()
-    create = svc.create_story_artifact if story_or_scene._meta.model_name == "story" else svc.create_artifact
-    return create(
-        story_or_scene.pk, "cover_image", {"alt": alt}, content=content, mime_type="image/png", lifecycle_state=state
+    owner = "story_id" if story_or_scene._meta.model_name == "story" else "scene_id"
+    return artifact_services.artifact_create(
+        **{owner: story_or_scene.pk},
+        type="cover_image",
+        payload={"alt": alt},
+        content=content,
+        mime_type="image/png",
+        lifecycle_state=state,
     )
 
 
 @pytest.fixture
 def published_cover(story):
-    svc = ArtifactService()
     cover = make_image(story, "a lighthouse")
-    svc.transition(cover.pk, "candidate")
-    return svc.transition(cover.pk, "published")
+    artifact_services.artifact_transition(artifact_id=cover.pk, to="candidate")
+    return artifact_services.artifact_transition(artifact_id=cover.pk, to="published")
 
 
 @pytest.fixture(autouse=True)

@@ -24,6 +24,8 @@ from psycopg import errors, sql
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from artifacts import lineage as lineage_walk
+from artifacts import services as artifact_services
 from artifacts.models import Artifact
 from artifacts.payloads import ARTIFACT_TYPES
 from artifacts.services import ArtifactService
@@ -119,7 +121,7 @@ def artifact(scene):
     """A real artifact and an audit row, so a DELETE would have something to delete."""
     service = ArtifactService()
     made = service.create_artifact(scene.pk, "scene_intent", SCENE_INTENT)
-    service.transition(made.pk, "candidate")
+    artifact_services.artifact_transition(artifact_id=made.pk, to="candidate")
     assert AuditEvent.objects.exists()
     return made
 
@@ -393,9 +395,11 @@ def test_every_feature_works_as_the_service_role(roles, tmp_path, settings):
         extra = service.create_artifact(
             scene.pk, "dialogue_suggestions", ARTIFACT_TYPES["dialogue_suggestions"].example
         )
-        service.relate(extra.pk, intent.pk, "derived_from")
-        service.relate_many(extra.pk, [(plan.pk, "variant_of")])
-        assert service.lineage(extra.pk).nodes  # the walk's temporary table
+        artifact_services.relation_create(
+            from_artifact_id=extra.pk, to_artifact_id=intent.pk, relation_type="derived_from"
+        )
+        artifact_services.relations_create(from_artifact_id=extra.pk, targets=[(plan.pk, "variant_of")])
+        assert lineage_walk.walk(extra.pk).nodes  # the walk's temporary table
         story_services.scene_update(scene_id=scene.pk, title="Renamed")
         story_services.scene_lock_planning(scene_id=scene.pk)
         story_services.scene_unlock_planning(scene_id=scene.pk)

@@ -22,6 +22,7 @@ django.setup()
 
 from django.contrib.auth.models import User  # noqa: E402
 
+from artifacts import services as artifact_services  # noqa: E402
 from artifacts.services import ArtifactService  # noqa: E402
 from runs import services as run_services  # noqa: E402
 from stories import services as story_services  # noqa: E402
@@ -87,19 +88,23 @@ def main() -> None:
             ]
         },
     )
-    svc.relate(plan.pk, intent.pk, "derived_from")
+    artifact_services.relation_create(from_artifact_id=plan.pk, to_artifact_id=intent.pk, relation_type="derived_from")
     spec = svc.create_artifact(
         scene.pk,
         "render_spec",
         {"prompt": "a lighthouse in a storm", "style": "ink", "characters": ["keeper"], "reference_images": []},
     )
-    svc.relate(spec.pk, plan.pk, "derived_from")
-    cover = svc.create_story_artifact(
-        story.pk, "cover_image", {"alt": "a lighthouse at dusk"}, content=png(), mime_type="image/png"
+    artifact_services.relation_create(from_artifact_id=spec.pk, to_artifact_id=plan.pk, relation_type="derived_from")
+    cover = artifact_services.artifact_create(
+        story_id=story.pk,
+        type="cover_image",
+        payload={"alt": "a lighthouse at dusk"},
+        content=png(),
+        mime_type="image/png",
     )
-    svc.relate(cover.pk, spec.pk, "derived_from")
-    audio = svc.create_story_artifact(
-        story.pk, "audio_track", {"alt": "a 440 Hz tone"}, content=wav(), mime_type="audio/wav"
+    artifact_services.relation_create(from_artifact_id=cover.pk, to_artifact_id=spec.pk, relation_type="derived_from")
+    audio = artifact_services.artifact_create(
+        story_id=story.pk, type="audio_track", payload={"alt": "a 440 Hz tone"}, content=wav(), mime_type="audio/wav"
     )
     run = run_services.run_create(story_id=story.pk, scene_id=scene.pk, workflow="panels", start=True)
     step = run_services.step_start(run_id=run.pk, node="panel_plan", agent="planner")

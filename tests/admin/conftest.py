@@ -7,6 +7,7 @@ import pytest
 from django.contrib.messages import get_messages
 from django.urls import reverse
 
+from artifacts import services as artifact_services
 from artifacts.services import ArtifactService
 from runs import services as run_services
 from stories import services as story_services
@@ -47,9 +48,11 @@ class World:
             scene = story_services.scene_create(story_id=self.story.pk, title=f"Scene {len(self.scenes) + 1}")
             self.scenes.append(scene)
             intent = self.svc.create_artifact(scene.pk, "scene_intent", SCENE_INTENT)
-            edited = self.svc.edit_artifact(intent.pk, {**SCENE_INTENT, "mood": "calm"})
+            edited = artifact_services.artifact_edit(artifact_id=intent.pk, payload={**SCENE_INTENT, "mood": "calm"})
             plan = self.svc.create_artifact(scene.pk, "panel_plan", PANEL_PLAN)
-            self.svc.relate(plan.pk, edited.pk, "derived_from")
+            artifact_services.relation_create(
+                from_artifact_id=plan.pk, to_artifact_id=edited.pk, relation_type="derived_from"
+            )
             image = self.svc.create_artifact(
                 scene.pk,
                 "cover_image",
@@ -57,14 +60,14 @@ class World:
                 content=PNG_BYTES + bytes(len(self.artifacts)),
                 mime_type="image/png",
             )
-            self.svc.transition(image.pk, "candidate")
-            self.svc.transition(image.pk, "published")
+            artifact_services.artifact_transition(artifact_id=image.pk, to="candidate")
+            artifact_services.artifact_transition(artifact_id=image.pk, to="published")
             story_services.story_set_primary(story_id=self.story.pk, role="scene_image", artifact_id=image.pk)
             story_services.scene_lock_planning(scene_id=scene.pk)
-            cover = self.svc.create_story_artifact(
-                self.story.pk,
-                "cover_image",
-                {"alt": f"cover {len(self.covers)}"},
+            cover = artifact_services.artifact_create(
+                story_id=self.story.pk,
+                type="cover_image",
+                payload={"alt": f"cover {len(self.covers)}"},
                 content=PNG_BYTES + b"cover" + bytes(len(self.covers)),
                 mime_type="image/png",
             )

@@ -10,9 +10,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from artifacts import services as artifact_services
 from artifacts.admin import ArtifactAdmin, EstimatedCountPaginator
 from artifacts.models import Artifact
-from artifacts.services import ArtifactService
 from audit.models import AuditEvent
 from kernel.transactions import composing
 from stories import services as story_services
@@ -240,8 +240,8 @@ def test_image_preview_and_content_are_served_with_the_mime_type(editor_client, 
     [("audio_track", "audio/x-wav", WAV_BYTES, "<audio"), ("video_render", "video/webm", WEBM_BYTES, "<video")],
 )
 def test_audio_and_video_previews(editor_client, story, type_name, mime, data, tag):
-    artifact = ArtifactService().create_story_artifact(
-        story.pk, type_name, {"alt": "media"}, content=data, mime_type=mime
+    artifact = artifact_services.artifact_create(
+        story_id=story.pk, type=type_name, payload={"alt": "media"}, content=data, mime_type=mime
     )
     response = editor_client.get(change_url(artifact))
     assert tag in response.content.decode()
@@ -254,8 +254,8 @@ def test_content_needs_a_login(client, published_cover):
 
 
 def test_versions_of_the_stream_are_listed_with_links(editor_client, intent, service):
-    v2 = service.edit_artifact(intent.pk, CALM)
-    v3 = service.edit_artifact(v2.pk, {**CALM, "pacing": "slow"})
+    v2 = artifact_services.artifact_edit(artifact_id=intent.pk, payload=CALM)
+    v3 = artifact_services.artifact_edit(artifact_id=v2.pk, payload={**CALM, "pacing": "slow"})
     response = editor_client.get(change_url(v2))
     assert [v.version for v in response.context["versions"]] == [3, 2, 1]
     content = response.content.decode()
@@ -266,8 +266,10 @@ def test_lineage_graph_draws_ancestors_descendants_and_relations(editor_client, 
     plan = service.create_artifact(
         scene.pk, "panel_plan", {"panels": [{"grammar_id": "a", "weight": 1, "must_show": []}]}
     )
-    service.relate(plan.pk, intent.pk, "derived_from")
-    v2 = service.edit_artifact(plan.pk, {"panels": [{"grammar_id": "b", "weight": 2, "must_show": []}]})
+    artifact_services.relation_create(from_artifact_id=plan.pk, to_artifact_id=intent.pk, relation_type="derived_from")
+    v2 = artifact_services.artifact_edit(
+        artifact_id=plan.pk, payload={"panels": [{"grammar_id": "b", "weight": 2, "must_show": []}]}
+    )
 
     response = editor_client.get(change_url(plan))
     graph = response.context["graph"]
@@ -323,7 +325,7 @@ def test_bulk_actions_transition_each_and_report_refusals(editor_client, scene, 
     plan = service.create_artifact(
         scene.pk, "panel_plan", {"panels": [{"grammar_id": "a", "weight": 1, "must_show": []}]}
     )
-    service.transition(plan.pk, "candidate")
+    artifact_services.artifact_transition(artifact_id=plan.pk, to="candidate")
 
     response = editor_client.post(
         changelist_url(Artifact), {"action": "publish", "_selected_action": [str(intent.pk), str(plan.pk)]}
@@ -362,7 +364,7 @@ def test_bulk_action_refuses_more_than_the_limit(editor_client, intent, monkeypa
 
 
 def test_audit_trail_is_shown_on_the_artifact_page(editor_client, intent, service):
-    service.transition(intent.pk, "candidate")
+    artifact_services.artifact_transition(artifact_id=intent.pk, to="candidate")
     response = editor_client.get(change_url(intent))
     assert [e.action for e in response.context["audit_events"]] == ["transition"]
     assert b"intermediate" in response.content and b"Audit trail" in response.content
@@ -379,8 +381,12 @@ def test_paginator_counts_exactly_on_sqlite_or_when_filtered(intent):
 @pytest.mark.postgres_only
 def test_paginator_estimates_an_unfiltered_list_on_postgresql(editor_client, story, service, monkeypatch):
     for _ in range(3):
-        service.create_story_artifact(
-            story.pk, "cover_image", {"alt": "x"}, content=PNG_BYTES + bytes(_), mime_type="image/png"
+        artifact_services.artifact_create(
+            story_id=story.pk,
+            type="cover_image",
+            payload={"alt": "x"},
+            content=PNG_BYTES + bytes(_),
+            mime_type="image/png",
         )
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE artifacts_artifact")

@@ -2,6 +2,7 @@
 
 import pytest
 
+from artifacts import services as artifact_services
 from artifacts.services import ArtifactService
 from audit.models import AuditEvent
 from stories import services as story_services
@@ -14,15 +15,15 @@ from .conftest import admin_view_url, change_url, changelist_url, messages_of
 def published_image(*, story, scene=None, salt=b""):
     svc = ArtifactService()
     if scene is None:
-        image = svc.create_story_artifact(
-            story.pk, "cover_image", {"alt": "c"}, content=PNG_BYTES + salt, mime_type="image/png"
+        image = artifact_services.artifact_create(
+            story_id=story.pk, type="cover_image", payload={"alt": "c"}, content=PNG_BYTES + salt, mime_type="image/png"
         )
     else:
         image = svc.create_artifact(
             scene.pk, "cover_image", {"alt": "s"}, content=PNG_BYTES + salt, mime_type="image/png"
         )
-    svc.transition(image.pk, "candidate")
-    return svc.transition(image.pk, "published")
+    artifact_services.artifact_transition(artifact_id=image.pk, to="candidate")
+    return artifact_services.artifact_transition(artifact_id=image.pk, to="published")
 
 
 def choose(client, story, role, artifact, scene=None):
@@ -58,8 +59,8 @@ def test_choosing_another_primary_demotes_the_old_one(editor_client, story, publ
 
 
 def test_unpublished_artifact_is_refused_with_a_message(editor_client, story):
-    draft = ArtifactService().create_story_artifact(
-        story.pk, "cover_image", {"alt": "draft"}, content=PNG_BYTES, mime_type="image/png"
+    draft = artifact_services.artifact_create(
+        story_id=story.pk, type="cover_image", payload={"alt": "draft"}, content=PNG_BYTES, mime_type="image/png"
     )
     response = choose(editor_client, story, "cover", draft)
     assert response.status_code == 302
@@ -214,7 +215,7 @@ def test_scene_page_lists_the_latest_artifact_of_each_type(editor_client, scene,
     from tests.conftest import SCENE_INTENT
 
     v1 = service.create_artifact(scene.pk, "scene_intent", SCENE_INTENT)
-    v2 = service.edit_artifact(v1.pk, {**SCENE_INTENT, "mood": "calm"})
+    v2 = artifact_services.artifact_edit(artifact_id=v1.pk, payload={**SCENE_INTENT, "mood": "calm"})
     plan = service.create_artifact(
         scene.pk, "panel_plan", {"panels": [{"grammar_id": "a", "weight": 1, "must_show": []}]}
     )

@@ -6,6 +6,7 @@ import json
 import pytest
 from django.utils import timezone
 
+from artifacts import services as artifact_services
 from artifacts.models import Artifact, ArtifactRelation
 from artifacts.services import ArtifactService
 from stories import services as story_services
@@ -85,7 +86,7 @@ def test_payload_round_trips_exactly(writer, scene):
 
 def test_list_filters_by_type_state_kind_request_id_and_created_at(writer, scene, intent, service):
     plan = service.create_artifact(scene.pk, "panel_plan", PANEL_PLAN)
-    service.transition(plan.pk, "candidate")
+    artifact_services.artifact_transition(artifact_id=plan.pk, to="candidate")
     other = ArtifactService(request_id="special").create_artifact(scene.pk, "panel_plan", PANEL_PLAN)
 
     def ids(query):
@@ -288,7 +289,7 @@ def test_versions_lists_the_stream_oldest_first(writer, scene, intent, service):
 def test_lineage_walks_parents_and_relations_both_ways(writer, scene, intent, service):
     second = service.create_artifact(scene.pk, "scene_intent", SCENE_INTENT)
     plan = service.create_artifact(scene.pk, "panel_plan", PANEL_PLAN)
-    service.relate(plan.pk, second.pk, "derived_from")
+    artifact_services.relation_create(from_artifact_id=plan.pk, to_artifact_id=second.pk, relation_type="derived_from")
 
     ancestors = writer.get(f"/v1/artifacts/{plan.pk}/lineage", {"direction": "ancestors", "depth": 5})
     assert ancestors.status_code == 200

@@ -11,9 +11,9 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+from artifacts import services as artifact_services
 from artifacts.content import storage_name
 from artifacts.models import Artifact
-from artifacts.services import ArtifactService
 from tests.conftest import PNG_BYTES, SVG_BYTES, WAV_BYTES
 
 from .conftest import assert_error
@@ -172,8 +172,8 @@ def test_not_modified_keeps_the_headers(writer, admin_client, story):
 
 
 def test_a_missing_file_is_a_json_error_naming_it(writer, admin_client, story):
-    artifact = ArtifactService().create_story_artifact(
-        story.pk, "cover_image", {"alt": "x"}, content=PNG_BYTES, mime_type="image/png"
+    artifact = artifact_services.artifact_create(
+        story_id=story.pk, type="cover_image", payload={"alt": "x"}, content=PNG_BYTES, mime_type="image/png"
     )
     default_storage.delete(artifact.content.name)
     for response in both(writer, admin_client, artifact):

@@ -4,6 +4,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from artifacts import services as artifact_services
 from artifacts.models import Artifact, ArtifactRelation
 from artifacts.services import ArtifactService
 from runs import services as run_services
@@ -23,8 +24,8 @@ def scene_artifacts(ctx, n):
 
 def story_artifacts(ctx, n):
     for i in range(n - Artifact.objects.filter(story=ctx.story, scene=None).count()):
-        svc.create_story_artifact(
-            ctx.story.pk, "cover_image", {"alt": str(i)}, content=PNG_BYTES, mime_type="image/png"
+        artifact_services.artifact_create(
+            story_id=ctx.story.pk, type="cover_image", payload={"alt": str(i)}, content=PNG_BYTES, mime_type="image/png"
         )
     return f"/v1/stories/{ctx.story.pk}/artifacts", n
 
@@ -60,7 +61,9 @@ def relations(ctx, n):
         )
     for _ in range(n - ArtifactRelation.objects.count()):
         other = svc.create_artifact(ctx.scene.pk, "scene_intent", SCENE_INTENT)
-        svc.relate(ctx.first.pk, other.pk, "derived_from")
+        artifact_services.relation_create(
+            from_artifact_id=ctx.first.pk, to_artifact_id=other.pk, relation_type="derived_from"
+        )
     return f"/v1/artifacts/{ctx.first.pk}/relations", n
 
 
@@ -88,8 +91,8 @@ def scene_detail(ctx, n):
 
 def links(ctx, n):
     for i in range(n - StoryArtifactLink.objects.count()):
-        art = svc.create_story_artifact(
-            ctx.story.pk, "cover_image", {"alt": str(i)}, content=PNG_BYTES, mime_type="image/png"
+        art = artifact_services.artifact_create(
+            story_id=ctx.story.pk, type="cover_image", payload={"alt": str(i)}, content=PNG_BYTES, mime_type="image/png"
         )
         story_services.link_create(story_id=ctx.story.pk, artifact_id=art.pk, role="cover")
     return f"/v1/stories/{ctx.story.pk}/links", n

@@ -26,6 +26,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from artifacts import services as artifact_services
 from artifacts.services import ArtifactService
 from runs import services as run_services
 from tests.conftest import PNG_BYTES, SCENE_INTENT
@@ -49,7 +50,9 @@ def keep_the_test_connection():
 def real_ids(story, scene, make_user):
     svc = ArtifactService()
     intent = svc.create_artifact(scene.pk, "scene_intent", SCENE_INTENT)
-    cover = svc.create_story_artifact(story.pk, "cover_image", {"alt": "a"}, content=PNG_BYTES, mime_type="image/png")
+    cover = artifact_services.artifact_create(
+        story_id=story.pk, type="cover_image", payload={"alt": "a"}, content=PNG_BYTES, mime_type="image/png"
+    )
     run = run_services.run_create(story_id=story.pk, workflow="w")
     token = Token.objects.create(user=make_user("fuzzer", superuser=True))
     ids = {"story_id": story.pk, "scene_id": scene.pk, "run_id": run.pk, "artifact_id": intent.pk}

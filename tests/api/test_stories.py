@@ -2,7 +2,7 @@
 
 import pytest
 
-from artifacts.services import ArtifactService
+from artifacts import services as artifact_services
 from audit.models import AuditEvent
 from stories.models import Scene, Story, StoryArtifactLink
 from tests.conftest import make_image
@@ -91,13 +91,16 @@ def test_primary_is_set_demotes_the_old_and_updates_the_story(writer, story, pub
     assert first.status_code == 200 and first.json()["is_primary"] is True
     assert writer.get(f"/v1/stories/{story.pk}").json()["cover_artifact_id"] == str(published_cover.pk)
 
-    svc = ArtifactService()
-    newer = svc.create_story_artifact(
-        story.pk, "cover_image", {"alt": "b"}, content=b"\x89PNG\r\n\x1a\nzz", mime_type="image/png"
+    newer = artifact_services.artifact_create(
+        story_id=story.pk,
+        type="cover_image",
+        payload={"alt": "b"},
+        content=b"\x89PNG\r\n\x1a\nzz",
+        mime_type="image/png",
     )
     assert_error(writer.post(url, {"role": "cover", "artifact_id": str(newer.pk)}, format="json"), 409, "not_published")
-    svc.transition(newer.pk, "candidate")
-    svc.transition(newer.pk, "published")
+    artifact_services.artifact_transition(artifact_id=newer.pk, to="candidate")
+    artifact_services.artifact_transition(artifact_id=newer.pk, to="published")
     second = writer.post(url + "/", {"role": "cover", "artifact_id": str(newer.pk)}, format="json")
     assert second.status_code == 200
     assert writer.get(f"/v1/stories/{story.pk}").json()["cover_artifact_id"] == str(newer.pk)

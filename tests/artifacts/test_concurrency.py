@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.db import connection
 
+from artifacts import services as artifact_services
 from artifacts.models import Artifact
 from artifacts.payloads import ARTIFACT_TYPES
 from artifacts.services import ArtifactService
@@ -77,8 +78,8 @@ def test_200_streams_written_concurrently_stay_gapless(story):
 
 def test_story_level_stream_under_concurrency(story):
     def write():
-        return ArtifactService().create_story_artifact(
-            story.pk, "cover_image", {"alt": "x"}, content=PNG_BYTES, mime_type="image/png"
+        return artifact_services.artifact_create(
+            story_id=story.pk, type="cover_image", payload={"alt": "x"}, content=PNG_BYTES, mime_type="image/png"
         )
 
     results, errors = in_threads([write] * 16, workers=16)
@@ -93,12 +94,11 @@ def test_two_editors_locking_at_once_one_wins(scene):
 
 
 def test_concurrent_primary_changes_leave_exactly_one_primary_matching_the_story(story):
-    svc = ArtifactService()
     covers = [
-        svc.create_story_artifact(
-            story.pk,
-            "cover_image",
-            {"alt": str(n)},
+        artifact_services.artifact_create(
+            story_id=story.pk,
+            type="cover_image",
+            payload={"alt": str(n)},
             content=PNG_BYTES,
             mime_type="image/png",
             lifecycle_state="published",
@@ -122,7 +122,7 @@ def test_batches_beside_single_creates_on_one_stream_stay_gapless(scene):
     items = [{"type": "render_spec", "payload": spec} for _ in range(5)]
 
     def batch():
-        return ArtifactService().create_artifacts(scene.pk, items)
+        return artifact_services.artifacts_create_batch(scene_id=scene.pk, items=items)
 
     def single():
         return ArtifactService().create_artifact(scene.pk, "render_spec", spec)

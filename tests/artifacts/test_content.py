@@ -11,9 +11,9 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection, transaction
 
+from artifacts import services as artifact_services
 from artifacts.content import is_svg, prepare_content, remove_if_unreferenced, storage_name, store_content
 from artifacts.models import Artifact
-from artifacts.services import ArtifactService
 from kernel.errors import InvalidContent, NotFound, PlanningLocked
 from stories import services as story_services
 from tests.api.conftest import assert_error, client_for
@@ -160,8 +160,13 @@ def test_an_upload_of_comments_over_http_is_a_json_400(make_user, story, media_r
 
 def test_a_refused_create_stores_no_file(service, story, scene, media_root):
     with pytest.raises(NotFound):
-        service.create_story_artifact(
-            story.pk, "cover_image", {"alt": "x"}, parent_id=uuid.uuid4(), content=PNG_BYTES, mime_type="image/png"
+        artifact_services.artifact_create(
+            story_id=story.pk,
+            type="cover_image",
+            payload={"alt": "x"},
+            parent_id=uuid.uuid4(),
+            content=PNG_BYTES,
+            mime_type="image/png",
         )
     story_services.scene_lock_planning(scene_id=scene.pk)
     with pytest.raises(PlanningLocked):
@@ -200,8 +205,8 @@ def test_a_create_that_rolls_back_removes_the_file_it_added(story, media_root, i
     refuse_artifact_inserts(is_postgres)
     try:
         with pytest.raises(Exception, match="refused for the test"):
-            ArtifactService().create_story_artifact(
-                story.pk, "cover_image", {"alt": "x"}, content=PNG_BYTES, mime_type="image/png"
+            artifact_services.artifact_create(
+                story_id=story.pk, type="cover_image", payload={"alt": "x"}, content=PNG_BYTES, mime_type="image/png"
             )
         assert files(media_root) == []
     finally:
@@ -210,14 +215,18 @@ def test_a_create_that_rolls_back_removes_the_file_it_added(story, media_root, i
 
 @pytest.mark.django_db(transaction=True)
 def test_a_create_that_rolls_back_keeps_a_file_another_artifact_uses(story, media_root, is_postgres):
-    kept = ArtifactService().create_story_artifact(
-        story.pk, "cover_image", {"alt": "first"}, content=PNG_BYTES, mime_type="image/png"
+    kept = artifact_services.artifact_create(
+        story_id=story.pk, type="cover_image", payload={"alt": "first"}, content=PNG_BYTES, mime_type="image/png"
     )
     refuse_artifact_inserts(is_postgres)
     try:
         with pytest.raises(Exception, match="refused for the test"):
-            ArtifactService().create_story_artifact(
-                story.pk, "cover_image", {"alt": "same bytes"}, content=PNG_BYTES, mime_type="image/png"
+            artifact_services.artifact_create(
+                story_id=story.pk,
+                type="cover_image",
+                payload={"alt": "same bytes"},
+                content=PNG_BYTES,
+                mime_type="image/png",
             )
     finally:
         allow_artifact_inserts(is_postgres)
@@ -225,8 +234,8 @@ def test_a_create_that_rolls_back_keeps_a_file_another_artifact_uses(story, medi
 
 
 def test_the_sweep_removes_only_unreferenced_files(service, story, media_root):
-    used = service.create_story_artifact(
-        story.pk, "cover_image", {"alt": "x"}, content=PNG_BYTES, mime_type="image/png"
+    used = artifact_services.artifact_create(
+        story_id=story.pk, type="cover_image", payload={"alt": "x"}, content=PNG_BYTES, mime_type="image/png"
     )
     with transaction.atomic():
         orphan = store_content(prepare_content(SVG_BYTES, mime_type="image/svg+xml", kind="image"))
@@ -250,8 +259,12 @@ def test_the_sweep_waits_for_a_create_that_is_about_to_reference_its_file(story,
                 store_content(prepared)
                 stored.set()
                 go_on.wait(10)
-                ArtifactService().create_story_artifact(
-                    story.pk, "cover_image", {"alt": "x"}, content=PNG_BYTES, mime_type="image/png"
+                artifact_services.artifact_create(
+                    story_id=story.pk,
+                    type="cover_image",
+                    payload={"alt": "x"},
+                    content=PNG_BYTES,
+                    mime_type="image/png",
                 )
         except Exception as exc:
             errors.append(exc)

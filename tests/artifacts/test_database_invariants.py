@@ -6,6 +6,7 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from artifacts import services as artifact_services
 from artifacts.models import Artifact
 from audit.models import AuditEvent
 from audit.services import audit_record
@@ -199,8 +200,8 @@ class TestPrimaryLinks:
         assert not refused(*self.insert_link(story=story, artifact=draft, role="cover", primary=False))
         promote = "UPDATE stories_storyartifactlink SET is_primary = %s WHERE artifact_id = %s"
         assert refused(promote, [True, db_id(draft.pk)])
-        service.transition(draft.pk, "candidate")
-        service.transition(draft.pk, "published")
+        artifact_services.artifact_transition(artifact_id=draft.pk, to="candidate")
+        artifact_services.artifact_transition(artifact_id=draft.pk, to="published")
         assert not refused(promote, [True, db_id(draft.pk)])
 
 

@@ -7,6 +7,7 @@ import pytest
 from django.db import connection
 
 from artifacts import selectors
+from artifacts import services as artifact_services
 from artifacts.models import Artifact, ArtifactRelation
 from runs import selectors as run_selectors
 from runs.models import AgentStep, Run, RunArtifactLink
@@ -170,8 +171,8 @@ def test_latest_per_type_is_one_index_probe_per_type(service, story, scene, popu
 
 
 def test_detail_reads_one_row_without_joins(service, story):
-    cover = service.create_story_artifact(
-        story.pk, "cover_image", {"alt": "a"}, content=PNG_BYTES, mime_type="image/png"
+    cover = artifact_services.artifact_create(
+        story_id=story.pk, type="cover_image", payload={"alt": "a"}, content=PNG_BYTES, mime_type="image/png"
     )
     sql, _ = Artifact.objects.filter(pk=cover.pk).query.sql_with_params()
     text = plan(Artifact.objects.filter(pk=cover.pk))

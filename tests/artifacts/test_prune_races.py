@@ -12,6 +12,7 @@ import pytest
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
 
+from artifacts import services as artifact_services
 from artifacts.models import Artifact, ArtifactRelation
 from artifacts.payloads import ARTIFACT_TYPES
 from artifacts.services import ArtifactService
@@ -100,7 +101,9 @@ def test_an_edit_beside_a_prune_keeps_the_file_it_carries_over(story):
     old = rows.make(scene=None, type="cover_image", version=1, content=png(1), payload={"alt": "first"})
     rows.make(scene=None, type="cover_image", version=2, parent=old, content=png(2), payload={"alt": "second"})
 
-    edited, _ = while_held(lambda: ArtifactService().edit_artifact(old.pk, {"alt": "first, retold"}), prune)
+    edited, _ = while_held(
+        lambda: artifact_services.artifact_edit(artifact_id=old.pk, payload={"alt": "first, retold"}), prune
+    )
 
     assert Artifact.objects.get(pk=old.pk).is_pruned  # the prune went ahead with the row...
     assert edited.content_sha256 == old.content_sha256  # ...and the new latest names its file,
@@ -161,7 +164,9 @@ def old(story, scene):
 
 
 REFERENCES = {
-    "relation": lambda old, target: ArtifactService().relate(old["new"].pk, target.pk, "derived_from"),
+    "relation": lambda old, target: artifact_services.relation_create(
+        from_artifact_id=old["new"].pk, to_artifact_id=target.pk, relation_type="derived_from"
+    ),
     "story link": lambda old, target: story_services.link_create(
         story_id=old["story"].pk, artifact_id=target.pk, role="cover"
     ),
@@ -218,7 +223,11 @@ def test_clients_relating_new_artifacts_to_old_versions_beside_a_prune_leave_no_
                     rng.choice(scenes).pk, "render_spec", ARTIFACT_TYPES["render_spec"].example
                 )
                 try:
-                    related.append(service.relate(new.pk, rng.choice(old), "derived_from"))
+                    related.append(
+                        artifact_services.relation_create(
+                            from_artifact_id=new.pk, to_artifact_id=rng.choice(old), relation_type="derived_from"
+                        )
+                    )
                 except Pruned:
                     refused.append(new.pk)
         finally:

@@ -6,7 +6,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import IntegrityError, connection
 from django.utils import timezone
 
+from artifacts import lineage as lineage_walk
 from artifacts import selectors, services
+from artifacts import services as artifact_services
 from artifacts.models import ALLOWED_TRANSITIONS, Artifact, LifecycleState
 from artifacts.payloads import ARTIFACT_TYPES
 from artifacts.services import ArtifactService
@@ -136,16 +138,20 @@ class TestValidation:
         with pytest.raises(InvalidKind):
             service.create_artifact(scene.pk, "scene_intent", SCENE_INTENT, kind="image")
         with pytest.raises(InvalidScope):
-            service.create_story_artifact(story.pk, "scene_intent", SCENE_INTENT)
+            artifact_services.artifact_create(story_id=story.pk, type="scene_intent", payload=SCENE_INTENT)
         assert Artifact.objects.count() == 0
 
     def test_media_needs_matching_content_and_json_takes_none(self, service, story, scene):
         with pytest.raises(InvalidContent):
-            service.create_story_artifact(story.pk, "cover_image", {"alt": "x"})
+            artifact_services.artifact_create(story_id=story.pk, type="cover_image", payload={"alt": "x"})
         with pytest.raises(InvalidContent):
-            service.create_story_artifact(story.pk, "cover_image", {"alt": "x"}, content=b"RIFF", mime_type="audio/wav")
+            artifact_services.artifact_create(
+                story_id=story.pk, type="cover_image", payload={"alt": "x"}, content=b"RIFF", mime_type="audio/wav"
+            )
         with pytest.raises(InvalidContent):
-            service.create_story_artifact(story.pk, "cover_image", {"alt": "x"}, content=b"", mime_type="image/png")
+            artifact_services.artifact_create(
+                story_id=story.pk, type="cover_image", payload={"alt": "x"}, content=b"", mime_type="image/png"
+            )
         with pytest.raises(InvalidContent):
             service.create_artifact(scene.pk, "scene_intent", SCENE_INTENT, content=PNG_BYTES)
         assert Artifact.objects.count() == 0
@@ -154,10 +160,16 @@ class TestValidation:
 class TestContent:
     def test_equal_bytes_are_stored_once_by_digest(self, service, story):
         upload = SimpleUploadedFile("cover.png", PNG_BYTES, content_type="image/png")
-        a = service.create_story_artifact(story.pk, "cover_image", {"alt": "a"}, content=upload)
+        a = artifact_services.artifact_create(
+            story_id=story.pk, type="cover_image", payload={"alt": "a"}, content=upload
+        )
         b = make_image(story, "b")
-        c = service.create_story_artifact(
-            story.pk, "cover_image", {"alt": "c"}, content=PNG_BYTES + b"\x00", mime_type="image/png"
+        c = artifact_services.artifact_create(
+            story_id=story.pk,
+            type="cover_image",
+            payload={"alt": "c"},
+            content=PNG_BYTES + b"\x00",
+            mime_type="image/png",
         )
         assert a.content.name == b.content.name != c.content.name
         assert a.content_sha256 == b.content_sha256 and a.content_size == len(PNG_BYTES) and a.mime_type == "image/png"
@@ -168,7 +180,9 @@ class TestContent:
 
     def test_an_undeclared_mime_type_is_read_from_the_bytes(self, service, story):
         upload = SimpleUploadedFile("theme.bin", MP3_BYTES, content_type="application/octet-stream")
-        track = service.create_story_artifact(story.pk, "audio_track", {"alt": "theme"}, content=upload)
+        track = artifact_services.artifact_create(
+            story_id=story.pk, type="audio_track", payload={"alt": "theme"}, content=upload
+        )
         assert (track.kind, track.mime_type) == ("audio", "audio/mpeg")
 
 
@@ -177,7 +191,7 @@ class TestRequestIdAndActor:
         user = make_user("writer")
         with request_id_scope("req-123"):
             artifact = ArtifactService(user=user).create_artifact(scene.pk, "scene_intent", SCENE_INTENT)
-            ArtifactService(user=user).transition(artifact.pk, "candidate")
+            artifact_services.artifact_transition(artifact_id=artifact.pk, to="candidate", actor=user)
         assert (artifact.request_id, artifact.created_by) == ("req-123", user)
         event = AuditEvent.objects.get(action="transition")
         assert (event.request_id, event.actor, event.from_value, event.to_value) == (
@@ -200,10 +214,10 @@ class TestLifecycle:
     @pytest.mark.parametrize("source", ALL_STATES)
     @pytest.mark.parametrize("target", ALL_STATES)
     def test_each_transition_is_allowed_or_refused_as_spec_section_5_says(self, service, story, source, target):
-        artifact = service.create_story_artifact(
-            story.pk,
-            "cover_image",
-            {"alt": "x"},
+        artifact = artifact_services.artifact_create(
+            story_id=story.pk,
+            type="cover_image",
+            payload={"alt": "x"},
             content=PNG_BYTES,
             mime_type="image/png",
             lifecycle_state=source,
@@ -218,40 +232,43 @@ class TestLifecycle:
         }
         assert {(s, t) for s, targets in ALLOWED_TRANSITIONS.items() for t in targets} == allowed
         if (source, target) in allowed:
-            assert service.transition(artifact.pk, target).lifecycle_state == target
+            assert artifact_services.artifact_transition(artifact_id=artifact.pk, to=target).lifecycle_state == target
             artifact = Artifact.objects.get(pk=artifact.pk)
             assert artifact.lifecycle_state == target
         else:
             with pytest.raises(InvalidTransition):
-                service.transition(artifact.pk, target)
+                artifact_services.artifact_transition(artifact_id=artifact.pk, to=target)
             assert Artifact.objects.get(pk=artifact.pk).lifecycle_state == source
 
     def test_unknown_state_is_invalid_input(self, service, scene):
         artifact = service.create_artifact(scene.pk, "scene_intent", SCENE_INTENT)
         with pytest.raises(InvalidInput):
-            service.transition(artifact.pk, "deleted")
+            artifact_services.artifact_transition(artifact_id=artifact.pk, to="deleted")
 
     def test_a_primary_artifact_cannot_be_archived_until_replaced(self, service, story, published_cover):
         story_services.story_set_primary(story_id=story.pk, role="cover", artifact_id=published_cover.pk)
         with pytest.raises(StillPrimary):
-            service.transition(published_cover.pk, "archived")
-        newer = service.create_story_artifact(
-            story.pk,
-            "cover_image",
-            {"alt": "new"},
+            artifact_services.artifact_transition(artifact_id=published_cover.pk, to="archived")
+        newer = artifact_services.artifact_create(
+            story_id=story.pk,
+            type="cover_image",
+            payload={"alt": "new"},
             content=PNG_BYTES,
             mime_type="image/png",
             lifecycle_state="published",
         )
         story_services.story_set_primary(story_id=story.pk, role="cover", artifact_id=newer.pk)
-        assert service.transition(published_cover.pk, "archived").lifecycle_state == "archived"
+        assert (
+            artifact_services.artifact_transition(artifact_id=published_cover.pk, to="archived").lifecycle_state
+            == "archived"
+        )
 
 
 class TestEdit:
     def test_edit_creates_the_next_version_with_the_edited_one_as_parent(self, service, scene):
         v1 = service.create_artifact(scene.pk, "scene_intent", intent(1))
         service.create_artifact(scene.pk, "scene_intent", intent(2))
-        edited = service.edit_artifact(v1.pk, intent("edited"))
+        edited = artifact_services.artifact_edit(artifact_id=v1.pk, payload=intent("edited"))
         assert (edited.version, edited.parent_id, edited.payload["mood"]) == (3, v1.pk, "mood edited")
         assert Artifact.objects.get(pk=v1.pk).payload == intent(1)
         event = AuditEvent.objects.get(action="edit")
@@ -259,12 +276,12 @@ class TestEdit:
 
     def test_unchanged_edit_writes_nothing(self, service, scene):
         v1 = service.create_artifact(scene.pk, "scene_intent", intent(1))
-        assert service.edit_artifact(v1.pk, intent(1)) == v1
+        assert artifact_services.artifact_edit(artifact_id=v1.pk, payload=intent(1)) == v1
         assert Artifact.objects.count() == 1 and not AuditEvent.objects.exists()
 
     def test_edit_of_media_keeps_the_bytes(self, service, story):
         cover = make_image(story, "a")
-        edited = service.edit_artifact(cover.pk, {"alt": "better words"})
+        edited = artifact_services.artifact_edit(artifact_id=cover.pk, payload={"alt": "better words"})
         assert (edited.content.name, edited.content_sha256, edited.mime_type, edited.kind) == (
             cover.content.name,
             cover.content_sha256,
@@ -275,7 +292,7 @@ class TestEdit:
     def test_invalid_edit_writes_nothing(self, service, scene):
         v1 = service.create_artifact(scene.pk, "scene_intent", intent(1))
         with pytest.raises(InvalidPayload):
-            service.edit_artifact(v1.pk, {"mood": "only"})
+            artifact_services.artifact_edit(artifact_id=v1.pk, payload={"mood": "only"})
         assert Artifact.objects.count() == 1
 
     def test_an_edit_and_its_audit_event_commit_together_or_not_at_all(self, service, scene, is_postgres):
@@ -298,15 +315,15 @@ class TestEdit:
                     "BEGIN SELECT RAISE(ABORT, 'audit refused'); END"
                 )
         with pytest.raises(IntegrityError, match="audit refused"):
-            service.edit_artifact(v1.pk, intent("edited"))
+            artifact_services.artifact_edit(artifact_id=v1.pk, payload=intent("edited"))
         assert list(Artifact.objects.values_list("version", flat=True)) == [1]
         assert not AuditEvent.objects.exists()
 
     def test_a_version_made_outside_the_pipeline_carries_its_parents_fingerprint(self, service, scene):
-        made = service._create(
-            story_id=scene.story_id, scene_id=scene.pk, type="scene_intent", payload=intent(1), fingerprint="a" * 64
+        made = artifact_services.artifact_create(
+            scene_id=scene.pk, type="scene_intent", payload=intent(1), fingerprint="a" * 64
         )
-        edited = service.edit_artifact(made.pk, intent("edited"))
+        edited = artifact_services.artifact_edit(artifact_id=made.pk, payload=intent("edited"))
         posted = service.create_artifact(scene.pk, "scene_intent", intent("posted"))  # parent: the latest
         branched = service.create_artifact(scene.pk, "scene_intent", intent("branch"), parent_id=made.pk)
         assert [a.fingerprint for a in (made, edited, posted, branched)] == ["a" * 64] * 4
@@ -316,7 +333,7 @@ class TestEdit:
         cover = make_image(story, "a")
         Artifact.objects.filter(pk=cover.pk).update(payload=None, content="", pruned_at=timezone.now())
         with pytest.raises(Pruned):
-            service.edit_artifact(cover.pk, {"alt": "new words for gone bytes"})
+            artifact_services.artifact_edit(artifact_id=cover.pk, payload={"alt": "new words for gone bytes"})
         assert Artifact.objects.count() == 1 and not AuditEvent.objects.exists()
 
 
@@ -336,30 +353,36 @@ class TestRelationsAndLineage:
         a = service.create_artifact(scene.pk, "render_spec", RENDER_SPEC)
         b = service.create_artifact(scene.pk, "panel_plan", PANEL_PLAN)
         c = service.create_artifact(scene.pk, "scene_intent", SCENE_INTENT)
-        service.relate(a.pk, b.pk, "derived_from")
-        service.relate(b.pk, c.pk, "transcoded_from")
+        artifact_services.relation_create(from_artifact_id=a.pk, to_artifact_id=b.pk, relation_type="derived_from")
+        artifact_services.relation_create(from_artifact_id=b.pk, to_artifact_id=c.pk, relation_type="transcoded_from")
         with pytest.raises(InvalidRelation):
-            service.relate(a.pk, a.pk, "variant_of")
+            artifact_services.relation_create(from_artifact_id=a.pk, to_artifact_id=a.pk, relation_type="variant_of")
         with pytest.raises(InvalidRelation):
-            service.relate(a.pk, c.pk, "copied_from")
+            artifact_services.relation_create(from_artifact_id=a.pk, to_artifact_id=c.pk, relation_type="copied_from")
         with pytest.raises(DuplicateRelation):
-            service.relate(a.pk, b.pk, "derived_from")
+            artifact_services.relation_create(from_artifact_id=a.pk, to_artifact_id=b.pk, relation_type="derived_from")
         with pytest.raises(Cycle):
-            service.relate(c.pk, a.pk, "derived_from")
+            artifact_services.relation_create(from_artifact_id=c.pk, to_artifact_id=a.pk, relation_type="derived_from")
         with pytest.raises(Cycle):
-            service.relate(c.pk, a.pk, "transcoded_from")
+            artifact_services.relation_create(
+                from_artifact_id=c.pk, to_artifact_id=a.pk, relation_type="transcoded_from"
+            )
         # variant_of is symmetric in meaning; it may point back.
-        service.relate(c.pk, a.pk, "variant_of")
+        artifact_services.relation_create(from_artifact_id=c.pk, to_artifact_id=a.pk, relation_type="variant_of")
 
     def test_lineage_walks_versions_and_relations_to_a_depth(self, service, scene):
         intent_v1 = service.create_artifact(scene.pk, "scene_intent", intent(1))
         intent_v2 = service.create_artifact(scene.pk, "scene_intent", intent(2))
         plan = service.create_artifact(scene.pk, "panel_plan", PANEL_PLAN)
         spec = service.create_artifact(scene.pk, "render_spec", RENDER_SPEC)
-        service.relate(plan.pk, intent_v2.pk, "derived_from")
-        service.relate(spec.pk, plan.pk, "derived_from")
+        artifact_services.relation_create(
+            from_artifact_id=plan.pk, to_artifact_id=intent_v2.pk, relation_type="derived_from"
+        )
+        artifact_services.relation_create(
+            from_artifact_id=spec.pk, to_artifact_id=plan.pk, relation_type="derived_from"
+        )
 
-        full = service.lineage(spec.pk, direction="ancestors", depth=10)
+        full = lineage_walk.walk(spec.pk, direction="ancestors", depth=10)
         assert [(n.pk, n.depth) for n in full.nodes] == [
             (spec.pk, 0),
             (plan.pk, 1),
@@ -371,9 +394,9 @@ class TestRelationsAndLineage:
             (plan.pk, intent_v2.pk, "derived_from"),
             (intent_v2.pk, intent_v1.pk, "parent"),
         }
-        assert [n.pk for n in service.lineage(spec.pk, depth=2).nodes] == [spec.pk, plan.pk, intent_v2.pk]
+        assert [n.pk for n in lineage_walk.walk(spec.pk, depth=2).nodes] == [spec.pk, plan.pk, intent_v2.pk]
 
-        down = service.lineage(intent_v1.pk, direction="descendants", depth=10)
+        down = lineage_walk.walk(intent_v1.pk, direction="descendants", depth=10)
         assert [(n.pk, n.depth) for n in down.nodes] == [
             (intent_v1.pk, 0),
             (intent_v2.pk, 1),
@@ -384,13 +407,13 @@ class TestRelationsAndLineage:
     def test_lineage_terminates_on_variant_cycles_and_checks_its_arguments(self, service, scene):
         a = service.create_artifact(scene.pk, "render_spec", RENDER_SPEC)
         b = service.create_artifact(scene.pk, "panel_plan", PANEL_PLAN)
-        service.relate(a.pk, b.pk, "variant_of")
-        service.relate(b.pk, a.pk, "variant_of")
-        assert [n.pk for n in service.lineage(a.pk, depth=100).nodes] == [a.pk, b.pk]
+        artifact_services.relation_create(from_artifact_id=a.pk, to_artifact_id=b.pk, relation_type="variant_of")
+        artifact_services.relation_create(from_artifact_id=b.pk, to_artifact_id=a.pk, relation_type="variant_of")
+        assert [n.pk for n in lineage_walk.walk(a.pk, depth=100).nodes] == [a.pk, b.pk]
         with pytest.raises(InvalidInput):
-            service.lineage(a.pk, direction="sideways")
+            lineage_walk.walk(a.pk, direction="sideways")
         with pytest.raises(InvalidInput):
-            service.lineage(a.pk, depth=0)
+            lineage_walk.walk(a.pk, depth=0)
 
 
 def test_nul_characters_are_refused_on_both_backends_with_their_path(service, story, scene):

@@ -1,6 +1,7 @@
 """backfill_relations: each step's produced artifacts derived_from its consumed ones; what
 exists is skipped, a cycle is refused and reported, a reused output gets nothing."""
 
+from artifacts import services as artifact_services
 from artifacts.models import ArtifactRelation
 from artifacts.services import ArtifactService
 from runs import services as run_services
@@ -52,7 +53,9 @@ def pipeline_run(story, scene):
 
 def test_relations_come_from_each_steps_links_once(story, scene):
     made, first, second = pipeline_run(story, scene)
-    ArtifactService().relate(made["plan"].pk, made["intent"].pk, "derived_from")  # one exists already
+    artifact_services.relation_create(
+        from_artifact_id=made["plan"].pk, to_artifact_id=made["intent"].pk, relation_type="derived_from"
+    )  # one exists already
 
     dry = run("backfill_relations", dry_run=True)
     assert dry.code == 0 and len(relations()) == 1
@@ -79,7 +82,9 @@ def test_relations_come_from_each_steps_links_once(story, scene):
 def test_a_relation_that_would_close_a_cycle_is_refused_and_reported(story, scene):
     made, _, _ = pipeline_run(story, scene)
     # Recorded by hand the wrong way round: the intent "made from" the plan.
-    ArtifactService().relate(made["intent"].pk, made["plan"].pk, "derived_from")
+    artifact_services.relation_create(
+        from_artifact_id=made["intent"].pk, to_artifact_id=made["plan"].pk, relation_type="derived_from"
+    )
 
     outcome = run("backfill_relations")
 

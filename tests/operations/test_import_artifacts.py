@@ -9,6 +9,7 @@ import uuid
 import pytest
 from django.db import transaction
 
+from artifacts import services as artifact_services
 from artifacts.content import prepare_content, store_content
 from artifacts.models import Artifact
 from stories import services as story_services
@@ -240,7 +241,7 @@ def test_running_twice_changes_nothing(tmp_path, scene, service):
     first = run("import_artifacts", path, batch_size=2)
     before = snapshot()
     # A lifecycle change in between is not "other content": the rerun still skips the row.
-    service.transition(rows[0]["artifact_id"], "candidate")
+    artifact_services.artifact_transition(artifact_id=rows[0]["artifact_id"], to="candidate")
     before_state = snapshot()
     second = run("import_artifacts", path, batch_size=3)
 

@@ -12,10 +12,10 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.utils import timezone
 
+from artifacts import services as artifact_services
 from artifacts.content import storage_name
 from artifacts.models import Artifact, ArtifactRelation
 from artifacts.payloads import ARTIFACT_TYPES
-from artifacts.services import ArtifactService
 from kernel.errors import Pruned
 from operations import retention
 from runs import services as run_services
@@ -70,10 +70,15 @@ def graph(story, scene):
     g.update(O1=o1, O2=rows.make(scene=third, type="cover_image", version=2, parent=o1, content=png(5)))
     Artifact.objects.filter(pk=o1.pk).update(payload=None, content="", pruned_at=timezone.now())
 
-    service = ArtifactService()
-    service.relate(g["B3"].pk, g["A2"].pk, "derived_from")  # the latest plan keeps A2...
-    service.relate(g["A2"].pk, g["C1"].pk, "variant_of")  # ...which keeps C1: every type, transitively
-    service.relate(g["B2"].pk, g["A3"].pk, "derived_from")  # B2 is pruned: it keeps nothing
+    artifact_services.relation_create(
+        from_artifact_id=g["B3"].pk, to_artifact_id=g["A2"].pk, relation_type="derived_from"
+    )  # the latest plan keeps A2...
+    artifact_services.relation_create(
+        from_artifact_id=g["A2"].pk, to_artifact_id=g["C1"].pk, relation_type="variant_of"
+    )  # ...which keeps C1: every type, transitively
+    artifact_services.relation_create(
+        from_artifact_id=g["B2"].pk, to_artifact_id=g["A3"].pk, relation_type="derived_from"
+    )  # B2 is pruned: it keeps nothing
     run_ = run_services.run_create(story_id=story.pk, scene_id=scene.pk, workflow="scene_pipeline")
     kept_step = run_services.step_start(run_id=run_.pk, node="render_result")
     pruned_step = run_services.step_start(run_id=run_.pk, node="render_result")
@@ -181,12 +186,15 @@ def test_interrupted_after_one_batch_a_rerun_ends_where_one_run_would(graph):
 
 
 def test_what_changes_after_planning_is_kept_after_all(graph, story):
-    service = ArtifactService()
     with retention.Retention(older_than=datetime.timedelta(days=30)) as prune:
         plan = prune.plan()
         assert plan.targets == len(graph["pruned"])
-        service.transition(graph["E1"].pk, "candidate")  # E1 is kept now, and so its step's input F1
-        service.relate(graph["A4"].pk, graph["B1"].pk, "variant_of")  # a kept artifact now points at B1
+        artifact_services.artifact_transition(
+            artifact_id=graph["E1"].pk, to="candidate"
+        )  # E1 is kept now, and so its step's input F1
+        artifact_services.relation_create(
+            from_artifact_id=graph["A4"].pk, to_artifact_id=graph["B1"].pk, relation_type="variant_of"
+        )  # a kept artifact now points at B1
         outcomes = list(prune.prune(batch_size=100))
     kept = names(graph, [pk for outcome in outcomes for pk in outcome.kept])
     assert kept == {"E1", "F1", "B1"}
@@ -205,9 +213,8 @@ def test_usage_errors_exit_2(db):
 
 
 def test_an_edit_before_a_prune_keeps_the_file_and_one_after_it_is_refused(graph):
-    service = ArtifactService()
     # Before: M1 goes, and so does M2, but the edit's new version names their file.
-    edited = service.edit_artifact(graph["M1"].pk, {"alt": "retold"})
+    edited = artifact_services.artifact_edit(artifact_id=graph["M1"].pk, payload={"alt": "retold"})
     assert run("prune_artifacts", "--older-than", DAYS, "--yes").code == 0
     assert Artifact.objects.get(pk=graph["M1"].pk).is_pruned
     assert default_storage.exists(edited.content.name)
@@ -215,7 +222,9 @@ def test_an_edit_before_a_prune_keeps_the_file_and_one_after_it_is_refused(graph
     before = snapshot()
     for name in ("A1", "M2"):
         with pytest.raises(Pruned):
-            service.edit_artifact(graph[name].pk, ARTIFACT_TYPES[graph[name].type].example | {"edited": True})
+            artifact_services.artifact_edit(
+                artifact_id=graph[name].pk, payload=ARTIFACT_TYPES[graph[name].type].example | {"edited": True}
+            )
     assert snapshot() == before
     assert run("verify_artifacts").code == 0
 

@@ -13,6 +13,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import connection
 
+from artifacts import services as artifact_services
 from artifacts.content import storage_name
 from artifacts.migrations._immutability import SQLITE_PRIMARY_LINK
 from artifacts.models import Artifact, ArtifactRelation
@@ -37,7 +38,7 @@ def store(story, scene, published_cover):
     spec = service.create_artifact(
         scene.pk, "render_spec", {"prompt": "p", "style": "s", "characters": [], "reference_images": []}
     )
-    service.relate(spec.pk, v2.pk, "derived_from")
+    artifact_services.relation_create(from_artifact_id=spec.pk, to_artifact_id=v2.pk, relation_type="derived_from")
     run_ = run_services.run_create(story_id=story.pk, workflow="w", start=True)
     step = run_services.step_start(run_id=run_.pk, node="render_spec")
     run_services.run_link_artifact(run_id=run_.pk, artifact_id=v2.pk, stage="s", direction="consumed", step_id=step.pk)

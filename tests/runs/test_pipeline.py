@@ -14,9 +14,9 @@ from django.test import Client
 from django.urls import reverse
 from PIL import Image
 
+from artifacts import services as artifact_services
 from artifacts.models import Artifact, ArtifactRelation
 from artifacts.payloads import PLANNING_TYPES, validate_payload
-from artifacts.services import ArtifactService
 from runs.models import AgentStep, Run, RunArtifactLink
 from runs.pipeline.nodes import NODES, downstream
 from stories import services as story_services
@@ -153,7 +153,7 @@ def remade(scene, before: dict[str, int]) -> set[str]:
 def test_an_edit_in_the_admin_remakes_exactly_what_is_downstream_and_explain_names_it(scene):
     run_pipeline("--scene", scene.pk)
     plan = latest(scene, "panel_plan")
-    edited = ArtifactService().edit_artifact(plan.pk, {**plan.payload, "note": "editor's cut"})
+    edited = artifact_services.artifact_edit(artifact_id=plan.pk, payload={**plan.payload, "note": "editor's cut"})
     assert edited.fingerprint == plan.fingerprint  # counts as made from the same inputs
 
     _, out, _ = run_pipeline("--scene", scene.pk, "--explain")
@@ -184,7 +184,7 @@ def test_an_edit_in_the_admin_remakes_exactly_what_is_downstream_and_explain_nam
 def test_after_an_edit_of_scene_intent_every_remade_node_names_it_in_explain_and_in_its_step(scene, make_user):
     run_pipeline("--scene", scene.pk)
     intent = latest(scene, "scene_intent")
-    ArtifactService().edit_artifact(intent.pk, {**intent.payload, "mood": "hopeful"})
+    artifact_services.artifact_edit(artifact_id=intent.pk, payload={**intent.payload, "mood": "hopeful"})
     _, out, _ = run_pipeline("--scene", scene.pk, "--explain")
     lines = {line.split()[0]: line for line in out.splitlines()[2:]}
     expected = downstream({"scene_intent"})
@@ -300,7 +300,9 @@ def test_an_override_edit_on_a_locked_scene_is_kept_and_only_what_is_not_plannin
     story_services.scene_lock_planning(scene_id=scene.pk)
     editor = make_user("editor", "artifacts.override_planning_lock")
     intent = latest(scene, "scene_intent")
-    edited = ArtifactService(user=editor).edit_artifact(intent.pk, {**intent.payload, "mood": "hopeful"})
+    edited = artifact_services.artifact_edit(
+        artifact_id=intent.pk, payload={**intent.payload, "mood": "hopeful"}, actor=editor
+    )
     before = latest_versions(scene)
     run_pipeline("--scene", scene.pk)
     # Planning types stay frozen; what is not planning is remade from the edited intent on.
@@ -428,7 +430,9 @@ def test_a_weight_no_float_holds_fails_the_run_naming_the_field_not_with_a_bare_
     assert code == 0, err
     plan = latest(scene, "panel_plan")
     panels = [{**panel, "weight": 10**400} if i == 0 else panel for i, panel in enumerate(plan.payload["panels"])]
-    ArtifactService().edit_artifact(plan.pk, {**plan.payload, "panels": panels})  # the store takes it
+    artifact_services.artifact_edit(
+        artifact_id=plan.pk, payload={**plan.payload, "panels": panels}
+    )  # the store takes it
 
     code, _, err = run_pipeline("--scene", scene.pk)
     assert code == 1

@@ -11,6 +11,7 @@ import secrets
 from django.contrib.auth import get_user_model
 from PIL import Image, ImageDraw
 
+from artifacts import services as artifact_services
 from artifacts.services import ArtifactService
 from kernel.commands import RequestIdCommand
 from operations.demo_media import beam_webm, sea_wav
@@ -94,13 +95,13 @@ class Command(RequestIdCommand):
         # kept, what follows it is remade, the rest reused.
         plan = service.get_latest_artifact(scenes[0].pk, "panel_plan")
         panels = [{**panel, "must_show": [*panel["must_show"], "lamp"]} for panel in plan.payload["panels"]]
-        service.edit_artifact(plan.pk, {**plan.payload, "panels": panels})
+        artifact_services.artifact_edit(artifact_id=plan.pk, payload={**plan.payload, "panels": panels}, actor=user)
         driver.run_scene(scenes[0].pk, actor=user)
 
         for scene in scenes:
             image = service.get_latest_artifact(scene.pk, "render_result")
-            service.transition(image.pk, "candidate")
-            service.transition(image.pk, "published")
+            artifact_services.artifact_transition(artifact_id=image.pk, to="candidate", actor=user)
+            artifact_services.artifact_transition(artifact_id=image.pk, to="published", actor=user)
             story_services.story_set_primary(story_id=story.pk, role="scene_image", artifact_id=image.pk, actor=user)
 
         scene_images = [service.get_latest_artifact(scene.pk, "render_result") for scene in scenes]
@@ -110,11 +111,13 @@ class Command(RequestIdCommand):
             ("final_video", "video_render", "The lighthouse beam sweeps the sea", beam_webm(), "video/webm"),
         ]
         for role, type_, alt, content, mime_type in media:
-            artifact = service.create_story_artifact(
-                story.pk, type_, {"alt": alt}, content=content, mime_type=mime_type
+            artifact = artifact_services.artifact_create(
+                story_id=story.pk, type=type_, payload={"alt": alt}, content=content, mime_type=mime_type, actor=user
             )
             if type_ == "video_render":  # the video animates the scenes' images: lineage to them
-                service.relate_many(artifact.pk, [(image.pk, "derived_from") for image in scene_images])
-            service.transition(artifact.pk, "candidate")
-            service.transition(artifact.pk, "published")
+                artifact_services.relations_create(
+                    from_artifact_id=artifact.pk, targets=[(image.pk, "derived_from") for image in scene_images]
+                )
+            artifact_services.artifact_transition(artifact_id=artifact.pk, to="candidate", actor=user)
+            artifact_services.artifact_transition(artifact_id=artifact.pk, to="published", actor=user)
             story_services.story_set_primary(story_id=story.pk, role=role, artifact_id=artifact.pk, actor=user)

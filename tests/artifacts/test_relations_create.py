@@ -1,4 +1,4 @@
-"""ArtifactService.relate_many: many relations of one artifact in one INSERT, with relate's
+"""relations_create: many relations of one artifact in one INSERT, with relate's
 rules (SPEC §3: unique per edge, no self-edges, derived_from and transcoded_from never form
 a cycle). (The pipeline's new versions take ``relations_of_new_version``: tests/runs.)"""
 
@@ -9,6 +9,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from artifacts import services as artifact_services
 from artifacts.models import Artifact, ArtifactRelation
 from artifacts.services import prune_rows
 from kernel.errors import Cycle, DuplicateRelation, InvalidRelation, NotFound, Pruned
@@ -25,13 +26,17 @@ def edges():
 
 def test_relations_are_recorded_all_at_once(service, scene):
     source, a, b = intents(service, scene, 3)
-    made = service.relate_many(source.pk, [(a.pk, "derived_from"), (str(b.pk), "variant_of")])
+    made = artifact_services.relations_create(
+        from_artifact_id=source.pk,
+        targets=[(a.pk, "derived_from"), (str(b.pk), "variant_of")],
+        request_id="test-request",
+    )
     assert [(r.from_artifact_id, r.to_artifact_id, r.relation_type) for r in made] == [
         (source.pk, a.pk, "derived_from"),
         (source.pk, b.pk, "variant_of"),
     ]
     assert {r.request_id for r in ArtifactRelation.objects.all()} == {"test-request"}
-    assert service.relate_many(source.pk, []) == []
+    assert artifact_services.relations_create(from_artifact_id=source.pk, targets=[]) == []
 
 
 def test_queries_do_not_grow_with_the_number_of_relations(service, scene, is_postgres):
@@ -39,7 +44,9 @@ def test_queries_do_not_grow_with_the_number_of_relations(service, scene, is_pos
 
     def relate(source, targets, **options):
         with CaptureQueriesContext(connection) as queries:
-            service.relate_many(source.pk, [(t.pk, "derived_from") for t in targets], **options)
+            artifact_services.relations_create(
+                from_artifact_id=source.pk, targets=[(t.pk, "derived_from") for t in targets], **options
+            )
         return [q["sql"] for q in queries]
 
     # The relation graph's lock (PostgreSQL), the artifacts' row locks (one IN, against a
@@ -57,19 +64,21 @@ def test_a_missing_artifact_is_refused_and_nothing_is_written(service, scene):
     source, a = intents(service, scene, 2)
     missing = uuid.uuid4()
     with pytest.raises(NotFound) as refused:
-        service.relate_many(source.pk, [(a.pk, "derived_from"), (missing, "derived_from")])
+        artifact_services.relations_create(
+            from_artifact_id=source.pk, targets=[(a.pk, "derived_from"), (missing, "derived_from")]
+        )
     assert (refused.value.field, str(missing) in str(refused.value)) == ("to_artifact_id", True)
     with pytest.raises(NotFound) as refused:
-        service.relate_many(missing, [(a.pk, "derived_from")])
+        artifact_services.relations_create(from_artifact_id=missing, targets=[(a.pk, "derived_from")])
     assert refused.value.field == "from_artifact_id"
     with pytest.raises(NotFound):
-        service.relate_many(source.pk, [("not-a-uuid", "derived_from")])
+        artifact_services.relations_create(from_artifact_id=source.pk, targets=[("not-a-uuid", "derived_from")])
     assert edges() == []
 
 
 def test_relates_rules_hold_and_a_refusal_writes_nothing(service, scene):
     a, b, c = intents(service, scene, 3)
-    service.relate(a.pk, b.pk, "derived_from")
+    artifact_services.relation_create(from_artifact_id=a.pk, to_artifact_id=b.pk, relation_type="derived_from")
     refusals = [
         (DuplicateRelation, a.pk, [(c.pk, "derived_from"), (b.pk, "derived_from")]),  # exists
         (DuplicateRelation, a.pk, [(c.pk, "derived_from"), (c.pk, "derived_from")]),  # given twice
@@ -81,19 +90,23 @@ def test_relates_rules_hold_and_a_refusal_writes_nothing(service, scene):
     ]
     for error, source, targets in refusals:
         with pytest.raises(error):
-            service.relate_many(source, targets)
+            artifact_services.relations_create(from_artifact_id=source, targets=targets)
     assert edges() == [(a.pk, b.pk, "derived_from")]
     # Another type of an existing edge is no duplicate; variant_of may point back.
-    service.relate_many(a.pk, [(b.pk, "variant_of")])
-    service.relate_many(b.pk, [(a.pk, "variant_of"), (c.pk, "derived_from")])
+    artifact_services.relations_create(from_artifact_id=a.pk, targets=[(b.pk, "variant_of")])
+    artifact_services.relations_create(from_artifact_id=b.pk, targets=[(a.pk, "variant_of"), (c.pk, "derived_from")])
     assert len(edges()) == 4
 
 
 def test_an_edge_into_a_source_makes_its_new_edges_take_the_cycle_walk(service, scene):
     a, b = intents(service, scene, 2)
-    service.relate(b.pk, a.pk, "derived_from")  # something points at a...
+    artifact_services.relation_create(
+        from_artifact_id=b.pk, to_artifact_id=a.pk, relation_type="derived_from"
+    )  # something points at a...
     with CaptureQueriesContext(connection) as queries, pytest.raises(Cycle):
-        service.relate_many(a.pk, [(b.pk, "derived_from")])  # ...so a's edges take the walk
+        artifact_services.relations_create(
+            from_artifact_id=a.pk, targets=[(b.pk, "derived_from")]
+        )  # ...so a's edges take the walk
     assert any("RECURSIVE" in q["sql"] for q in queries)
     assert edges() == [(b.pk, a.pk, "derived_from")]
 
@@ -103,10 +116,12 @@ def test_relations_to_a_pruned_artifact_are_refused_whole(service, scene):
     (source,) = intents(service, scene, 1)
     prune_rows([gone.pk], at=timezone.now())
     with pytest.raises(Pruned) as refused:
-        service.relate_many(source.pk, [(kept.pk, "derived_from"), (gone.pk, "derived_from")])
+        artifact_services.relations_create(
+            from_artifact_id=source.pk, targets=[(kept.pk, "derived_from"), (gone.pk, "derived_from")]
+        )
     assert (refused.value.code, refused.value.field) == ("pruned", "to_artifact_id")
     assert edges() == []
     with pytest.raises(Pruned) as refused:
-        service.relate(gone.pk, kept.pk, "variant_of")
+        artifact_services.relation_create(from_artifact_id=gone.pk, to_artifact_id=kept.pk, relation_type="variant_of")
     assert refused.value.field == "from_artifact_id" and edges() == []
     assert Artifact.objects.filter(pk=gone.pk, pruned_at__isnull=False).exists()
