@@ -9,12 +9,13 @@ import uuid
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import connection, transaction
+from django.db import connection
 
 from artifacts import services as artifact_services
 from artifacts.content import is_svg, prepare_content, remove_if_unreferenced, storage_name, store_content
 from artifacts.models import Artifact
 from kernel.errors import InvalidContent, NotFound, PlanningLocked
+from kernel.transactions import composing
 from stories import services as story_services
 from tests.api.conftest import assert_error, client_for
 from tests.conftest import MP3_BYTES, PNG_BYTES, SVG_BYTES, WAV_BYTES, WEBM_BYTES
@@ -237,7 +238,7 @@ def test_the_sweep_removes_only_unreferenced_files(service, story, media_root):
     used = artifact_services.artifact_create(
         story_id=story.pk, type="cover_image", payload={"alt": "x"}, content=PNG_BYTES, mime_type="image/png"
     )
-    with transaction.atomic():
+    with composing():
         orphan = store_content(prepare_content(SVG_BYTES, mime_type="image/svg+xml", kind="image"))
     assert remove_if_unreferenced(used.content_sha256) is False
     assert remove_if_unreferenced(orphan.sha256) is True
@@ -255,7 +256,7 @@ def test_the_sweep_waits_for_a_create_that_is_about_to_reference_its_file(story,
 
     def create():
         try:
-            with transaction.atomic():
+            with composing():
                 store_content(prepared)
                 stored.set()
                 go_on.wait(10)

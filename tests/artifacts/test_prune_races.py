@@ -10,13 +10,14 @@ import time
 
 import pytest
 from django.core.files.storage import default_storage
-from django.db import connection, transaction
+from django.db import connection
 
 from artifacts import services as artifact_services
 from artifacts.models import Artifact, ArtifactRelation
 from artifacts.payloads import ARTIFACT_TYPES
 from artifacts.services import ArtifactService
 from kernel.errors import Pruned
+from kernel.transactions import composing
 from operations import retention, verification
 from operations.importing import Importer, parse_lines
 from runs import services as run_services
@@ -41,7 +42,7 @@ def while_held(write, other) -> tuple:
 
     def holder():
         try:
-            with transaction.atomic():
+            with composing():
                 results.append(write())
                 held.set()
                 released.wait(WAIT * 2)

@@ -7,11 +7,12 @@ old accidental locks used to hide are closed on purpose.
 import threading
 
 import pytest
-from django.db import connection, transaction
+from django.db import connection
 
 from artifacts.services import ArtifactService
 from kernel import locks
 from kernel.errors import InvalidInput
+from kernel.transactions import composing
 from stories import services as story_services
 from stories.models import Scene
 from tests.conftest import SCENE_INTENT
@@ -26,7 +27,7 @@ def hold(lock, *, released: threading.Event, held: threading.Event, errors: list
 
     def run():
         try:
-            with transaction.atomic():
+            with composing():
                 lock()
                 held.set()
                 released.wait(WAIT * 2)

@@ -5,10 +5,11 @@ line that would collide instead of failing on the unique index."""
 import threading
 
 import pytest
-from django.db import connection, transaction
+from django.db import connection
 
 from artifacts.models import Artifact
 from artifacts.services import ArtifactService
+from kernel.transactions import composing
 from tests.conftest import SCENE_INTENT
 from tests.operations.conftest import jsonl, line, run
 
@@ -22,7 +23,7 @@ def test_an_import_waits_for_a_create_on_its_stream_and_then_refuses_the_taken_v
 
     def create_and_hold():
         try:
-            with transaction.atomic():  # the create's stream lock lasts until this block ends
+            with composing():  # the create's stream lock lasts until this block ends
                 ArtifactService().create_artifact(scene.pk, "scene_intent", SCENE_INTENT)
                 created.set()
                 release.wait(WAIT * 2)
