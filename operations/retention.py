@@ -150,6 +150,11 @@ class Plan:
     seconds: float = 0.0
 
 
+# A prune batch's row locks: about this long (its size follows the pace of the batch before).
+BATCH_LOCK_TARGET = 0.25
+FIRST_BATCH, MIN_BATCH = 100, 10
+
+
 @dataclass
 class BatchOutcome:
     pruned: list[uuid.UUID] = field(default_factory=list)
@@ -236,30 +241,41 @@ class Retention:
     def target_rows(self, *, batch_size: int) -> Iterator[list[tuple]]:
         """The targets, a batch at a time by primary key: (id, type, version, scene_id, story_id)."""
         last = None
-        while True:
-            # Both sides bounded: PostgreSQL does not carry "t.id > x" over to a.id, and a
-            # merge join would walk the artifacts' key from the start for every batch.
-            after = "" if last is None else "WHERE t.id > %s AND a.id > %s"
-            rows = self._rows(
-                f"SELECT a.id, a.type, a.version, a.scene_id, a.story_id FROM {_TARGETS} t"
-                f" JOIN {_ART} a ON a.id = t.id {after} ORDER BY t.id LIMIT %s",
-                ([] if last is None else [last, last]) + [batch_size],
-            )
-            if not rows:
-                return
+        while rows := self._targets_after(last, batch_size):
             last = rows[-1][0]
-            yield [
-                (_uuid(pk), type_name, version, _uuid(scene), _uuid(story))
-                for pk, type_name, version, scene, story in rows
-            ]
+            yield rows
+
+    def _targets_after(self, last, size: int) -> list[tuple]:
+        # Both sides bounded: PostgreSQL does not carry "t.id > x" over to a.id, and a merge
+        # join would walk the artifacts' key from the start for every batch.
+        after = "" if last is None else "WHERE t.id > %s AND a.id > %s"
+        rows = self._rows(
+            f"SELECT a.id, a.type, a.version, a.scene_id, a.story_id FROM {_TARGETS} t"
+            f" JOIN {_ART} a ON a.id = t.id {after} ORDER BY t.id LIMIT %s",
+            ([] if last is None else [_db_id(last), _db_id(last)]) + [size],
+        )
+        return [
+            (_uuid(pk), type_name, version, _uuid(scene), _uuid(story)) for pk, type_name, version, scene, story in rows
+        ]
 
     # -- pruning ------------------------------------------------------------------------
 
     def prune(self, *, batch_size: int) -> Iterator[BatchOutcome]:
-        """Prune the planned targets, one transaction per batch, yielding after each."""
-        for rows in self.target_rows(batch_size=batch_size):
+        """Prune the planned targets, one transaction per batch, yielding after each.
+
+        A batch holds its rows' locks until it commits, and a transition or a primary change
+        of one of them waits that long: each batch is sized from the pace of the one before
+        it to take about ``BATCH_LOCK_TARGET`` seconds (at most ``batch_size`` rows, at least
+        ``MIN_BATCH``), so a slow disk or a busy machine shrinks the batches instead of
+        stretching the waits (SPEC §9; the budget is one second).
+        """
+        size, last = min(batch_size, FIRST_BATCH), None
+        while rows := self._targets_after(last, size):
+            last = rows[-1][0]
             outcome = self.prune_batch([row[0] for row in rows])
             yield outcome
+            pace = len(rows) / max(outcome.lock_seconds, 1e-3)  # rows a second, under the locks
+            size = min(batch_size, max(MIN_BATCH, int(pace * BATCH_LOCK_TARGET)))
 
     def prune_batch(self, ids: list[uuid.UUID]) -> BatchOutcome:
         started = time.monotonic()

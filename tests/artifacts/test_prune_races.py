@@ -16,6 +16,7 @@ from artifacts import services as artifact_services
 from artifacts.models import Artifact, ArtifactRelation
 from artifacts.payloads import ARTIFACT_TYPES
 from artifacts.services import ArtifactService
+from kernel import locks
 from kernel.errors import Pruned
 from kernel.transactions import composing
 from operations import retention, verification
@@ -255,3 +256,36 @@ def test_clients_relating_new_artifacts_to_old_versions_beside_a_prune_leave_no_
     assert related and refused  # both sides of the race were run
     assert tombstone_references() == []
     assert not ArtifactRelation.objects.filter(to_artifact__pruned_at__isnull=False).exists()
+
+
+def test_a_batch_slowed_by_a_lock_makes_the_next_batches_smaller(story, scene):
+    """Each batch is sized from the pace of the one before (BATCH_LOCK_TARGET): a batch that
+    waited on a row a curation held shrinks the next, and the sizes grow back once nothing
+    waits; so row locks stay short when the machine or the database slows down. Sizes are
+    asserted, not times."""
+    Rows(story).stream(scene=scene, count=400)
+    holding, errors = threading.Event(), []
+
+    def curation_in_flight(pk):
+        try:
+            with composing():
+                locks.lock_artifacts([pk])
+                holding.set()
+                time.sleep(1)  # the first batch waits this long for the row
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    with retention.Retention(older_than=MONTH) as run:
+        run.plan()
+        first_batch = run._targets_after(None, retention.FIRST_BATCH)
+        thread = threading.Thread(target=curation_in_flight, args=(first_batch[-1][0],))
+        thread.start()
+        assert holding.wait(WAIT)
+        sizes = [len(outcome.pruned) + len(outcome.kept) for outcome in run.prune(batch_size=1000)]
+    thread.join(WAIT)
+    assert errors == []
+    assert sizes[0] == retention.FIRST_BATCH and sum(sizes) == 399  # the latest is kept: no target
+    assert retention.MIN_BATCH <= sizes[1] < sizes[0]  # about 100 rows a second: a quarter second's worth
+    assert sizes[2] > sizes[1]  # nothing waits any more: the next batch is sized from a fast pace
