@@ -369,14 +369,9 @@ def _check_artifacts_exist(keys) -> None:
 _LINK_COLUMNS = ("id", "run", "step", "artifact", "stage", "direction", "created_at")
 
 
-def _insert_links(*, run_id, step_id, stage: str, keys) -> list[tuple[RunArtifactLink, bool]]:
-    """One ``INSERT ... ON CONFLICT DO NOTHING RETURNING id`` (PostgreSQL, and SQLite since
-    3.35): the ids it returns are the links created; the others existed, and are read."""
-    now = timezone.now()
-    links = [
-        RunArtifactLink(run_id=run_id, step_id=step_id, artifact_id=a, stage=stage, direction=d, created_at=now)
-        for a, d in keys
-    ]
+def _insert_link_rows(links: list[RunArtifactLink]) -> set:
+    """One ``INSERT ... ON CONFLICT DO NOTHING RETURNING id`` of these links (PostgreSQL, and
+    SQLite since 3.35): the ids of those created; the others existed already."""
     meta = RunArtifactLink._meta
     fields = [meta.get_field(name) for name in _LINK_COLUMNS]
     row = "(" + ", ".join(["%s"] * len(fields)) + ")"
@@ -388,7 +383,18 @@ def _insert_links(*, run_id, step_id, stage: str, keys) -> list[tuple[RunArtifac
     params = [f.get_db_prep_save(getattr(link, f.attname), connection) for link in links for f in fields]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        created = {meta.pk.to_python(pk) for (pk,) in cursor.fetchall()}
+        return {meta.pk.to_python(pk) for (pk,) in cursor.fetchall()}
+
+
+def _insert_links(*, run_id, step_id, stage: str, keys) -> list[tuple[RunArtifactLink, bool]]:
+    """One ``INSERT ... ON CONFLICT DO NOTHING RETURNING id`` (PostgreSQL, and SQLite since
+    3.35): the ids it returns are the links created; the others existed, and are read."""
+    now = timezone.now()
+    links = [
+        RunArtifactLink(run_id=run_id, step_id=step_id, artifact_id=a, stage=stage, direction=d, created_at=now)
+        for a, d in keys
+    ]
+    created = _insert_link_rows(links)
     for link in links:
         link._state.adding, link._state.db = False, connection.alias
     existing = {}
@@ -602,21 +608,12 @@ def _insert_step_links(*, run_id, links) -> None:
     if not links:
         return
     now = timezone.now()
-    rows = [
-        RunArtifactLink(run_id=run_id, step_id=step, artifact_id=a, stage=stage, direction=d, created_at=now)
-        for step, stage, a, d in links
-    ]
-    meta = RunArtifactLink._meta
-    fields = [meta.get_field(name) for name in _LINK_COLUMNS]
-    quote = connection.ops.quote_name
-    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    sql = (
-        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
-        f"VALUES {', '.join([row] * len(rows))} ON CONFLICT DO NOTHING"
+    _insert_link_rows(
+        [
+            RunArtifactLink(run_id=run_id, step_id=step, artifact_id=a, stage=stage, direction=d, created_at=now)
+            for step, stage, a, d in links
+        ]
     )
-    params = [f.get_db_prep_save(getattr(link, f.attname), connection) for link in rows for f in fields]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
 
 
 @atomic_write

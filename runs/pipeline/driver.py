@@ -95,8 +95,17 @@ def retry_delay(outcome: Outcome) -> float | None:
     return settings.PIPELINE_RETRY_BACKOFF * 2 ** (outcome.attempt - 1)
 
 
-def _run_params(force: bool, only, nodes: list[Node]) -> dict:
-    return {"force": force, "only": [n.name for n in nodes] if only else []}
+def _new_run(scene: Scene, nodes: list[Node], *, force: bool, only, actor, holder: str, queued: bool = False) -> Run:
+    """A pipeline run of the scene, pending: driven by ``holder`` (a process of ours) or queued."""
+    return run_services.run_create(
+        story_id=scene.story_id,
+        scene_id=scene.pk,
+        workflow=WORKFLOW,
+        params={"force": force, "only": [n.name for n in nodes] if only else []},
+        actor=actor,
+        queued=queued,
+        holder=holder,
+    )
 
 
 def _nodes_of(run: Run) -> list[Node]:
@@ -134,14 +143,7 @@ def run_scene(
     nodes = selected(only)
     reap_lost(scene.pk)
     label = holder_label("run_pipeline")
-    run = run_services.run_create(
-        story_id=scene.story_id,
-        scene_id=scene.pk,
-        workflow=WORKFLOW,
-        params=_run_params(force, only, nodes),
-        actor=actor,
-        holder=label,
-    )
+    run = _new_run(scene, nodes, force=force, only=only, actor=actor, holder=label)
     with RunHold([run.pk]):
         run = run_services.run_begin(run_id=run.pk, holder=label)
         return drive(scene, run, nodes, force=force, on_node=on_node, stop=stop, resumed=False)
@@ -321,15 +323,8 @@ def start(scene_ids, *, force: bool = False, only: list[str] | None = None, acto
 def _create(scene_id, *, force: bool, only, actor, on_workers: bool) -> tuple[Run, list[str]]:
     scene = story_selectors.scene_for_pipeline(scene_id)
     nodes = selected(only)
-    run = run_services.run_create(
-        story_id=scene.story_id,
-        scene_id=scene.pk,
-        workflow=WORKFLOW,
-        params=_run_params(force, only, nodes),
-        actor=actor,
-        queued=on_workers,
-        holder="" if on_workers else holder_label("the serving process"),
-    )
+    holder = "" if on_workers else holder_label("the serving process")
+    run = _new_run(scene, nodes, force=force, only=only, actor=actor, holder=holder, queued=on_workers)
     return run, schedule(run.pk) if on_workers else []
 
 
