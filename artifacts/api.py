@@ -41,7 +41,7 @@ from kernel.api import (
     created,
     validated,
 )
-from kernel.api_defaults import BoundedJSONParser, CursorPagination
+from kernel.api_defaults import BoundedJSONParser, CursorPagination, RawJSON
 from kernel.api_schema import error_codes
 from kernel.errors import UnknownType
 from kernel.lookups import ensure_exists
@@ -116,7 +116,7 @@ class ArtifactSerializer(serializers.ModelSerializer):
             "version": int(row["version"]),
             "parent_id": _text(row["parent_id"]),
             "kind": _choice(row["kind"], KIND_VALUES),
-            "payload": None if row["pruned_at"] is not None else row["payload"],
+            "payload": None if row["pruned_at"] is not None else _payload(row),
             "content_url": self._content_url(row["id"]) if row["content_sha256"] else None,
             "content_sha256": str(row["content_sha256"]),
             "content_size": None if row["content_size"] is None else int(row["content_size"]),
@@ -183,6 +183,14 @@ class ArtifactSerializer(serializers.ModelSerializer):
         url = f"/v1/artifacts/{artifact_id}/content"
         request = self.context.get("request")
         return request.build_absolute_uri(url) if request is not None else url
+
+
+def _payload(row: dict):
+    """A row's payload: as the database wrote it, when the row was read as text (lists)."""
+    text = row.get("payload_text")
+    if text is None:
+        return row["payload"]
+    return RawJSON(text)
 
 
 # The columns each field of ArtifactSerializer is written from, for ``?fields=``.
