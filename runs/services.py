@@ -68,10 +68,12 @@ def run_create(
     start: bool = False,
     queued: bool = False,
     holder: str = "",
+    run_id=None,
 ) -> Run:
     """Record a run (pending, or running when ``start``); it becomes the story's current run.
     The pipeline's runs are driven by its workers (``queued``) or by a process of ours that
-    holds them (``holder``, SPEC §10); a run an API client records drives itself."""
+    holds them (``holder``, SPEC §10); a run an API client records drives itself.
+    ``run_id``: an id chosen beforehand (a process that holds the run before it exists)."""
     if not isinstance(workflow, str) or not workflow.strip():
         raise InvalidInput("workflow must be a non-empty string", field="workflow")
     check_columns(Run, workflow=workflow)
@@ -82,15 +84,18 @@ def run_create(
         scene = get_or_not_found(Scene.objects.only("id", "story_id"), scene_id, what="scene")
         if scene.story_id != story.pk:
             raise InvalidInput(f"scene {scene.pk} belongs to another story", field="scene_id")
+    now = timezone.now()
     run = Run.objects.create(
+        id=parse_uuid(run_id, what="run") if run_id is not None else uuid.uuid4(),
         story=story,
         scene=scene,
         workflow=workflow.strip(),
         params=params or {},
         status=RunStatus.RUNNING if start else RunStatus.PENDING,
-        started_at=timezone.now() if start else None,
+        started_at=now if start else None,
         queued=queued,
         holder=holder,
+        heartbeat_at=now if start and holder else None,
         request_id=get_request_id(),
         triggered_by=acting_user(actor),
     )
@@ -580,26 +585,80 @@ class Reuse:
 def pipeline_record_reused(*, run_id, reuses: list[Reuse]) -> list[uuid.UUID]:
     """Nodes reuse existing versions: each step is recorded skipped, with what it consumed and
     produced, all in one transaction (the in-process driver gathers the reuses it decides in a
-    row: a fully reused scene is one commit). The run row shared, a step per node, the links of
-    all in one INSERT. Lost in a server crash, they are decided again by the run's next attempt."""
+    row: a fully reused scene is one commit). The run row shared, the new steps in one INSERT
+    (a worker's pending step is taken one by one), the links of all in one INSERT. Lost in a
+    server crash, they are decided again by the run's next attempt."""
     may_be_lost_in_a_crash()
     _require_running(run_id)
-    steps, links = [], []
-    for reuse in reuses:
-        step = _write_step(
+    now = timezone.now()
+    steps = {
+        index: AgentStep(
+            id=uuid.uuid4(),
             run_id=run_id,
-            step_id=reuse.step_id,
             node=reuse.node,
             agent=reuse.agent,
-            attempt=reuse.attempt,
             status=StepStatus.SKIPPED,
+            attempt=reuse.attempt,
             input_summary=reuse.input_summary,
             output_summary=_reuse_summary(reuse.artifact, reuse.reason),
+            started_at=now,
+            finished_at=now,
         )
-        steps.append(step)
-        links += [(step, reuse.node, *key) for key in _consumed_and_produced(reuse.inputs, reuse.artifact.pk)]
+        for index, reuse in enumerate(reuses)
+        if reuse.step_id is None
+    }
+    appended = _append_steps(run_id, list(steps.values()))
+    ids, links = [], []
+    for index, reuse in enumerate(reuses):
+        step = steps.get(index)
+        if step is not None and step.pk in appended:
+            ids.append(step.pk)
+        else:  # a worker's pending step, or a sequence taken meanwhile: one at a time
+            ids.append(
+                _write_step(
+                    run_id=run_id,
+                    step_id=reuse.step_id,
+                    node=reuse.node,
+                    agent=reuse.agent,
+                    attempt=reuse.attempt,
+                    status=StepStatus.SKIPPED,
+                    input_summary=reuse.input_summary,
+                    output_summary=_reuse_summary(reuse.artifact, reuse.reason),
+                )
+            )
+        links += [(ids[-1], reuse.node, *key) for key in _consumed_and_produced(reuse.inputs, reuse.artifact.pk)]
     _insert_step_links(run_id=run_id, links=links)
-    return steps
+    return ids
+
+
+def _append_steps(run_id, steps: list[AgentStep]) -> set:
+    """Steps appended to the run in one INSERT, numbered after its last in the order given
+    (the run's last sequence read in the same statement); the ids of those written (a
+    sequence another writer took meanwhile leaves its step out, for the caller to retry)."""
+    if not steps:
+        return set()
+    meta = AgentStep._meta
+    fields = [meta.get_field(name) for name in _STEP_COLUMNS]
+    quote = connection.ops.quote_name
+    table = quote(meta.db_table)
+    width = len(fields) + 1
+    values = ", ".join("(" + ", ".join(["%s"] * width) + ")" for _ in steps)
+    columns = ", ".join(f"v.column{i}" for i in range(1, len(fields) + 1))
+    sql = (
+        f"INSERT INTO {table} ({', '.join(quote(f.column) for f in fields)}, {quote('sequence')}) "
+        f"SELECT {columns}, last.number + v.column{width} FROM (VALUES {values}) AS v "
+        f"CROSS JOIN (SELECT COALESCE(MAX({quote('sequence')}), 0) AS number FROM {table} "
+        f"WHERE {quote('run_id')} = %s) AS last WHERE true "
+        f"ON CONFLICT ({quote('run_id')}, {quote('sequence')}) DO NOTHING RETURNING {quote('id')}"
+    )
+    params = []
+    for order, step in enumerate(steps, start=1):
+        params += [f.get_db_prep_save(getattr(step, f.attname), connection) for f in fields]
+        params.append(order)
+    params.append(meta.get_field("run").get_db_prep_save(run_id, connection))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return {meta.pk.to_python(pk) for (pk,) in cursor.fetchall()}
 
 
 def _insert_step_links(*, run_id, links) -> None:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -95,8 +96,11 @@ def retry_delay(outcome: Outcome) -> float | None:
     return settings.PIPELINE_RETRY_BACKOFF * 2 ** (outcome.attempt - 1)
 
 
-def _new_run(scene: Scene, nodes: list[Node], *, force: bool, only, actor, holder: str, queued: bool = False) -> Run:
-    """A pipeline run of the scene, pending: driven by ``holder`` (a process of ours) or queued."""
+def _new_run(
+    scene: Scene, nodes: list[Node], *, force: bool, only, actor, holder: str, queued: bool = False, run_id=None
+) -> Run:
+    """A pipeline run of the scene: driven by ``holder`` (a process of ours), or queued. Pending,
+    but running at once when its holder is the caller, which holds ``run_id`` already."""
     return run_services.run_create(
         story_id=scene.story_id,
         scene_id=scene.pk,
@@ -105,6 +109,8 @@ def _new_run(scene: Scene, nodes: list[Node], *, force: bool, only, actor, holde
         actor=actor,
         queued=queued,
         holder=holder,
+        run_id=run_id,
+        start=run_id is not None,
     )
 
 
@@ -142,10 +148,11 @@ def run_scene(
     scene = story_selectors.scene_for_pipeline(scene_id)
     nodes = selected(only)
     reap_lost(scene.pk)
-    label = holder_label("run_pipeline")
-    run = _new_run(scene, nodes, force=force, only=only, actor=actor, holder=label)
-    with RunHold([run.pk]):
-        run = run_services.run_begin(run_id=run.pk, holder=label)
+    run_id = uuid.uuid4()
+    with RunHold([run_id]):  # held from before it exists: running from its first commit
+        run = _new_run(
+            scene, nodes, force=force, only=only, actor=actor, holder=holder_label("run_pipeline"), run_id=run_id
+        )
         return drive(scene, run, nodes, force=force, on_node=on_node, stop=stop, resumed=False)
 
 
