@@ -205,10 +205,13 @@ def drive(
     """Run the run's nodes in this thread, which holds the run, until it ends (``resumed``:
     it may have steps already; a run just created has none to read).
 
-    Nodes that reuse their latest version in a row are decided on one read of the scene's
-    latest versions and recorded together, in one transaction, once the next node is to
-    make something (or at the end): a reuse writes nothing the next decision reads, so a
-    fully reused scene costs a read and a commit, not one of each per node.
+    The scene's latest versions are read once; each node is decided on them, and what a node
+    makes takes its type's place there for the nodes after it. Nodes that reuse their latest
+    version in a row are recorded together, in one transaction, once the next node is to make
+    something (or at the end): a fully reused scene costs a read and a commit, not one of
+    each per node. (A version another writer adds meanwhile is seen by the next run, as a
+    decision read a moment earlier would have missed it too; the record's own checks under
+    the stream's lock keep it consistent.)
     """
     on_node = on_node or (lambda outcome: None)
     last = {}
@@ -255,11 +258,11 @@ def drive(
                 continue
             if not record_reuses():
                 return SceneRun(scene, Run.objects.get(pk=run.pk), outcomes)
-            heads = None  # what this node makes changes what the next ones read
             outcome = _attempts(scene, run, node, force=force, last=previous, stop=stop, decision=decision)
             outcomes.append(outcome)
             on_node(outcome)
             if outcome.result in ("made", "reused"):
+                heads[node.name] = outcome.artifact  # the new latest of its type, for the nodes that read it
                 done.add(node.name)
                 continue
             if outcome.result == "failed":
