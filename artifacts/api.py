@@ -523,6 +523,12 @@ def lineage_body(lineage: lineage_walk.Lineage) -> dict:
 
 class TransitionSerializer(serializers.Serializer):
     to = StrictChoiceField(choices=LifecycleState.choices, help_text="The lifecycle state to move to.")
+    note = StrictCharField(
+        required=False,
+        allow_blank=True,
+        max_length=services.NOTE_MAX_LENGTH,
+        help_text="Why, in the editor's words; kept on the audit event of the transition.",
+    )
 
 
 class RelationSerializer(StrictModelSerializer):
@@ -896,8 +902,9 @@ class ArtifactViewSet(LimitedBodyMixin, mixins.RetrieveModelMixin, viewsets.Gene
         parser_classes=[BoundedJSONParser],
     )
     def transition(self, request, artifact_id):
+        data = validated(TransitionSerializer, request.data)
         artifact = services.artifact_transition(
-            artifact_id=artifact_id, to=validated(TransitionSerializer, request.data)["to"], actor=request.user
+            artifact_id=artifact_id, to=data["to"], note=data.get("note"), actor=request.user
         )
         return Response(self.get_serializer(artifact).data)
 

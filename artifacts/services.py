@@ -63,6 +63,8 @@ logger = logging.getLogger(__name__)
 
 MAX_CREATE_ATTEMPTS = 3
 MAX_BATCH = 1000
+# A transition's note is a sentence or a paragraph for the next editor, not a document.
+NOTE_MAX_LENGTH = 2000
 
 
 def _scene_and_story(scene_id) -> tuple:
@@ -273,8 +275,13 @@ def artifact_edit(*, artifact_id, payload, actor=None, request_id: str | None = 
 
 
 @atomic_write
-def artifact_transition(*, artifact_id, to: str, actor=None, request_id: str | None = None) -> Artifact:
-    """Move an artifact along its lifecycle (SPEC §5), refusing anything else."""
+def artifact_transition(
+    *, artifact_id, to: str, actor=None, note: str | None = None, request_id: str | None = None
+) -> Artifact:
+    """Move an artifact along its lifecycle (SPEC §5), refusing anything else; ``note`` (why,
+    in the editor's words) is kept on the audit event."""
+    if note is not None and len(note) > NOTE_MAX_LENGTH:
+        raise InvalidInput(f"a note is at most {NOTE_MAX_LENGTH} characters", field="note")
     if to not in LifecycleState.values:
         raise InvalidInput(f"unknown lifecycle state {to!r}; one of {', '.join(LifecycleState.values)}", field="to")
     # The row lock serializes against a concurrent transition or primary change.
@@ -302,6 +309,7 @@ def artifact_transition(*, artifact_id, to: str, actor=None, request_id: str | N
         from_value=current,
         to_value=to,
         request_id=_request_id(request_id),
+        note=note,
     )
     return artifact
 

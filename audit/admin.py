@@ -46,7 +46,7 @@ def trail_for_display(events) -> list[AuditEvent]:
 class AuditEventAdmin(IndexedSearchMixin, ViewOnlyMixin, BaseAdmin):
     """The audit trail: append-only, so view-only here, as pghistory's admin does it."""
 
-    list_display = ("created_at", "action", "target_type", "target_column", "actor", "change", "request_id")
+    list_display = ("created_at", "action", "target_type", "target_column", "actor", "change", "note", "request_id")
     list_select_related = ("actor",)
     list_filter = ("action", "target_type")
     sortable_by = ("created_at",)
@@ -64,6 +64,7 @@ class AuditEventAdmin(IndexedSearchMixin, ViewOnlyMixin, BaseAdmin):
         "actor",
         "from_value",
         "to_value",
+        "note",
         "request_id",
     )
     readonly_fields = fields

@@ -27,6 +27,10 @@ class AuditEvent(models.Model):
     from_value = models.JSONField(null=True, blank=True)
     to_value = models.JSONField(null=True, blank=True)
     request_id = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    # Why the editor did it ("hands are wrong in panel 2"), when they said. Nullable on purpose:
+    # SQLite adds a nullable column in place, where a NOT NULL one would rebuild the table and
+    # drop its immutability triggers.
+    note = models.TextField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

@@ -25,6 +25,7 @@ def audit_record(
     from_value=None,
     to_value=None,
     request_id: str | None = None,
+    note: str | None = None,
 ) -> AuditEvent:
     """Append one audit event about ``target`` (any model instance: its type and id are kept)."""
     return AuditEvent.objects.create(
@@ -36,4 +37,5 @@ def audit_record(
         from_value=from_value,
         to_value=to_value,
         request_id=request_id if request_id is not None else get_request_id(),
+        note=note or None,
     )

@@ -9,6 +9,7 @@ from django.utils import timezone
 from artifacts import services as artifact_services
 from artifacts.models import Artifact, ArtifactRelation
 from artifacts.services import ArtifactService
+from audit.models import AuditEvent
 from stories import services as story_services
 from tests.conftest import SCENE_INTENT
 
@@ -330,6 +331,20 @@ def test_transition_moves_along_the_lifecycle_and_refuses_the_rest(writer, inten
     assert_error(writer.post(url, {"to": "intermediate"}, format="json"), 409, "invalid_transition")
     assert_error(writer.post(url, {"to": "deleted"}, format="json"), 400, "invalid_choice", "to")
     assert_error(writer.post(url, {}, format="json"), 400, "required", "to")
+
+
+def test_a_transition_note_is_kept_on_its_audit_event(writer, intent):
+    url = f"/v1/artifacts/{intent.pk}/transition"
+    note = "hands are wrong in panel 2"
+    assert writer.post(url, {"to": "candidate", "note": note}, format="json").status_code == 200
+    assert writer.post(url, {"to": "published"}, format="json").status_code == 200
+    events = AuditEvent.objects.filter(target_id=intent.pk, action="transition").order_by("created_at")
+    assert [(e.to_value, e.note) for e in events] == [("candidate", note), ("published", None)]
+
+    too_long = {"to": "archived", "note": "x" * 2001}
+    assert_error(writer.post(url, too_long, format="json"), 400, "max_length", "note")
+    assert_error(writer.post(url, {"to": "archived", "note": 7}, format="json"), 400, "invalid", "note")
+    assert AuditEvent.objects.filter(target_id=intent.pk).count() == 2  # the refusals wrote nothing
 
 
 def test_archiving_a_primary_is_409_still_primary(writer, story, published_cover):
