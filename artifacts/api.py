@@ -9,6 +9,7 @@ from datetime import datetime
 from functools import cached_property
 
 from django.conf import settings
+from django.http import HttpResponse
 from django.utils import timezone
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import (
@@ -52,6 +53,7 @@ from . import selectors, services
 from .content import content_response
 from .models import Artifact, ArtifactRelation, LifecycleState, RelationType
 from .payloads import ARTIFACT_TYPES, KINDS, MEDIA_KINDS, SCOPE_SCENE, SCOPE_STORY, get_type
+from .provenance import provenance_document
 
 JSON_OBJECT = {"type": "object", "additionalProperties": True}
 
@@ -521,6 +523,35 @@ def lineage_body(lineage: lineage_walk.Lineage) -> dict:
     }
 
 
+_PROV_RECORD = {"type": "object", "additionalProperties": True}
+# PROV-JSON's top level: the prefixes, then one object per kind of record, keyed by identifier
+# (the format writes the records that share an identifier as a list).
+_PROV_RECORDS = {
+    "type": "object",
+    "additionalProperties": {"anyOf": [_PROV_RECORD, {"type": "array", "items": _PROV_RECORD}]},
+}
+PROV_JSON = {
+    "type": "object",
+    "properties": {
+        "prefix": {"type": "object", "additionalProperties": {"type": "string"}},
+        **{
+            name: _PROV_RECORDS
+            for name in (
+                "entity",
+                "activity",
+                "agent",
+                "wasGeneratedBy",
+                "used",
+                "wasDerivedFrom",
+                "wasAssociatedWith",
+                "wasAttributedTo",
+            )
+        },
+    },
+    "additionalProperties": True,
+}
+
+
 class TransitionSerializer(serializers.Serializer):
     to = StrictChoiceField(choices=LifecycleState.choices, help_text="The lifecycle state to move to.")
     note = StrictCharField(
@@ -822,7 +853,11 @@ class ArtifactViewSet(LimitedBodyMixin, mixins.RetrieveModelMixin, viewsets.Gene
     lookup_value_converter = "uuid"
     pagination_class = CursorPagination
     paged_actions = ("versions", "relations")
-    query_serializers = {"lineage": LineageQuerySerializer, "versions": FieldsQuerySerializer}
+    query_serializers = {
+        "lineage": LineageQuerySerializer,
+        "provenance": LineageQuerySerializer,
+        "versions": FieldsQuerySerializer,
+    }
     # Set per action through @action(...): the ordering of a paginated action and the
     # permission a POST action needs.
     cursor_ordering = None
@@ -861,6 +896,40 @@ class ArtifactViewSet(LimitedBodyMixin, mixins.RetrieveModelMixin, viewsets.Gene
     @action(detail=True, methods=["get"], pagination_class=None)
     def lineage(self, request, artifact_id):
         return Response(lineage_body(lineage_walk.walk(artifact_id, **self.validated_query())))
+
+    @extend_schema(
+        summary="The lineage walk as a W3C PROV-JSON document",
+        description=(
+            "The walk of `/lineage` (same `direction`, `depth` and `limit`) as PROV-JSON "
+            "(https://www.w3.org/submissions/prov-json/): each artifact an entity `artifact:<id>` (`store:type`, "
+            "`store:version`, `store:lifecycle_state`, `store:content_sha256`), each agent step that made one an "
+            "activity `step:<id>` (`store:node`, `store:run`, `prov:startTime`, `prov:endTime`), each generator and "
+            "user an agent; `wasGeneratedBy` (an artifact, its step), `used` (a step, what it consumed), "
+            "`wasDerivedFrom` (each parent as `prov:Revision`, each relation with `store:relation_type`), "
+            "`wasAssociatedWith` (a step, its generator and the user who started its run), `wasAttributedTo` (an "
+            "artifact made outside the pipeline, its user). The header `X-Lineage-Truncated` is `true` when "
+            "`limit` cut the walk."
+        ),
+        parameters=[
+            LineageQuerySerializer,
+            OpenApiParameter(
+                "X-Lineage-Truncated",
+                location=OpenApiParameter.HEADER,
+                response=[200],
+                type=str,
+                enum=["true", "false"],
+                description="`true` when `limit` cut the walk.",
+            ),
+        ],
+        responses={200: OpenApiResponse(PROV_JSON, description="A PROV-JSON document.")},
+    )
+    @action(detail=True, methods=["get"], pagination_class=None)
+    def provenance(self, request, artifact_id):
+        lineage = lineage_walk.walk(artifact_id, **self.validated_query())
+        text = provenance_document(lineage).serialize(format="json")
+        response = HttpResponse(text, content_type="application/json")
+        response["X-Lineage-Truncated"] = "true" if lineage.truncated else "false"
+        return response
 
     @extend_schema(
         summary="The artifact's bytes",

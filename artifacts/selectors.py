@@ -216,3 +216,20 @@ def scene_heads(scene_id, types) -> dict[str, Artifact]:
         newest = Artifact.objects.filter(scene_id=scene_id, type=name).order_by("-version").values("pk")[:1]
         heads |= Q(pk=Subquery(newest))
     return {artifact.type: artifact for artifact in Artifact.objects.filter(heads).order_by()}
+
+
+def scenes_heads(scene_ids, types) -> dict:
+    """``scene_heads`` of many scenes at once: scene id -> type -> newest version. One query,
+    one backward probe of artifact_unique_scene_stream_version per (scene, type)."""
+    heads = Q()
+    names = list(dict.fromkeys(types))
+    for scene_id in scene_ids:
+        for name in names:
+            newest = Artifact.objects.filter(scene_id=scene_id, type=name).order_by("-version").values("pk")[:1]
+            heads |= Q(pk=Subquery(newest))
+    found = {scene_id: {} for scene_id in scene_ids}
+    if not heads:
+        return found
+    for artifact in Artifact.objects.filter(heads).order_by():
+        found.setdefault(artifact.scene_id, {})[artifact.type] = artifact
+    return found

@@ -336,3 +336,11 @@ PIPELINE_RUN_STALE_SECONDS = env_number("PIPELINE_RUN_STALE_SECONDS", 60, float)
 
 # Refuse a lock taken out of kernel/locks.py's order (the test suite turns it on).
 LOCK_ORDER_CHECK = env_bool("LOCK_ORDER_CHECK")
+
+# OpenLineage (SPEC §15): with OPENLINEAGE_URL set, each run posts its START and its end
+# (COMPLETE, FAIL, ABORT) to OPENLINEAGE_URL + OPENLINEAGE_ENDPOINT, after commit, from a
+# thread of its own (runs/openlineage.py); a receiver that is down only loses events.
+OPENLINEAGE_URL = os.environ.get("OPENLINEAGE_URL", "").strip()
+OPENLINEAGE_ENDPOINT = os.environ.get("OPENLINEAGE_ENDPOINT", "api/v1/lineage").strip()
+OPENLINEAGE_NAMESPACE = os.environ.get("OPENLINEAGE_NAMESPACE", "").strip() or "artifact-store"
+OPENLINEAGE_TIMEOUT = env_number("OPENLINEAGE_TIMEOUT", 2.0, float)

@@ -7,6 +7,7 @@ is ordered by an index and never counts its whole table, like the artifact list.
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.admin.utils import unquote
 from django.utils.html import format_html
 
 from kernel.admin_kit import (
@@ -14,7 +15,6 @@ from kernel.admin_kit import (
     BaseAdmin,
     EstimatedCountPaginator,
     IndexedSearchMixin,
-    ViewOnlyInline,
     ViewOnlyMixin,
     admin_url,
     changelist_url,
@@ -23,7 +23,7 @@ from kernel.admin_kit import (
 )
 
 from . import selectors, services
-from .models import AgentStep, Direction, Run, RunArtifactLink
+from .models import AgentStep, Direction, Run, RunArtifactLink, StepStatus
 
 
 def duration(started_at, finished_at) -> str:
@@ -50,48 +50,85 @@ def step_reasons(step: AgentStep) -> str:
     return reasons or "—"
 
 
-class StepInline(ViewOnlyInline):
-    model = AgentStep
-    fields = ("sequence", "node", "status", "attempt", "why", "started_at", "took", "error")
-    readonly_fields = fields
-    ordering = ("sequence",)
-
-    @admin.display(description="took")
-    def took(self, obj):
-        return duration(obj.started_at, obj.finished_at)
-
-    @admin.display(description="why")
-    def why(self, obj):
-        return step_reasons(obj)
+DECISION_WORDS = {"make": "remade", "reuse": "reused", "refuse": "refused"}
 
 
-class _ArtifactLinkInline(ArtifactRowColumns, ViewOnlyInline):
-    model = RunArtifactLink
-    fk_name = "run"
-    fields = ("stage", "step_label", "artifact_column", "artifact_state", "created_at")
-    readonly_fields = fields
-    ordering = ("created_at",)
-    direction = ""
-    show_change_link = False
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).filter(direction=self.direction).select_related("artifact", "step")
-
-    @admin.display(description="step")
-    def step_label(self, obj):
-        return f"#{obj.step.sequence} {obj.step.node}" if obj.step else "—"
-
-
-class ProducedInline(_ArtifactLinkInline):
-    direction = Direction.PRODUCED
-    verbose_name = "produced artifact"
-    verbose_name_plural = "Produced artifacts"
+def step_why(step: AgentStep) -> dict:
+    """Why the step reused or remade its node, in words (the run page): the reasons its
+    decision recorded, what it kept when another run made the version meanwhile, and the
+    root causes that the reasons do not already name."""
+    summary = step.input_summary or {}
+    reasons = list(summary.get("reasons") or [])
+    kept = (step.output_summary or {}).get("reason")
+    if kept and kept not in reasons:
+        reasons.append(kept)
+    roots = [root for root in summary.get("roots") or [] if not any(root in reason for reason in reasons)]
+    if step.status == StepStatus.SKIPPED:
+        decision = "reused"
+    elif step.status == StepStatus.SUCCEEDED and kept:
+        decision = "reused"
+    else:
+        decision = DECISION_WORDS.get(summary.get("decision"), "")
+    return {"decision": decision, "reasons": reasons, "roots": roots}
 
 
-class ConsumedInline(_ArtifactLinkInline):
-    direction = Direction.CONSUMED
-    verbose_name = "consumed artifact"
-    verbose_name_plural = "Consumed artifacts"
+def run_step_rows(run: Run) -> tuple[list[dict], list]:
+    """The run page's steps, each with its decision, timing, reasons and the artifacts it
+    consumed and produced; and the run's links that name no step. Two queries."""
+    steps = list(
+        selectors.run_steps(run.pk).only(
+            "id",
+            "sequence",
+            "node",
+            "status",
+            "attempt",
+            "input_summary",
+            "output_summary",
+            "error",
+            "started_at",
+            "finished_at",
+            "run_id",
+        )
+    )
+    links = (
+        RunArtifactLink.objects.filter(run_id=run.pk)
+        .select_related("artifact")
+        .only(
+            "id",
+            "step_id",
+            "direction",
+            "stage",
+            "artifact__id",
+            "artifact__type",
+            "artifact__version",
+            "artifact__kind",
+            "artifact__lifecycle_state",
+            "artifact__pruned_at",
+            "artifact__content_sha256",
+        )
+        .order_by("created_at", "id")
+    )
+    by_step, loose = {}, []
+    for link in links:
+        if link.step_id is None:
+            loose.append(link)
+        else:
+            by_step.setdefault(link.step_id, {Direction.CONSUMED: [], Direction.PRODUCED: []})[link.direction].append(
+                link.artifact
+            )
+    rows = []
+    for step in steps:
+        found = by_step.get(step.pk, {Direction.CONSUMED: [], Direction.PRODUCED: []})
+        rows.append(
+            {
+                "step": step,
+                "took": duration(step.started_at, step.finished_at),
+                **step_why(step),
+                "inputs": found[Direction.CONSUMED],
+                "outputs": found[Direction.PRODUCED],
+            }
+        )
+    return rows, loose
 
 
 @admin.register(Run)
@@ -138,7 +175,12 @@ class RunAdmin(ArtifactRowColumns, IndexedSearchMixin, ViewOnlyMixin, BaseAdmin)
         "error",
         "artifacts_link",
     )
-    inlines = (StepInline, ConsumedInline, ProducedInline)
+    # The steps, with what each consumed and produced, are the page's own table
+    # (run/change_form.html): one row per step reads better than three lists to match up.
+    inlines = ()
+
+    class Media:
+        css = {"all": ("runs/admin/pipeline.css",)}
 
     object_select_related = ("story", "scene__story", "triggered_by")
 
@@ -148,7 +190,12 @@ class RunAdmin(ArtifactRowColumns, IndexedSearchMixin, ViewOnlyMixin, BaseAdmin)
         run = Run.objects.filter(pk=uuid_or_none(object_id), status__in=selectors.UNFINISHED).only("pk").first()
         if run is not None:
             services.run_mark_lost(run_id=run.pk)
-        return super().change_view(request, object_id, form_url, extra_context)
+        context = dict(extra_context or {})
+        shown = self.get_object(request, unquote(object_id))
+        if shown is not None and self.has_view_permission(request, shown):
+            context["step_rows"], context["loose_links"] = run_step_rows(shown)
+            context["unfinished"] = shown.status in selectors.UNFINISHED
+        return super().change_view(request, object_id, form_url, context)
 
     @admin.display(description="run", ordering="id")
     def short_id(self, obj):

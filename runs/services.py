@@ -29,7 +29,7 @@ from kernel.transactions import atomic_write, may_be_lost_in_a_crash
 from stories import services as story_services
 from stories.models import Scene, Story
 
-from . import selectors
+from . import openlineage, selectors
 from .models import FINISHED_STATUSES, AgentStep, Direction, Run, RunArtifactLink, RunStatus, StepStatus
 
 # A failed or cancelled run may be resumed (back to running); a succeeded one is final. A
@@ -100,6 +100,8 @@ def run_create(
         triggered_by=acting_user(actor),
     )
     story_services.story_set_current_run(story_id=story.pk, run_id=run.pk)
+    if start:
+        openlineage.run_started(run)
     return run
 
 
@@ -141,6 +143,10 @@ def run_set_status(*, run_id, status: str, error: str | None = None, step_error:
     run.save(update_fields=sorted(set(fields)))
     if status in STEP_ERROR_WHEN:
         _end_unfinished_steps(run.pk, error=step_error or STEP_ERROR_WHEN[status], at=now)
+    if status == RunStatus.RUNNING:
+        openlineage.run_started(run)
+    else:
+        openlineage.run_ended(run)
     return run
 
 
@@ -166,6 +172,7 @@ def run_begin(*, run_id, holder: str) -> Run:
     run.holder = holder
     run.heartbeat_at = now
     run.save(update_fields=["status", "started_at", "finished_at", "error", "holder", "heartbeat_at"])
+    openlineage.run_started(run)
     return run
 
 

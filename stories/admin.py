@@ -38,6 +38,7 @@ from kernel.admin_kit import (
     state_badge,
 )
 from kernel.errors import ArtifactError
+from runs.pipeline.admin_views import PipelinePagesMixin
 
 from . import selectors, services
 from .models import KIND_FOR_ROLE, ROLE_SCENE_IMAGE, STORY_REFERENCE_FOR_ROLE, Role, Scene, Story, StoryArtifactLink
@@ -76,7 +77,7 @@ class StoryLinkInline(ArtifactRowColumns, ViewOnlyInline):
 
 
 @admin.register(Story)
-class StoryAdmin(IndexedSearchMixin, BaseAdmin):
+class StoryAdmin(PipelinePagesMixin, IndexedSearchMixin, BaseAdmin):
     change_form_template = "admin/stories/story/change_form.html"
     list_display = ("title", "short_id", "scene_count", "has_cover", "current_run", "created_at", "updated_at")
     list_select_related = ("current_run",)
@@ -179,6 +180,7 @@ class StoryAdmin(IndexedSearchMixin, BaseAdmin):
             context["audit_events"] = audit_admin.trail_for_display(audit_selectors.trail(story=story))
             context["can_choose_primary"] = self.may_choose_primary(request, story)
             context["primary_rows"] = self._primary_rows(story)
+            context["pipeline"] = self.pipeline_tools(request, story)
         return super().change_view(request, object_id, form_url, context)
 
     def _primary_rows(self, story) -> list[dict]:
@@ -234,6 +236,7 @@ class StoryAdmin(IndexedSearchMixin, BaseAdmin):
                 self.admin_site.admin_view(require_POST(self.set_primary_view)),
                 name=f"{prefix}_set_primary",
             ),
+            *self.pipeline_urls(),
             *super().get_urls(),
         ]
 
@@ -284,7 +287,7 @@ class SceneForm(forms.ModelForm):
 
 
 @admin.register(Scene)
-class SceneAdmin(IndexedSearchMixin, BaseAdmin):
+class SceneAdmin(PipelinePagesMixin, IndexedSearchMixin, BaseAdmin):
     form = SceneForm
     change_form_template = "admin/stories/scene/change_form.html"
     list_display = (
@@ -393,6 +396,7 @@ class SceneAdmin(IndexedSearchMixin, BaseAdmin):
             context["latest_artifacts"] = artifact_selectors.scene_latest_per_type(scene.pk).only(
                 "id", "type", "version", "kind", "lifecycle_state", "created_at", "request_id", "pruned_at"
             )
+            context["pipeline"] = self.pipeline_tools(request, scene)
         return super().change_view(request, object_id, form_url, context)
 
     # -- planning lock: buttons on the page and bulk actions
@@ -403,6 +407,7 @@ class SceneAdmin(IndexedSearchMixin, BaseAdmin):
         return [
             path("<path:object_id>/lock/", wrap(require_POST(self.lock_view)), name=f"{prefix}_lock"),
             path("<path:object_id>/unlock/", wrap(require_POST(self.unlock_view)), name=f"{prefix}_unlock"),
+            *self.pipeline_urls(),
             *super().get_urls(),
         ]
 

@@ -28,6 +28,7 @@ import uuid
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
+from django.db.models import Q
 from django.urls import reverse
 
 from artifacts import selectors
@@ -109,11 +110,23 @@ class GeneratorFailed(Exception):
 # -- deciding ---------------------------------------------------------------------------------
 
 
-def _previous_basis(scene: Scene, latest: Artifact) -> dict | None:
+@dataclass
+class Known:
+    """What explaining many scenes at once read up front (``explain_scenes``), so that a
+    decision looks it up instead of querying: the basis recorded for each (scene, type,
+    fingerprint) of a latest version, and (version, step summary) of artifacts by id."""
+
+    bases: dict = field(default_factory=dict)
+    made: dict = field(default_factory=dict)
+
+
+def _previous_basis(scene: Scene, latest: Artifact, known: Known | None = None) -> dict | None:
     """The basis of the step that made a version with ``latest``'s fingerprint (an edit
     carries its parent's): one lookup on artifact_fingerprint_idx."""
     if not latest.fingerprint:
         return None
+    if known is not None:
+        return known.bases.get((scene.pk, latest.type, latest.fingerprint))
     summary = (
         Artifact.objects.filter(scene_id=scene.pk, type=latest.type, fingerprint=latest.fingerprint)
         .exclude(created_by_step=None)
@@ -160,11 +173,13 @@ def _local_roots(node: Node, before: dict, basis: dict) -> list[str]:
     return roots
 
 
-def _changes(scene: Scene, node: Node, latest: Artifact, basis: dict) -> tuple[list[str], list[str]]:
+def _changes(
+    scene: Scene, node: Node, latest: Artifact, basis: dict, known: Known | None = None
+) -> tuple[list[str], list[str]]:
     """Why ``latest`` no longer fits: the reasons (each root cause with the input it arrives
     through) and the root causes themselves. Two queries: the previous basis, and the
     versions of the inputs that changed with the roots recorded by the steps that made them."""
-    before = _previous_basis(scene, latest)
+    before = _previous_basis(scene, latest, known)
     if before is None:
         root = f"{node.name} v{latest.version} was made outside the pipeline"
         return [root], [root]
@@ -174,12 +189,15 @@ def _changes(scene: Scene, node: Node, latest: Artifact, basis: dict) -> tuple[l
     changed = [t for t in sorted(set(old) | set(new)) if old.get(t) != new.get(t)]
     if changed:
         ids = [value for t in changed for value in (old.get(t), new.get(t)) if value]
-        found = {
-            str(pk): (version, summary)
-            for pk, version, summary in Artifact.objects.filter(pk__in=ids).values_list(
-                "pk", "version", "created_by_step__input_summary"
-            )
-        }
+        if known is not None:
+            found = {str(i): known.made[str(i)] for i in ids if str(i) in known.made}
+        else:
+            found = {
+                str(pk): (version, summary)
+                for pk, version, summary in Artifact.objects.filter(pk__in=ids).values_list(
+                    "pk", "version", "created_by_step__input_summary"
+                )
+            }
         inherited = {}
         for t in changed:
             was = f"v{found[old[t]][0]}" if old.get(t) in found else "none"
@@ -199,6 +217,7 @@ def decide(
     force: bool = False,
     pending: dict[str, list[str]] | None = None,
     heads: dict[str, Artifact] | None = None,
+    known: Known | None = None,
 ) -> Decision:
     """What ``node`` would do now, and why. ``pending``: the nodes that will make a new version
     before this one runs, with their roots (``--explain`` cannot know those versions' ids
@@ -230,7 +249,7 @@ def decide(
     if will_change:  # (--explain) its own changes, then those that will reach it
         if latest is None:
             return Decision(node, MAKE, ["nothing yet"], latest=latest)
-        before = _previous_basis(scene, latest)
+        before = _previous_basis(scene, latest, known)
         roots = _local_roots(node, before, basis) if before is not None else []
         reasons = [*roots, *_through(will_change)]
         roots += [root for upstream in will_change.values() for root in upstream]
@@ -243,20 +262,62 @@ def decide(
     elif latest.fingerprint == decision.fingerprint:
         decision.action, decision.reasons = REUSE, [f"v{latest.version}: fingerprint matches"]
     else:
-        decision.reasons, decision.roots = _changes(scene, node, latest, basis)
+        decision.reasons, decision.roots = _changes(scene, node, latest, basis, known)
     return decision
 
 
 def explain(scene_id, *, force: bool = False, only: list[str] | None = None) -> list[Decision]:
     """Every node's decision, in stage order, writing nothing."""
     scene = story_selectors.scene_for_pipeline(scene_id)
-    decisions, pending = [], {}
-    for node in selected(only):
-        decision = decide(scene, node, force=force, pending=pending)
-        if decision.action == MAKE:
-            pending[node.name] = decision.roots or [f"{node.name} has no version yet"]
-        decisions.append(decision)
-    return decisions
+    return explain_scenes([scene], force=force, only=only)[0]
+
+
+def explain_scenes(scenes: list[Scene], *, force: bool = False, only: list[str] | None = None) -> list[list[Decision]]:
+    """``explain`` of each scene (its ``source_text`` and ``planning_locked`` loaded), writing
+    nothing, in three queries whatever the number of scenes and nodes: the scenes' latest
+    versions, the bases their steps recorded, and the inputs those bases name."""
+    nodes = selected(only)
+    types = list(dict.fromkeys(t for node in nodes for t in (node.name, *node.consumes)))
+    heads = selectors.scenes_heads([scene.pk for scene in scenes], types)
+    known = _known(heads)
+    explained = []
+    for scene in scenes:
+        decisions, pending = [], {}
+        for node in nodes:
+            decision = decide(scene, node, force=force, pending=pending, heads=heads.get(scene.pk, {}), known=known)
+            if decision.action == MAKE:
+                pending[node.name] = decision.roots or [f"{node.name} has no version yet"]
+            decisions.append(decision)
+        explained.append(decisions)
+    return explained
+
+
+def _known(heads: dict) -> Known:
+    """What the decisions on ``heads`` may look up: two queries (none without versions)."""
+    known = Known()
+    wanted = Q()
+    for scene_heads in heads.values():
+        for artifact in scene_heads.values():
+            if artifact.fingerprint:
+                wanted |= Q(scene_id=artifact.scene_id, type=artifact.type, fingerprint=artifact.fingerprint)
+    if not wanted:
+        return known
+    rows = (
+        Artifact.objects.filter(wanted)
+        .exclude(created_by_step=None)
+        .order_by("version")
+        .values_list("scene_id", "type", "fingerprint", "created_by_step__input_summary")
+    )
+    for scene_id, type_name, fingerprint, summary in rows:  # the newest version's step wins, as in _previous_basis
+        known.bases[(scene_id, type_name, fingerprint)] = (summary or {}).get("basis")
+    ids = {str(a.pk) for scene_heads in heads.values() for a in scene_heads.values()}
+    for basis in known.bases.values():
+        ids |= {str(i) for i in ((basis or {}).get("inputs") or {}).values() if i}
+    for pk, version, summary in Artifact.objects.filter(pk__in=ids).values_list(
+        "pk", "version", "created_by_step__input_summary"
+    ):
+        known.made[str(pk)] = (version, summary)
+    return known
 
 
 # -- doing ------------------------------------------------------------------------------------
