@@ -11,7 +11,7 @@ from rest_framework.routers import SimpleRouter
 from artifacts.api import ArtifactTypeViewSet, ArtifactViewSet, SceneArtifactViewSet, StoryArtifactViewSet
 from kernel.api import RETRY_AFTER_SECONDS, DocsView, SchemaView, UnknownEndpoint
 from runs.api import RunArtifactViewSet, RunStepViewSet, RunViewSet, ScenePipelineView, StoryPipelineView
-from stories.api import SceneViewSet, StoryLinkViewSet, StorySceneViewSet, StoryViewSet
+from stories.api import SceneViewSet, StoryLinkViewSet, StoryPrimaryViewSet, StorySceneViewSet, StoryViewSet
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ def _v1_router(trailing_slash: bool) -> SimpleRouter:
     router.register("stories/<uuid:story_id>/artifacts", StoryArtifactViewSet, basename="story-artifact")
     router.register("stories/<uuid:story_id>/scenes", StorySceneViewSet, basename="story-scene")
     router.register("stories/<uuid:story_id>/links", StoryLinkViewSet, basename="story-link")
+    router.register("stories/<uuid:story_id>/primaries", StoryPrimaryViewSet, basename="story-primaries")
     router.register("stories", StoryViewSet, basename="story")
     router.register("scenes", SceneViewSet, basename="scene")
     router.register("runs/<uuid:run_id>/steps", RunStepViewSet, basename="run-step")

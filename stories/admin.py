@@ -14,6 +14,8 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Count
 from django.http import Http404, HttpResponseRedirect
 from django.urls import path
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
@@ -47,6 +49,8 @@ from .models import KIND_FOR_ROLE, ROLE_SCENE_IMAGE, STORY_REFERENCE_FOR_ROLE, R
 CANDIDATES_PER_ROLE = 8
 CANDIDATES_FETCHED = 300
 SCENES_IN_CHOOSER = 100
+# Rows of the primary history panel (and of the "as of" answer); the API pages through all.
+PRIMARY_HISTORY_SHOWN = 50
 PRIMARY_PERMISSION = f"{StoryArtifactLink._meta.app_label}.change_{StoryArtifactLink._meta.model_name}"
 
 
@@ -181,7 +185,26 @@ class StoryAdmin(PipelinePagesMixin, IndexedSearchMixin, BaseAdmin):
             context["can_choose_primary"] = self.may_choose_primary(request, story)
             context["primary_rows"] = self._primary_rows(story)
             context["pipeline"] = self.pipeline_tools(request, story)
+            context.update(self._primary_history(request, story))
         return super().change_view(request, object_id, form_url, context)
+
+    def _primary_history(self, request, story) -> dict:
+        """The history panel: the newest intervals, and with ``?as_of=`` (the picker, a GET
+        form) what was primary then. Two queries at most, whatever the history's length."""
+        context = {"primary_history": list(selectors.primary_history(story.pk)[:PRIMARY_HISTORY_SHOWN])}
+        text = request.GET.get("as_of", "").strip()
+        if not text:
+            return context
+        context["as_of_text"] = text
+        moment = parse_datetime(text)
+        if moment is None:
+            context["as_of_error"] = f"{text!r} is not a date and time (YYYY-MM-DDTHH:MM)."
+            return context
+        if timezone.is_naive(moment):
+            moment = timezone.make_aware(moment)
+        context["as_of"] = moment
+        context["primaries_as_of"] = list(selectors.primaries_as_of(story.pk, moment)[:PRIMARY_HISTORY_SHOWN])
+        return context
 
     def _primary_rows(self, story) -> list[dict]:
         """One row per role (per scene for scene_image): the current primary and the

@@ -1,5 +1,8 @@
 """/v1 endpoints of stories, scenes, story links and curation; every write calls stories.services."""
 
+import datetime
+
+from django.utils import timezone
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, viewsets
@@ -18,12 +21,12 @@ from kernel.api import (
 )
 from kernel.api_defaults import CursorPagination
 from kernel.api_schema import error_codes
-from kernel.errors import AlreadyLocked, NotLocked
+from kernel.errors import AlreadyLocked, InvalidParameter, NotLocked
 from kernel.input_limits import INT_MAX
 from kernel.lookups import ensure_exists, get_or_not_found
 
 from . import selectors, services
-from .models import Role, Scene, Story, StoryArtifactLink
+from .models import ROLE_SCENE_IMAGE, PrimaryInterval, Role, Scene, Story, StoryArtifactLink
 
 
 class StorySerializer(StrictModelSerializer):
@@ -289,3 +292,83 @@ class StoryLinkViewSet(LimitedBodyMixin, mixins.ListModelMixin, viewsets.Generic
     def create(self, request, story_id):
         link = services.link_create(story_id=story_id, actor=request.user, **validated(LinkSerializer, request.data))
         return Response(self.get_serializer(link).data, status=201)
+
+
+# -- primary history (SPEC §13) -----------------------------------------------------------
+
+
+class PrimaryIntervalSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=Role.choices)
+    scene_id = serializers.UUIDField(allow_null=True, help_text="The scene, for scene_image; null otherwise.")
+    artifact_id = serializers.UUIDField()
+    since = serializers.DateTimeField(help_text="When the artifact became the primary.")
+    until = serializers.DateTimeField(allow_null=True, help_text="When another took its place; null while in force.")
+    set_by = serializers.CharField(
+        source="set_by.username", allow_null=True, default=None, help_text="The user who made it primary (username)."
+    )
+
+
+class AsOfQuerySerializer(serializers.Serializer):
+    as_of = serializers.DateTimeField(
+        required=False,
+        help_text="An ISO 8601 time (without an offset: the server's time zone); default now.",
+    )
+
+    def validate_as_of(self, value):
+        try:
+            return value.astimezone(datetime.UTC)
+        except OverflowError:  # 0001-01-01T00:00+01:00 is a valid time before year 1 in UTC
+            raise serializers.ValidationError("the time lies beyond the years 1 to 9999 in UTC") from None
+
+
+class HistoryQuerySerializer(serializers.Serializer):
+    role = StrictChoiceField(choices=Role.choices, required=False)
+    scene_id = StrictUUIDField(required=False, help_text="One scene's scene_image history (implies that role).")
+
+    def validate(self, attrs):
+        if attrs.get("scene_id") is not None and attrs.setdefault("role", ROLE_SCENE_IMAGE) != ROLE_SCENE_IMAGE:
+            raise InvalidParameter(f"scene_id goes with role {ROLE_SCENE_IMAGE} only", field="scene_id")
+        return attrs
+
+
+@extend_schema(tags=["stories"])
+class StoryPrimaryViewSet(LimitedBodyMixin, viewsets.GenericViewSet):
+    """What was primary when: each primary link's validity interval, written by the curation
+    service with every change."""
+
+    serializer_class = PrimaryIntervalSerializer
+    pagination_class = CursorPagination
+    cursor_ordering = ("-since", "-id")
+    paged_actions = ("list", "history")
+    query_serializers = {"list": AsOfQuerySerializer, "history": HistoryQuerySerializer}
+
+    def get_queryset(self):
+        return PrimaryInterval.objects.none()  # each action reads through its selector
+
+    def _page(self, intervals):
+        ensure_exists(Story, self.kwargs["story_id"], what="story")
+        page = self.paginate_queryset(intervals)
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+    @extend_schema(
+        summary="What was primary at a time (default now), per role and scene",
+        description=(
+            "The intervals in force at `as_of`: one per role, and per scene for scene_image, newest first. "
+            "`until` is null for what is still primary."
+        ),
+        parameters=[AsOfQuerySerializer],
+        responses={200: PrimaryIntervalSerializer(many=True)},
+    )
+    def list(self, request, story_id):
+        as_of = self.validated_query().get("as_of") or timezone.now()
+        return self._page(selectors.primaries_as_of(story_id, as_of))
+
+    @extend_schema(
+        summary="Every primary interval of the story, newest first",
+        description="Of one role (`role`), or of one scene's scene_image (`scene_id`), when given.",
+        parameters=[HistoryQuerySerializer],
+        responses={200: PrimaryIntervalSerializer(many=True)},
+    )
+    @action(detail=False, methods=["get"])
+    def history(self, request, story_id):
+        return self._page(selectors.primary_history(story_id, **self.validated_query()))

@@ -124,3 +124,56 @@ class StoryArtifactLink(models.Model):
 
     def __str__(self):
         return f"{self.role}{' (primary)' if self.is_primary else ''}: {self.artifact_id}"
+
+
+class PrimaryInterval(models.Model):
+    """When an artifact was the primary of a role (of one scene for scene_image): from
+    ``since`` until ``until`` (null while in force). Written only by
+    ``stories.services.story_set_primary``, in the transaction of the change; one link may be
+    primary several times, so the history is rows of its own, not columns of the link.
+
+    The intervals of one (story, role, scene) never overlap: PostgreSQL's exclusion constraint
+    ``primary_interval_no_overlap`` and SQLite's trigger say so (migration 0004), and both
+    refuse a DELETE and any UPDATE but closing an open interval."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    story = models.ForeignKey(Story, on_delete=models.PROTECT, related_name="primary_intervals", db_index=False)
+    role = models.CharField(max_length=20, choices=Role.choices)
+    scene = models.ForeignKey(Scene, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False)
+    artifact = models.ForeignKey("artifacts.Artifact", on_delete=models.PROTECT, related_name="+")
+    since = models.DateTimeField()
+    until = models.DateTimeField(null=True, blank=True)
+    set_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["story_id", "-since", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(until__isnull=True) | Q(until__gt=models.F("since")),
+                name="primary_interval_until_after_since",
+            ),
+            # One interval in force per (story, role, scene); two indexes because NULL scenes are distinct.
+            models.UniqueConstraint(
+                fields=["story", "role"],
+                condition=Q(until__isnull=True, scene__isnull=True),
+                name="primary_interval_one_open_per_role",
+            ),
+            models.UniqueConstraint(
+                fields=["story", "role", "scene"],
+                condition=Q(until__isnull=True, scene__isnull=False),
+                name="primary_interval_one_open_per_scene",
+            ),
+        ]
+        indexes = [
+            # The story's history newest first, and what was primary at a time (since <= t).
+            models.Index(fields=["story", "-since", "-id"], name="primary_interval_story_idx"),
+            # One role's history newest first.
+            models.Index(fields=["story", "role", "-since", "-id"], name="primary_interval_role_idx"),
+            # One scene's (scene_image) history newest first; the scene's foreign-key index too.
+            models.Index(fields=["scene", "-since", "-id"], name="primary_interval_scene_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.role}: {self.artifact_id} from {self.since:%Y-%m-%d %H:%M} to {self.until or 'now'}"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from kernel.lookups import get_or_not_found
 
-from .models import STORY_REFERENCE_FOR_ROLE, Scene, Story, StoryArtifactLink
+from .models import STORY_REFERENCE_FOR_ROLE, PrimaryInterval, Scene, Story, StoryArtifactLink
 
 
 def story_primaries(story_id) -> QuerySet:
@@ -111,3 +111,35 @@ def story_reference_drifts(story_ids) -> list[ReferenceDrift]:
             if stored[story_id][field] != primary:
                 drifts.append(ReferenceDrift(story_id, role, field, stored[story_id][field], primary))
     return drifts
+
+
+_INTERVAL_COLUMNS = ("id", "role", "scene_id", "artifact_id", "since", "until", "set_by__username")
+
+
+def primary_intervals() -> QuerySet:
+    """Primary intervals with their setter's name (one join), newest first."""
+    return PrimaryInterval.objects.select_related("set_by").only(*_INTERVAL_COLUMNS).order_by("-since", "-id")
+
+
+def primaries_as_of(story_id, moment) -> QuerySet:
+    """What was primary at ``moment``: the intervals that began at or before it and had not
+    ended (primary_interval_story_idx: the story's intervals from ``moment`` back)."""
+    return (
+        primary_intervals()
+        .filter(story_id=story_id, since__lte=moment)
+        .filter(Q(until__isnull=True) | Q(until__gt=moment))
+    )
+
+
+def primary_history(story_id, *, role: str | None = None, scene_id=None) -> QuerySet:
+    """The story's primary intervals, newest first, of one role (and scene) when given
+    (primary_interval_story_idx; with a role, primary_interval_role_idx; with a scene,
+    primary_interval_scene_idx: a scene's intervals are its story's, so a scene of another
+    story has none here)."""
+    if scene_id is not None:
+        if not Scene.objects.filter(pk=scene_id, story_id=story_id).exists():
+            return PrimaryInterval.objects.none()
+        # Only scene_image intervals have a scene: the role needs no filter of its own.
+        return primary_intervals().filter(scene_id=scene_id)
+    intervals = primary_intervals().filter(story_id=story_id)
+    return intervals if role is None else intervals.filter(role=role)

@@ -8,6 +8,7 @@ through ``kernel.locks``, in its fixed order.
 from __future__ import annotations
 
 from contextlib import contextmanager
+from datetime import timedelta
 
 from django.db import IntegrityError, transaction
 from django.db.models import Max
@@ -30,7 +31,16 @@ from kernel.lookups import get_or_not_found, parse_uuid
 from kernel.transactions import atomic_write
 
 from . import selectors
-from .models import KIND_FOR_ROLE, ROLE_SCENE_IMAGE, STORY_REFERENCE_FOR_ROLE, Role, Scene, Story, StoryArtifactLink
+from .models import (
+    KIND_FOR_ROLE,
+    ROLE_SCENE_IMAGE,
+    STORY_REFERENCE_FOR_ROLE,
+    PrimaryInterval,
+    Role,
+    Scene,
+    Story,
+    StoryArtifactLink,
+)
 
 STORY_EDITABLE_FIELDS = frozenset({"title", "description"})
 SCENE_EDITABLE_FIELDS = frozenset({"title", "source_text", "position"})
@@ -249,6 +259,8 @@ def story_set_primary(*, story_id, role: str, artifact_id, scene_id=None, actor=
         StoryArtifactLink.objects.filter(pk=link.pk).update(is_primary=True)
         link.is_primary = True
 
+    _primary_interval_open(story_id=story.pk, role=role, scene_id=scene_pk, artifact_id=artifact.pk, user=user)
+
     reference = STORY_REFERENCE_FOR_ROLE.get(role)
     if reference is not None:
         setattr(story, reference, artifact)
@@ -266,6 +278,22 @@ def story_set_primary(*, story_id, role: str, artifact_id, scene_id=None, actor=
         to_value={"role": role, "scene_id": str(scene_pk) if scene_pk else None, "artifact_id": str(artifact.pk)},
     )
     return link
+
+
+def _primary_interval_open(*, story_id, role: str, scene_id, artifact_id, user) -> PrimaryInterval:
+    """Close the role's interval in force and open the new primary's, at one instant (primary
+    history, SPEC §13). Called by ``story_set_primary`` under its story lock, so changes of one
+    story follow one another; a clock that went back still gives a later instant than the
+    interval it closes (the database refuses ``until <= since`` and overlaps)."""
+    since = timezone.now()
+    previous = PrimaryInterval.objects.filter(story_id=story_id, role=role, scene_id=scene_id, until__isnull=True)
+    opened = previous.values_list("since", flat=True).first()
+    if opened is not None:
+        since = max(since, opened + timedelta(microseconds=1))
+        previous.update(until=since)
+    return PrimaryInterval.objects.create(
+        story_id=story_id, role=role, scene_id=scene_id, artifact_id=artifact_id, since=since, set_by=user
+    )
 
 
 @atomic_write

@@ -1,5 +1,6 @@
 """Shared fixtures: small real objects made through the services, never mocks."""
 
+import importlib
 import io
 import os
 import wave
@@ -9,7 +10,7 @@ from django.contrib.auth.models import Permission, User
 from django.db import connection
 
 from artifacts import services as artifact_services
-from artifacts.migrations._immutability import SQLITE_NO_DELETE
+from artifacts.migrations._immutability import SQLITE_NO_DELETE as ARTIFACT_NO_DELETE
 from artifacts.services import ArtifactService
 from stories import services as story_services
 
@@ -18,6 +19,12 @@ PNG_BYTES = (
     b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
     b"\x00\x00\x00\rIDATx\x9cc\xf8\xcf\xc0\xf0\x1f\x00\x05\x00\x01\xff\x89\x99=\x1d\x00\x00\x00\x00IEND\xaeB`\x82"
 )
+
+# Every append-only table's SQLite no-delete trigger, named <table>_no_delete.
+SQLITE_NO_DELETE = {
+    **ARTIFACT_NO_DELETE,
+    **importlib.import_module("stories.migrations.0004_primary_history").SQLITE_NO_DELETE,
+}
 
 
 def _wav() -> bytes:

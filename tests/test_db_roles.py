@@ -161,6 +161,10 @@ def test_service_role_reads_inserts_and_updates(roles, story):
         ),
         ("DELETE FROM stories_storyartifactlink", "permission denied for table stories_storyartifactlink"),
         ("DELETE FROM stories_scene", "permission denied for table stories_scene"),
+        # Primary history: an open interval is closed (UPDATE of until), nothing else.
+        ("DELETE FROM stories_primaryinterval", "permission denied for table stories_primaryinterval"),
+        ("UPDATE stories_primaryinterval SET since = now()", "permission denied for table stories_primaryinterval"),
+        ("TRUNCATE stories_primaryinterval", "permission denied for table stories_primaryinterval"),
         ("DELETE FROM runs_run", "permission denied for table runs_run"),
         # Only the owner migrates.
         ("DELETE FROM django_migrations", "permission denied for table django_migrations"),
@@ -217,6 +221,9 @@ def test_owner_owns_everything_the_service_owns_nothing(roles):
             " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'S')"
             " UNION SELECT DISTINCT pg_get_userbyid(p.proowner) FROM pg_proc p"
             " JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'public'"
+            # An extension's functions (btree_gist's) stay its own, made by the superuser.
+            " AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass"
+            " AND d.objid = p.oid AND d.deptype = 'e')"
         )
         assert cursor.fetchall() == [(roles.owner,)]
         cursor.execute("SELECT rolsuper, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = %s", [roles.service])

@@ -36,7 +36,12 @@ INSERT_ONLY = frozenset({"artifacts_artifactrelation", "artifacts_auditevent", "
 UPDATE_COLUMNS = {
     "artifacts_artifact": ("lifecycle_state", "payload", "content", "pruned_at"),
     "stories_storyartifactlink": ("is_primary",),
+    # Primary history: an open interval is closed, nothing else (its trigger says so too).
+    "stories_primaryinterval": ("until",),
 }
+# Extensions the migrations use that the owner, without CREATE on the database, cannot
+# create: made here, as the superuser; their objects stay the extension's.
+EXTENSIONS = ("btree_gist",)
 # What Django deletes itself: expired sessions and logouts, regenerated API tokens, and a
 # user deleted in the admin with their group and permission rows and admin log entries.
 DELETE_ALLOWED = frozenset(
@@ -230,6 +235,8 @@ class Command(RequestIdCommand):
             sql.SQL("GRANT USAGE, CREATE ON SCHEMA {} TO {}").format(schema, owner_id),
             sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema, service_id),
         ]
+
+        statements += [sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(sql.Identifier(name)) for name in EXTENSIONS]
 
         cursor.execute(RELATIONS_TO_ADOPT, [SCHEMA, owner])
         for relkind, name in cursor.fetchall():
