@@ -48,8 +48,8 @@ from kernel.errors import UnknownType
 from kernel.lookups import ensure_exists
 from stories.models import Scene, Story
 
+from . import compare, selectors, services
 from . import lineage as lineage_walk
-from . import selectors, services
 from .content import content_response
 from .models import Artifact, ArtifactRelation, LifecycleState, RelationType
 from .payloads import ARTIFACT_TYPES, KINDS, MEDIA_KINDS, SCOPE_SCENE, SCOPE_STORY, get_type
@@ -562,6 +562,37 @@ class TransitionSerializer(serializers.Serializer):
     )
 
 
+class DiffQuerySerializer(serializers.Serializer):
+    to = StrictUUIDField(
+        help_text="The artifact to compare with: another version of the stream, or any artifact of the same type."
+    )
+
+
+_PATCH_OPERATION = {
+    "type": "object",
+    "required": ["op", "path"],
+    "properties": {
+        "op": {"type": "string", "enum": ["add", "remove", "replace", "move", "copy", "test"]},
+        "path": {"type": "string", "description": "A JSON Pointer (RFC 6901) into the payload."},
+        "from": {"type": "string", "description": "For move and copy: where the value comes from."},
+        "value": {"description": "For add, replace and test: any JSON value."},
+    },
+}
+
+
+class DiffSerializer(serializers.Serializer):
+    """How the payload of one artifact becomes another's."""
+
+    from_artifact_id = serializers.UUIDField()
+    to_artifact_id = serializers.UUIDField()
+    patch = _with_schema(
+        serializers.JSONField,
+        {"type": "array", "items": _PATCH_OPERATION},
+        help_text="An RFC 6902 JSON Patch: applied to the payload of `from`, it gives the payload of `to` exactly.",
+    )
+    content_changed = serializers.BooleanField(help_text="The two artifacts' stored bytes differ (media kinds).")
+
+
 class RelationSerializer(StrictModelSerializer):
     relation_id = serializers.UUIDField(source="id", read_only=True)
     from_artifact_id = serializers.UUIDField(read_only=True)
@@ -857,6 +888,7 @@ class ArtifactViewSet(LimitedBodyMixin, mixins.RetrieveModelMixin, viewsets.Gene
         "lineage": LineageQuerySerializer,
         "provenance": LineageQuerySerializer,
         "versions": FieldsQuerySerializer,
+        "diff": DiffQuerySerializer,
     }
     # Set per action through @action(...): the ordering of a paginated action and the
     # permission a POST action needs.
@@ -930,6 +962,24 @@ class ArtifactViewSet(LimitedBodyMixin, mixins.RetrieveModelMixin, viewsets.Gene
         response = HttpResponse(text, content_type="application/json")
         response["X-Lineage-Truncated"] = "true" if lineage.truncated else "false"
         return response
+
+    @extend_schema(
+        summary="Compare two artifacts of one type: a JSON Patch from this payload to the other's",
+        description=(
+            "`patch` is an RFC 6902 JSON Patch that turns this artifact's payload into the payload of `to` "
+            "(applying it gives that payload exactly; empty when they are equal); `content_changed` says "
+            "whether their stored bytes differ. `to` must be an artifact of the same type: another type is "
+            "400 `invalid_parameter` (`field`: `to`), an id that names nothing 400 `not_found` (`field`: "
+            "`to`), as an id in a body. A pruned side has no payload left: 409 `pruned`."
+        ),
+        parameters=[DiffQuerySerializer],
+        responses={200: DiffSerializer},
+        extensions=error_codes((400, "not_found"), (409, "pruned")),
+    )
+    @action(detail=True, methods=["get"], pagination_class=None)
+    def diff(self, request, artifact_id):
+        query = self.validated_query()
+        return Response(compare.artifact_diff(artifact_id=artifact_id, to_id=query["to"]))
 
     @extend_schema(
         summary="The artifact's bytes",
