@@ -48,7 +48,7 @@ from kernel.errors import UnknownType
 from kernel.lookups import ensure_exists
 from stories.models import Scene, Story
 
-from . import compare, selectors, services
+from . import compare, selectors, services, thumbnails
 from . import lineage as lineage_walk
 from .content import content_response
 from .models import Artifact, ArtifactRelation, LifecycleState, RelationType
@@ -443,6 +443,15 @@ class LineageQuerySerializer(serializers.Serializer):
         max_value=lineage_walk.MAX_LIMIT,
         default=lineage_walk.DEFAULT_LIMIT,
         help_text="The most nodes returned (the artifact asked about counts); `truncated` says when it cut the walk.",
+    )
+
+
+class ThumbnailQuerySerializer(serializers.Serializer):
+    size = QueryIntegerField(
+        min_value=thumbnails.MIN_SIZE,
+        max_value=thumbnails.MAX_SIZE,
+        default=thumbnails.DEFAULT_SIZE,
+        help_text="The longest side, in pixels: 16 to 1,024.",
     )
 
 
@@ -889,6 +898,7 @@ class ArtifactViewSet(LimitedBodyMixin, mixins.RetrieveModelMixin, viewsets.Gene
         "provenance": LineageQuerySerializer,
         "versions": FieldsQuerySerializer,
         "diff": DiffQuerySerializer,
+        "thumbnail": ThumbnailQuerySerializer,
     }
     # Set per action through @action(...): the ordering of a paginated action and the
     # permission a POST action needs.
@@ -1001,6 +1011,26 @@ class ArtifactViewSet(LimitedBodyMixin, mixins.RetrieveModelMixin, viewsets.Gene
     @action(detail=True, methods=["get"], pagination_class=None, content_negotiation_class=PassThroughNegotiation)
     def content(self, request, artifact_id):
         return content_response(request, selectors.artifact_get(artifact_id))
+
+    @extend_schema(
+        summary="A thumbnail of an image artifact",
+        description=(
+            "A PNG of the image whose longer side is at most `size` pixels (never enlarged), made once per "
+            "content and size and then served from storage, with an `ETag` (`If-None-Match` gives 304). "
+            "409 `not_an_image` for an artifact that is not a raster image (JSON, audio, video, SVG); a "
+            "pruned one's content is gone (410)."
+        ),
+        parameters=[ThumbnailQuerySerializer],
+        responses={
+            (200, thumbnails.MIME_TYPE): OpenApiResponse(_BYTES, description="The thumbnail, with `ETag`."),
+            304: OpenApiResponse(description="Not modified (`If-None-Match` matched the `ETag`)."),
+        },
+        extensions=error_codes("not_an_image", (410, "pruned"), "content_missing"),
+    )
+    @action(detail=True, methods=["get"], pagination_class=None, content_negotiation_class=PassThroughNegotiation)
+    def thumbnail(self, request, artifact_id):
+        size = self.validated_query()["size"]
+        return thumbnails.thumbnail_response(request, selectors.artifact_get(artifact_id), size=size)
 
     @extend_schema(
         summary="Move the artifact along its lifecycle",

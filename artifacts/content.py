@@ -18,15 +18,18 @@ import hashlib
 import logging
 import mimetypes
 import re
+import warnings
 from dataclasses import dataclass
 
 import filetype
+from django.conf import settings
 from django.core.files.base import ContentFile, File
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.http import FileResponse, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.utils.cache import get_conditional_response
 from django.utils.http import quote_etag
+from PIL import Image, UnidentifiedImageError
 
 from kernel import locks
 from kernel.api import error_body
@@ -125,7 +128,50 @@ def prepare_content(content, *, mime_type: str | None, kind: str) -> PreparedCon
     if size == 0:
         raise InvalidContent("content is empty", field="content")
     declared = parse_mime_type(mime_type or getattr(content, "content_type", None))
-    return PreparedContent(content, hasher.hexdigest(), size, _recognized(head, declared=declared, kind=kind))
+    recognized = _recognized(head, declared=declared, kind=kind)
+    if kind == "image":
+        check_image_pixels(content)
+    return PreparedContent(content, hasher.hexdigest(), size, recognized)
+
+
+class TooManyPixels(Exception):
+    """Pillow's own bomb check fired: the header claims over twice its ``MAX_IMAGE_PIXELS``."""
+
+
+def image_size(handle) -> tuple[int, int] | None:
+    """(width, height) from an image's header, never decoding a pixel; None when Pillow does
+    not read the format (an SVG) or the header is broken."""
+    handle.seek(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(handle) as image:
+                return image.size
+        except Image.DecompressionBombError as exc:
+            raise TooManyPixels(str(exc)) from None
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+            return None
+        finally:
+            handle.seek(0)
+
+
+def check_image_pixels(handle) -> None:
+    """Refuse an image whose header claims more pixels than ``ARTIFACT_MAX_IMAGE_PIXELS``
+    (Pillow's ``MAX_IMAGE_PIXELS`` meaning: width x height), before anything is stored, so a
+    few bytes of PNG cannot make a later thumbnail decode gigapixels."""
+    limit = settings.ARTIFACT_MAX_IMAGE_PIXELS
+    try:
+        size = image_size(handle)
+    except TooManyPixels:
+        claimed = "more than twice Pillow's MAX_IMAGE_PIXELS"
+    else:
+        if size is None or size[0] * size[1] <= limit:
+            return
+        claimed = f"{size[0]}x{size[1]} pixels"
+    raise InvalidContent(
+        f"the image claims {claimed}, over the limit of {limit:,} pixels (ARTIFACT_MAX_IMAGE_PIXELS)",
+        field="content",
+    )
 
 
 def store_content(prepared: PreparedContent) -> StoredContent:

@@ -216,6 +216,9 @@ STORAGES = {
 ARTIFACT_MAX_BODY_BYTES = int(os.environ.get("ARTIFACT_MAX_BODY_BYTES", str(5 * 1024 * 1024)))
 DATA_UPLOAD_MAX_MEMORY_SIZE = ARTIFACT_MAX_BODY_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = ARTIFACT_MAX_BODY_BYTES
+# Most pixels (width x height, read from the header) an uploaded image may claim: a few KB of
+# PNG can declare gigapixels that a thumbnail would have to decode (SPEC §13).
+ARTIFACT_MAX_IMAGE_PIXELS = int(os.environ.get("ARTIFACT_MAX_IMAGE_PIXELS", str(50_000_000)))
 
 REST_FRAMEWORK = {
     # Token first: its "WWW-Authenticate: Token" header is what makes an anonymous answer 401.

@@ -22,6 +22,7 @@ from django.views.decorators.http import require_POST
 from rest_framework.authtoken.models import TokenProxy
 
 from artifacts import selectors as artifact_selectors
+from artifacts.admin import thumbnail_tag
 from artifacts.models import Artifact
 from audit import admin as audit_admin
 from audit import selectors as audit_selectors
@@ -45,6 +46,7 @@ from runs.pipeline.admin_views import PipelinePagesMixin
 from . import selectors, services
 from .models import KIND_FOR_ROLE, ROLE_SCENE_IMAGE, STORY_REFERENCE_FOR_ROLE, Role, Scene, Story, StoryArtifactLink
 
+PICKER_THUMBNAIL_SIZE = 64
 # How many candidate artifacts the primary chooser offers per role (and per scene).
 CANDIDATES_PER_ROLE = 8
 CANDIDATES_FETCHED = 300
@@ -212,7 +214,7 @@ class StoryAdmin(PipelinePagesMixin, IndexedSearchMixin, BaseAdmin):
         primaries = {(link.role, link.scene_id): link.artifact for link in selectors.story_primaries(story.pk)}
         candidates = list(
             artifact_selectors.story_media(story.pk).only(
-                "id", "type", "version", "kind", "lifecycle_state", "scene_id", "pruned_at"
+                "id", "type", "version", "kind", "lifecycle_state", "scene_id", "pruned_at", "mime_type"
             )[:CANDIDATES_FETCHED]
         )
         rows = []
@@ -243,7 +245,15 @@ class StoryAdmin(PipelinePagesMixin, IndexedSearchMixin, BaseAdmin):
             "role_label": Role(role).label,
             "scene": scene,
             "primary": primary,
-            "candidates": [{"artifact": a, "value": f"{role}|{a.pk}|{scene.pk if scene else ''}"} for a in offered],
+            "primary_thumbnail": thumbnail_tag(primary, size=PICKER_THUMBNAIL_SIZE) if primary else "",
+            "candidates": [
+                {
+                    "artifact": a,
+                    "value": f"{role}|{a.pk}|{scene.pk if scene else ''}",
+                    "thumbnail": thumbnail_tag(a, size=PICKER_THUMBNAIL_SIZE),
+                }
+                for a in offered
+            ],
         }
 
     def may_choose_primary(self, request, story) -> bool:

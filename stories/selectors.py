@@ -27,6 +27,7 @@ def story_primaries(story_id) -> QuerySet:
             "artifact__kind",
             "artifact__lifecycle_state",
             "artifact__pruned_at",
+            "artifact__mime_type",
         )
     )
 
