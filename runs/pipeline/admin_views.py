@@ -82,7 +82,8 @@ class PipelinePagesMixin:
             rows = [
                 {
                     "node": d.node.name,
-                    "action": ACTION_LABELS[d.action],
+                    # A node with no version yet makes its first: nothing is remade.
+                    "action": "make" if d.action == engine.MAKE and d.latest is None else ACTION_LABELS[d.action],
                     "latest": d.latest,
                     "reasons": d.reasons,
                     "roots": [r for r in d.roots if r not in d.reasons],
@@ -93,7 +94,7 @@ class PipelinePagesMixin:
                 {
                     "scene": scene,
                     "rows": rows,
-                    "remakes": sum(1 for r in rows if r["action"] == "remake"),
+                    "remakes": sum(1 for r in rows if r["action"] in ("make", "remake")),
                     "reuses": sum(1 for r in rows if r["action"] == "reuse"),
                     "refusals": sum(1 for r in rows if r["action"] == "refuse"),
                 }
