@@ -54,15 +54,15 @@ _AUTHORSHIP = (
 def provenance_document(lineage) -> ProvDocument:
     """``lineage``: a ``lineage.Lineage`` (the walk, done by the caller)."""
     document = ProvDocument()
-    for prefix, uri in NAMESPACES.items():
-        document.add_namespace(prefix, uri)
+    namespaces = {prefix: document.add_namespace(prefix, uri) for prefix, uri in NAMESPACES.items()}
+    store = namespaces["store"]  # qualified names for prov:type and prov:role, not strings
     ids = [node.id for node in lineage.nodes]
     authorship = {row["id"]: row for row in Artifact.objects.filter(pk__in=ids).values(*_AUTHORSHIP)}
 
     for node in lineage.nodes:
         row = authorship.get(node.id, {})
         attributes = {
-            "prov:type": "store:Artifact",
+            "prov:type": store["Artifact"],
             "prov:label": f"{node.type} v{node.version}",
             "store:type": node.type,
             "store:version": node.version,
@@ -91,7 +91,7 @@ def provenance_document(lineage) -> ProvDocument:
     generators = {}
     for step_id, row in steps.items():
         attributes = {
-            "prov:type": "store:AgentStep",
+            "prov:type": store["AgentStep"],
             "prov:label": row["created_by_step__node"],
             "store:node": row["created_by_step__node"],
             "store:run": f"run:{row['created_by_step__run_id']}",
@@ -105,7 +105,7 @@ def provenance_document(lineage) -> ProvDocument:
         agent = row["created_by_step__agent"]
         if agent:
             generator = generators.setdefault(agent, f"generator:{agent}")
-            association = {"prov:role": "store:generator"}
+            association = {"prov:role": store["generator"]}
             version = row["created_by_step__input_summary__basis__generator_version"]
             if version is not None:
                 association["store:generator_version"] = str(version)
@@ -113,7 +113,7 @@ def provenance_document(lineage) -> ProvDocument:
         user_id = row["created_by_step__run__triggered_by_id"]
         if user_id is not None:
             document.wasAssociatedWith(
-                f"step:{step_id}", f"user:{user_id}", other_attributes={"prov:role": "store:triggered_run"}
+                f"step:{step_id}", f"user:{user_id}", other_attributes={"prov:role": store["triggered_run"]}
             )
     for agent, identifier in sorted(generators.items()):
         document.agent(identifier, {"prov:type": PROV["SoftwareAgent"], "store:generator": agent})

@@ -24,6 +24,7 @@ from kernel.admin_kit import (
 
 from . import selectors, services
 from .models import AgentStep, Direction, Run, RunArtifactLink, StepStatus
+from .pipeline.nodes import NODES
 
 
 def duration(started_at, finished_at) -> str:
@@ -50,6 +51,8 @@ def step_reasons(step: AgentStep) -> str:
     return reasons or "—"
 
 
+# Inputs listed in the pipeline's stage order, as the explain page lists nodes.
+STAGE_ORDER = {node.name: index for index, node in enumerate(NODES)}
 DECISION_WORDS = {"make": "remade", "reuse": "reused", "refuse": "refused"}
 
 
@@ -67,6 +70,8 @@ def step_why(step: AgentStep) -> dict:
         decision = "reused"
     elif step.status == StepStatus.SUCCEEDED and kept:
         decision = "reused"
+    elif summary.get("decision") == "make" and reasons == ["nothing yet"]:
+        decision = "made"  # the node's first version: nothing was remade
     else:
         decision = DECISION_WORDS.get(summary.get("decision"), "")
     return {"decision": decision, "reasons": reasons, "roots": roots}
@@ -119,6 +124,7 @@ def run_step_rows(run: Run) -> tuple[list[dict], list]:
     rows = []
     for step in steps:
         found = by_step.get(step.pk, {Direction.CONSUMED: [], Direction.PRODUCED: []})
+        found[Direction.CONSUMED].sort(key=lambda a: (STAGE_ORDER.get(a.type, len(STAGE_ORDER)), a.type, a.version))
         rows.append(
             {
                 "step": step,

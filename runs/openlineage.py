@@ -141,7 +141,8 @@ def _sender() -> ThreadPoolExecutor:
 
 def _client_for(url: str) -> OpenLineageClient:
     global _client
-    if _client is None or _client[0] != url:
+    key = f"{url} {settings.OPENLINEAGE_ENDPOINT} {settings.OPENLINEAGE_TIMEOUT}"
+    if _client is None or _client[0] != key:
         config = HttpConfig.from_dict(
             {
                 "url": url,
@@ -150,7 +151,7 @@ def _client_for(url: str) -> OpenLineageClient:
                 "retry": {"total": 0},
             }
         )
-        _client = (url, OpenLineageClient(transport=HttpTransport(config)))
+        _client = (key, OpenLineageClient(transport=HttpTransport(config)))
     return _client[1]
 
 

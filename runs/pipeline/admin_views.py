@@ -29,6 +29,8 @@ from . import driver, engine
 RUN_PERMISSION = f"{Run._meta.app_label}.add_{Run._meta.model_name}"
 # What the pipeline reads of a scene (``story_selectors.scene_for_pipeline``).
 SCENE_COLUMNS = ("id", "story_id", "position", "title", "source_text", "planning_locked")
+# A story's explain page shows this many scenes (in position order), like the primary chooser.
+SCENES_EXPLAINED = 100
 ACTION_LABELS = {engine.MAKE: "remake", engine.REUSE: "reuse", engine.REFUSE: "refuse"}
 
 
@@ -70,19 +72,22 @@ class PipelinePagesMixin:
     def _pipeline_scenes(self, obj) -> list:
         if self.opts.model_name == "scene":
             return [story_selectors.scene_for_pipeline(obj.pk)]
-        return list(story_selectors.story_scenes(obj.pk).only(*SCENE_COLUMNS))
+        return list(story_selectors.story_scenes(obj.pk).only(*SCENE_COLUMNS)[: SCENES_EXPLAINED + 1])
 
     def pipeline_explain_view(self, request, object_id):
         obj = self._pipeline_object(request, object_id)
         force = request.GET.get("force") == "1"
         scenes = self._pipeline_scenes(obj)
+        more = len(scenes) > SCENES_EXPLAINED
+        scenes = scenes[:SCENES_EXPLAINED]
         explained = engine.explain_scenes(scenes, force=force)
         sections = []
         for scene, decisions in zip(scenes, explained, strict=True):
             rows = [
                 {
                     "node": d.node.name,
-                    "action": ACTION_LABELS[d.action],
+                    # A node with no version yet makes its first: nothing is remade.
+                    "action": "make" if d.action == engine.MAKE and d.latest is None else ACTION_LABELS[d.action],
                     "latest": d.latest,
                     "reasons": d.reasons,
                     "roots": [r for r in d.roots if r not in d.reasons],
@@ -93,7 +98,7 @@ class PipelinePagesMixin:
                 {
                     "scene": scene,
                     "rows": rows,
-                    "remakes": sum(1 for r in rows if r["action"] == "remake"),
+                    "remakes": sum(1 for r in rows if r["action"] in ("make", "remake")),
                     "reuses": sum(1 for r in rows if r["action"] == "reuse"),
                     "refusals": sum(1 for r in rows if r["action"] == "refuse"),
                 }
@@ -107,6 +112,8 @@ class PipelinePagesMixin:
             "sections": sections,
             "force": force,
             "is_story": self.opts.model_name == "story",
+            "more_scenes": more,
+            "scenes_explained": SCENES_EXPLAINED,
             **self.pipeline_tools(request, obj),
         }
         return TemplateResponse(request, "admin/runs/pipeline_explain.html", context)

@@ -160,6 +160,8 @@ def test_the_run_page_says_per_step_why_with_its_inputs_and_outputs(viewer, scen
     assert "scene_intent changed (v1 -&gt; v2)" in page  # the reason, in words
     assert '"decision"' not in page and "input_summary" not in page  # never the raw JSON
     assert "decision-reused" in page and "decision-remade" in page
+    first_run = Run.objects.order_by("created_at").first()
+    assert "decision-made" in viewer.get(change_url(first_run)).content.decode()
     plan = Artifact.objects.filter(scene=scene, type="panel_plan").order_by("-version").first()
     assert f'href="/admin/artifacts/artifact/{plan.pk}/change/"' in page
     assert 'class="artifact-thumb"' in page

@@ -175,3 +175,12 @@ def test_queries_are_constant_in_the_size_of_the_graph(reader, story, make_user)
     many, many_entities = _count(reader, first_big.pk)
     assert many_entities > 2 * few_entities
     assert many == few
+
+
+def test_types_and_roles_are_qualified_names(reader, piped_scene):
+    qc = latest(piped_scene, "qc_report")
+    body = json.loads(reader.get(f"/v1/artifacts/{qc.pk}/provenance").content)
+    entity = body["entity"][f"artifact:{qc.pk}"]
+    assert entity["prov:type"] == {"$": "store:Artifact", "type": "xsd:QName"}
+    assert body["prefix"]["store"] == "urn:artifact-store:"
+    assert body["activity"][f"step:{qc.created_by_step_id}"]["store:node"] == "qc_report"

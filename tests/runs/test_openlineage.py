@@ -19,12 +19,14 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 class Receiver:
-    def __init__(self, status: int = 201):
+    def __init__(self, status: int = 201, hold: threading.Event | None = None):
         self.events, self.paths = [], []
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
+                if hold is not None:
+                    hold.wait(timeout=60)
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.paths.append(self.path)
                 receiver.events.append(json.loads(body))
@@ -118,6 +120,23 @@ def test_a_receiver_that_refuses_or_is_gone_never_fails_the_run(settings, scene,
     openlineage.flush(timeout=30)
     assert again.run.status == "succeeded"
     assert "was not delivered" in caplog.text
+
+
+def test_a_receiver_that_hangs_never_holds_the_run(settings, scene):
+    """The receiver answers nothing until released: the run ends meanwhile all the same."""
+    release = threading.Event()
+    hanging = Receiver(hold=release)
+    settings.OPENLINEAGE_URL = hanging.url
+    settings.OPENLINEAGE_TIMEOUT = 60.0
+    try:
+        result = driver.run_scene(scene.pk)
+        assert result.run.status == "succeeded"
+        assert hanging.events == []  # nothing was received yet: the run did not wait for it
+    finally:
+        release.set()
+        openlineage.flush(timeout=60)
+        hanging.close()
+    assert [e["eventType"] for e in hanging.events] == ["START", "COMPLETE"]
 
 
 def test_without_a_url_nothing_is_sent(settings, scene):
