@@ -113,12 +113,25 @@ def story_reference_drifts(story_ids) -> list[ReferenceDrift]:
     return drifts
 
 
-_INTERVAL_COLUMNS = ("id", "role", "scene_id", "artifact_id", "since", "until", "set_by__username")
+_INTERVAL_COLUMNS = (
+    "id",
+    "role",
+    "scene_id",
+    "artifact_id",
+    "since",
+    "until",
+    "set_by__username",
+    "artifact__type",
+    "artifact__version",
+)
 
 
 def primary_intervals() -> QuerySet:
-    """Primary intervals with their setter's name (one join), newest first."""
-    return PrimaryInterval.objects.select_related("set_by").only(*_INTERVAL_COLUMNS).order_by("-since", "-id")
+    """Primary intervals with their setter's name and their artifact's type and version (two
+    joins by primary key), newest first."""
+    return (
+        PrimaryInterval.objects.select_related("set_by", "artifact").only(*_INTERVAL_COLUMNS).order_by("-since", "-id")
+    )
 
 
 def primaries_as_of(story_id, moment) -> QuerySet:
