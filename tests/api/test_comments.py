@@ -1,14 +1,17 @@
 """Comments (SPEC §13): the API, the services' rules, and what the database refuses whatever
 the client (a comment is never edited or deleted, only resolved once)."""
 
+import threading
+
 import pytest
 from django.contrib.auth.models import Group
 from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from comments import services
+from comments import selectors, services
 from comments.models import Comment
-from tests.api.conftest import assert_error
+from tests.api.conftest import assert_error, client_for
+from tests.conftest import SCENE_INTENT
 
 pytestmark = pytest.mark.django_db
 
@@ -157,3 +160,55 @@ def test_resolving_is_one_conditional_update(comment, commenter, make_user):
     first = services.comment_resolve(comment_id=comment.pk, actor=commenter)
     second = services.comment_resolve(comment_id=comment.pk, actor=make_user("late"))
     assert (second.resolved_by, second.resolved_at) == (commenter, first.resolved_at)
+
+
+# -- PostgreSQL: the thread's index, and two editors resolving at once -----------------------
+
+
+@pytest.mark.postgres_only
+def test_the_thread_is_read_on_its_index(intent, commenter, service):
+    """Threads of many artifacts (on one, every index costs the same)."""
+    artifacts = [intent] + [
+        service.create_artifact(intent.scene_id, "scene_intent", {**SCENE_INTENT, "n": n}) for n in range(15)
+    ]
+    Comment.objects.bulk_create(
+        Comment(artifact=artifact, author=commenter, body=f"c{n}") for artifact in artifacts for n in range(100)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE comments_comment")
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        sql, params = selectors.artifact_thread(intent.pk)[:50].query.sql_with_params()
+        cursor.execute(f"EXPLAIN {sql}", params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "Index Scan using comment_thread_idx" in plan, plan
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_two_editors_resolving_at_once_both_see_it_resolved_once(intent, make_user):
+    first, second = make_user("first"), make_user("second")
+    for user in (first, second):
+        user.groups.add(Group.objects.get(name="editors"))
+    comment = services.comment_create(artifact_id=intent.pk, body="Race me.", actor=first)
+    barrier = threading.Barrier(2)
+    answers, errors = [None, None], []
+
+    def resolve(index, user):
+        try:
+            client = client_for(user)
+            barrier.wait(10)
+            answers[index] = client.post(f"/v1/comments/{comment.pk}/resolve")
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=resolve, args=(i, u)) for i, u in enumerate((first, second))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert [a.status_code for a in answers] == [200, 200]
+    assert answers[0].json() == answers[1].json()  # one resolution, both told the same
+    assert answers[0].json()["resolved_by"] in ("first", "second")
