@@ -26,6 +26,7 @@ from django.views.decorators.http import require_POST
 from artifacts import services as artifact_services
 from audit import admin as audit_admin
 from audit import selectors as audit_selectors
+from comments import admin as comments_admin
 from kernel.admin_kit import (
     BULK_ACTION_LIMIT,
     BaseAdmin,
@@ -352,6 +353,7 @@ class ArtifactAdmin(IndexedSearchMixin, BaseAdmin):
             if can_change
             else [],
             "can_edit_payload": self._payload_editable(request, artifact),
+            **comments_admin.thread_context(request, artifact),
         }
 
     @staticmethod

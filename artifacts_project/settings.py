@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "artifacts",
     "stories",
     "runs",
+    "comments",
     "operations",
 ]
 

@@ -9,6 +9,7 @@ from django.views.decorators.http import require_safe
 from rest_framework.routers import SimpleRouter
 
 from artifacts.api import ArtifactTypeViewSet, ArtifactViewSet, SceneArtifactViewSet, StoryArtifactViewSet
+from comments.api import ArtifactCommentViewSet, CommentViewSet
 from kernel.api import RETRY_AFTER_SECONDS, DocsView, SchemaView, UnknownEndpoint
 from runs.api import RunArtifactViewSet, RunStepViewSet, RunViewSet, ScenePipelineView, StoryPipelineView
 from stories.api import SceneViewSet, StoryLinkViewSet, StoryPrimaryViewSet, StorySceneViewSet, StoryViewSet
@@ -42,7 +43,9 @@ def landing(request):
 def _v1_router(trailing_slash: bool) -> SimpleRouter:
     router = SimpleRouter(trailing_slash=trailing_slash, use_regex_path=False)
     router.register("artifact-types", ArtifactTypeViewSet, basename="artifact-type")
+    router.register("artifacts/<uuid:artifact_id>/comments", ArtifactCommentViewSet, basename="artifact-comment")
     router.register("artifacts", ArtifactViewSet, basename="artifact")
+    router.register("comments", CommentViewSet, basename="comment")
     router.register("scenes/<uuid:scene_id>/artifacts", SceneArtifactViewSet, basename="scene-artifact")
     router.register("stories/<uuid:story_id>/artifacts", StoryArtifactViewSet, basename="story-artifact")
     router.register("stories/<uuid:story_id>/scenes", StorySceneViewSet, basename="story-scene")

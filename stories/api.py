@@ -21,12 +21,12 @@ from kernel.api import (
 )
 from kernel.api_defaults import CursorPagination
 from kernel.api_schema import error_codes
-from kernel.errors import AlreadyLocked, InvalidParameter, NotLocked
+from kernel.errors import AlreadyLocked, NotLocked
 from kernel.input_limits import INT_MAX
 from kernel.lookups import ensure_exists, get_or_not_found
 
 from . import selectors, services
-from .models import ROLE_SCENE_IMAGE, PrimaryInterval, Role, Scene, Story, StoryArtifactLink
+from .models import PrimaryInterval, Role, Scene, Story, StoryArtifactLink
 
 
 class StorySerializer(StrictModelSerializer):
@@ -323,12 +323,11 @@ class AsOfQuerySerializer(serializers.Serializer):
 
 class HistoryQuerySerializer(serializers.Serializer):
     role = StrictChoiceField(choices=Role.choices, required=False)
-    scene_id = StrictUUIDField(required=False, help_text="One scene's scene_image history (implies that role).")
-
-    def validate(self, attrs):
-        if attrs.get("scene_id") is not None and attrs.setdefault("role", ROLE_SCENE_IMAGE) != ROLE_SCENE_IMAGE:
-            raise InvalidParameter(f"scene_id goes with role {ROLE_SCENE_IMAGE} only", field="scene_id")
-        return attrs
+    scene_id = StrictUUIDField(
+        required=False,
+        help_text="One scene's history: its scene_image intervals (with another role, none: only scene_image "
+        "has a scene).",
+    )
 
 
 @extend_schema(tags=["stories"])

@@ -8,7 +8,7 @@ from django.db.models import Q, QuerySet
 
 from kernel.lookups import get_or_not_found
 
-from .models import STORY_REFERENCE_FOR_ROLE, PrimaryInterval, Scene, Story, StoryArtifactLink
+from .models import ROLE_SCENE_IMAGE, STORY_REFERENCE_FOR_ROLE, PrimaryInterval, Scene, Story, StoryArtifactLink
 
 
 def story_primaries(story_id) -> QuerySet:
@@ -114,12 +114,25 @@ def story_reference_drifts(story_ids) -> list[ReferenceDrift]:
     return drifts
 
 
-_INTERVAL_COLUMNS = ("id", "role", "scene_id", "artifact_id", "since", "until", "set_by__username")
+_INTERVAL_COLUMNS = (
+    "id",
+    "role",
+    "scene_id",
+    "artifact_id",
+    "since",
+    "until",
+    "set_by__username",
+    "artifact__type",
+    "artifact__version",
+)
 
 
 def primary_intervals() -> QuerySet:
-    """Primary intervals with their setter's name (one join), newest first."""
-    return PrimaryInterval.objects.select_related("set_by").only(*_INTERVAL_COLUMNS).order_by("-since", "-id")
+    """Primary intervals with their setter's name and their artifact's type and version (two
+    joins by primary key), newest first."""
+    return (
+        PrimaryInterval.objects.select_related("set_by", "artifact").only(*_INTERVAL_COLUMNS).order_by("-since", "-id")
+    )
 
 
 def primaries_as_of(story_id, moment) -> QuerySet:
@@ -136,9 +149,9 @@ def primary_history(story_id, *, role: str | None = None, scene_id=None) -> Quer
     """The story's primary intervals, newest first, of one role (and scene) when given
     (primary_interval_story_idx; with a role, primary_interval_role_idx; with a scene,
     primary_interval_scene_idx: a scene's intervals are its story's, so a scene of another
-    story has none here)."""
+    story has none here, nor has a role other than scene_image)."""
     if scene_id is not None:
-        if not Scene.objects.filter(pk=scene_id, story_id=story_id).exists():
+        if role not in (None, ROLE_SCENE_IMAGE) or not Scene.objects.filter(pk=scene_id, story_id=story_id).exists():
             return PrimaryInterval.objects.none()
         # Only scene_image intervals have a scene: the role needs no filter of its own.
         return primary_intervals().filter(scene_id=scene_id)

@@ -24,6 +24,7 @@ PNG_BYTES = (
 SQLITE_NO_DELETE = {
     **ARTIFACT_NO_DELETE,
     **importlib.import_module("stories.migrations.0004_primary_history").SQLITE_NO_DELETE,
+    **importlib.import_module("comments.migrations.0002_immutable_and_editors").SQLITE_NO_DELETE,
 }
 
 

@@ -165,6 +165,10 @@ def test_service_role_reads_inserts_and_updates(roles, story):
         ("DELETE FROM stories_primaryinterval", "permission denied for table stories_primaryinterval"),
         ("UPDATE stories_primaryinterval SET since = now()", "permission denied for table stories_primaryinterval"),
         ("TRUNCATE stories_primaryinterval", "permission denied for table stories_primaryinterval"),
+        # Comments: resolved (UPDATE of the resolution columns), never edited or deleted.
+        ("DELETE FROM comments_comment", "permission denied for table comments_comment"),
+        ("UPDATE comments_comment SET body = 'x'", "permission denied for table comments_comment"),
+        ("TRUNCATE comments_comment", "permission denied for table comments_comment"),
         ("DELETE FROM runs_run", "permission denied for table runs_run"),
         # Only the owner migrates.
         ("DELETE FROM django_migrations", "permission denied for table django_migrations"),

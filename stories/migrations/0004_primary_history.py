@@ -21,7 +21,7 @@ import datetime
 import django.db.models.deletion
 import uuid
 from django.conf import settings
-from django.db import migrations, models
+from django.db import DatabaseError, migrations, models, transaction
 
 SQLITE_NO_DELETE = {
     "stories_primaryinterval": """CREATE TRIGGER stories_primaryinterval_no_delete BEFORE DELETE ON stories_primaryinterval
@@ -48,7 +48,6 @@ SQLITE_REVERSE = [
 ]
 # restrict_violation (SQLSTATE 23001) surfaces in Django as an IntegrityError.
 POSTGRES_FORWARD = [
-    "CREATE EXTENSION IF NOT EXISTS btree_gist",
     """ALTER TABLE stories_primaryinterval ADD CONSTRAINT primary_interval_no_overlap EXCLUDE USING gist (
          story_id WITH =, role WITH =,
          (COALESCE(scene_id, '00000000-0000-0000-0000-000000000000'::uuid)) WITH =,
@@ -82,8 +81,27 @@ POSTGRES_REVERSE = [
 TICK = datetime.timedelta(microseconds=1)
 
 
+def _btree_gist(schema_editor):
+    """The extension, made here when this role may (a superuser: the test suite, a database
+    without the two roles); else it must be there already, made by ``create_db_roles``."""
+    with schema_editor.connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_extension WHERE extname = 'btree_gist'")
+        if cursor.fetchone():
+            return
+        try:
+            with transaction.atomic(using=schema_editor.connection.alias):
+                cursor.execute("CREATE EXTENSION btree_gist")
+        except DatabaseError as exc:
+            raise RuntimeError(
+                "stories 0004 needs the PostgreSQL extension btree_gist, which this role may not create: run "
+                "`manage.py create_db_roles` as a superuser first (it creates it), then migrate again"
+            ) from exc
+
+
 def _run(statements_by_vendor):
     def apply(apps, schema_editor):
+        if schema_editor.connection.vendor == "postgresql" and statements_by_vendor.get("postgresql") is POSTGRES_FORWARD:
+            _btree_gist(schema_editor)
         for statement in statements_by_vendor.get(schema_editor.connection.vendor, []):
             schema_editor.execute(statement, params=None)  # the SQL holds literal % signs
 

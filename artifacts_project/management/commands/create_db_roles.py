@@ -38,6 +38,8 @@ UPDATE_COLUMNS = {
     "stories_storyartifactlink": ("is_primary",),
     # Primary history: an open interval is closed, nothing else (its trigger says so too).
     "stories_primaryinterval": ("until",),
+    # Comments: resolved, never edited (its trigger says so too); never deleted.
+    "comments_comment": ("resolved_at", "resolved_by_id"),
 }
 # Extensions the migrations use that the owner, without CREATE on the database, cannot
 # create: made here, as the superuser; their objects stay the extension's.
