@@ -439,6 +439,21 @@ class ArtifactAdmin(IndexedSearchMixin, BaseAdmin):
             "latest_version": latest,
             "branch_notice": latest.pk != artifact.pk and not artifact.is_pruned,
             "can_restore": self._can_restore(request, artifact, latest),
+            "planning_lock": self._planning_lock(request, artifact),
+        }
+
+    @staticmethod
+    def _planning_lock(request, artifact) -> dict | None:
+        """What the page of a planning artifact says of its scene's lock (SPEC §13): who took it,
+        since when, and whether this editor may edit through it."""
+        scene = artifact.scene
+        if scene is None or not scene.planning_locked or not ARTIFACT_TYPES[artifact.type].planning:
+            return None
+        return {
+            "scene": scene,
+            "by": scene.planning_locked_by,  # read only for a locked scene's planning artifact
+            "since": scene.planning_locked_at,
+            "may_override": request.user.has_perm("artifacts.override_planning_lock"),
         }
 
     def _can_restore(self, request, artifact, latest) -> bool:

@@ -106,3 +106,18 @@ def test_restore_from_the_compare_page(server, page):
         hex_id(page.url.split("/artifact/")[1].split("/")[0]),
     )
     assert len(rows) == 2 and rows[0] == rows[1]  # the same stored bytes
+
+
+def test_a_planning_artifact_of_a_locked_scene_says_so(server, page):
+    ids = server["ids"]
+    page.goto(artifact_url(ids["wb_locked_plan"]))
+    notice = page.locator(".planning-lock-notice")
+    text = notice.inner_text()
+    assert "Planning is locked on scene #4 Quay" in text
+    assert f"locked by {ids['username']} since " in text
+    assert "artifacts.override_planning_lock), which you have" in text
+    assert "kept, not remade" in text
+    notice.scroll_into_view_if_needed()
+    shot(page, "wb-06-planning-lock-notice")
+    page.click(".planning-lock-notice a")
+    page.wait_for_url(f"**/admin/stories/scene/{ids['wb_locked_scene']}/change/")
