@@ -474,8 +474,8 @@ class ArtifactAdmin(IndexedSearchMixin, BaseAdmin):
         return require_POST(self._revert)(request, object_id)
 
     def _revert(self, request, object_id):
-        """ "Restore this version": the next version of the stream with this one's payload and
-        content, through the service; lands on the new version."""
+        """The button "Restore this version": the next version of the stream with this one's
+        payload and content, through the service; lands on the new version."""
         artifact = self._get_viewable(request, object_id)
         if not request.user.has_perm(f"{self.opts.app_label}.add_{self.opts.model_name}"):
             raise PermissionDenied
@@ -519,8 +519,6 @@ class ArtifactAdmin(IndexedSearchMixin, BaseAdmin):
                 "second_media": compare.media_side(second),
                 "content_changed": first.content_sha256 != second.content_sha256,
                 "restorable": [side for side in (first, second) if self._restorable(request, side)],
-                "same_stream": (first.story_id, first.scene_id, first.type)
-                == (second.story_id, second.scene_id, second.type),
             }
         )
         return TemplateResponse(request, "admin/artifacts/artifact/compare.html", context)
