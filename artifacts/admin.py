@@ -136,6 +136,9 @@ class ArtifactAdmin(IndexedSearchMixin, BaseAdmin):
     form = ArtifactPayloadForm
     change_form_template = "admin/artifacts/artifact/change_form.html"
 
+    class Media:
+        css = {"all": ("artifacts/admin/compare.css",)}  # the workbench's notices and links
+
     list_display = (
         "short_id",
         "thumbnail_column",
@@ -369,6 +372,7 @@ class ArtifactAdmin(IndexedSearchMixin, BaseAdmin):
         wrap = self.admin_site.admin_view
         return [
             path("<path:object_id>/compare/<str:other_id>/", wrap(self.compare_view), name=f"{prefix}_compare"),
+            path("<path:object_id>/revert/", wrap(self.revert_view), name=f"{prefix}_revert"),
             path("<path:object_id>/content/", wrap(self.content_view), name=f"{prefix}_content"),
             path("<path:object_id>/thumbnail/", wrap(self.thumbnail_view), name=f"{prefix}_thumbnail"),
             path("<path:object_id>/lineage/", wrap(self.lineage_view), name=f"{prefix}_lineage"),
@@ -464,10 +468,66 @@ class ArtifactAdmin(IndexedSearchMixin, BaseAdmin):
             oldest = versions[-1].version
             ids.append(selectors.stream_of(artifact).filter(version=oldest - 1).values_list("pk", flat=True).first())
         previous = dict(zip(ids, ids[1:], strict=False))
+        latest = versions[0] if versions else artifact
         return {
             "compare_previous": [(version, previous.get(version.pk)) for version in versions],
             "compare_primary_id": compare.primary_of_role(artifact),
+            "latest_version": latest,
+            "branch_notice": latest.pk != artifact.pk and not artifact.is_pruned,
+            "can_restore": self._can_restore(request, artifact, latest),
+            "planning_lock": self._planning_lock(request, artifact),
         }
+
+    @staticmethod
+    def _planning_lock(request, artifact) -> dict | None:
+        """What the page of a planning artifact says of its scene's lock (SPEC §13): who took it,
+        since when, and whether this editor may edit through it."""
+        scene = artifact.scene
+        if scene is None or not scene.planning_locked or not ARTIFACT_TYPES[artifact.type].planning:
+            return None
+        return {
+            "scene": scene,
+            "by": scene.planning_locked_by,  # read only for a locked scene's planning artifact
+            "since": scene.planning_locked_at,
+            "may_override": request.user.has_perm("artifacts.override_planning_lock"),
+        }
+
+    def _can_restore(self, request, artifact, latest) -> bool:
+        # The API's restore needs the add permission (a restore creates a version).
+        return (
+            latest.pk != artifact.pk
+            and not artifact.is_pruned
+            and request.user.has_perm(f"{self.opts.app_label}.add_{self.opts.model_name}")
+        )
+
+    def _restorable(self, request, artifact) -> bool:
+        latest = selectors.stream_latest(
+            story_id=artifact.story_id, scene_id=artifact.scene_id, type=artifact.type, fields=("id",)
+        )
+        return self._can_restore(request, artifact, latest)
+
+    def revert_view(self, request, object_id):
+        return require_POST(self._revert)(request, object_id)
+
+    def _revert(self, request, object_id):
+        """The button "Restore this version": the next version of the stream with this one's
+        payload and content, through the service; lands on the new version."""
+        artifact = self._get_viewable(request, object_id)
+        if not request.user.has_perm(f"{self.opts.app_label}.add_{self.opts.model_name}"):
+            raise PermissionDenied
+        try:
+            restored = artifact_services.artifact_revert(
+                artifact_id=artifact.pk, actor=request.user, request_id=request.request_id
+            )
+        except ArtifactError as exc:
+            messages.error(request, f"Not restored ({exc.code}): {exc.message}")
+            return HttpResponseRedirect(admin_url(artifact))
+        messages.success(
+            request,
+            f"Restored v{artifact.version} as {restored.type} v{restored.version} "
+            f"(parent v{restored.version - 1}, the latest until now); v{artifact.version} is unchanged.",
+        )
+        return HttpResponseRedirect(admin_url(restored))
 
     def compare_view(self, request, object_id, other_id):
         """Two artifacts of one type side by side: the payloads' changed fields, the media."""
@@ -494,8 +554,7 @@ class ArtifactAdmin(IndexedSearchMixin, BaseAdmin):
                 "first_media": compare.media_side(first),
                 "second_media": compare.media_side(second),
                 "content_changed": first.content_sha256 != second.content_sha256,
-                "same_stream": (first.story_id, first.scene_id, first.type)
-                == (second.story_id, second.scene_id, second.type),
+                "restorable": [side for side in (first, second) if self._restorable(request, side)],
             }
         )
         return TemplateResponse(request, "admin/artifacts/artifact/compare.html", context)

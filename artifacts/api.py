@@ -992,6 +992,27 @@ class ArtifactViewSet(LimitedBodyMixin, mixins.RetrieveModelMixin, viewsets.Gene
         return Response(compare.artifact_diff(artifact_id=artifact_id, to_id=query["to"]))
 
     @extend_schema(
+        summary="Restore this version: the next version of its stream, with its payload and content",
+        description=(
+            "Makes version N+1 of the artifact's stream with this artifact's payload and content (the same "
+            "stored bytes, not a copy), its parent the stream's latest version, `intermediate`; the audit "
+            "trail records a `revert` naming the version restored. The pipeline then keeps it, as an edit, "
+            "and remakes what lies downstream. No body. 409 `already_latest` when this is the latest version "
+            "(a restore would repeat it), `pruned` when its payload was pruned, `planning_locked` for a "
+            "planning type on a locked scene unless the user has `artifacts.override_planning_lock`. "
+            "201 with `Location`."
+        ),
+        request=None,
+        responses={201: OpenApiResponse(ArtifactSerializer, description="Created; `Location` is its address.")},
+        extensions=error_codes("planning_locked", "already_latest", (409, "pruned"), "version_conflict"),
+    )
+    @action(detail=True, methods=["post"], required_permissions=["artifacts.add_artifact"])
+    def revert(self, request, artifact_id):
+        restored = services.artifact_revert(artifact_id=artifact_id, actor=request.user)
+        body = ArtifactSerializer(restored, context=self.get_serializer_context()).data
+        return created(request, body, viewname="artifact-detail", kwargs={"artifact_id": restored.pk})
+
+    @extend_schema(
         summary="The artifact's bytes",
         description=(
             "The content of an image, audio or video artifact, with its own media type in `Content-Type`, an "

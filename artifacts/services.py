@@ -26,6 +26,7 @@ from django.db.models import Exists, OuterRef
 from audit.services import acting_user, audit_record
 from kernel import locks
 from kernel.errors import (
+    AlreadyLatest,
     Cycle,
     DuplicateRelation,
     InvalidContent,
@@ -272,6 +273,52 @@ def artifact_edit(*, artifact_id, payload, actor=None, request_id: str | None = 
         request_id=request_id,
     )
     return edited
+
+
+@atomic_write
+def artifact_revert(*, artifact_id, actor=None, request_id: str | None = None) -> Artifact:
+    """Restore an older version (SPEC §13): the next version of its stream, with its payload
+    and its content (the same stored file, no copy), parent the stream's latest, and an audit
+    event ``revert`` naming the version restored. The planning lock refuses it as any create.
+
+    Restoring the latest is refused (``already_latest``): the new version would repeat it.
+    Like an edit, the new version counts as made from the inputs of its parent (the latest it
+    replaces), so the pipeline keeps it and remakes what lies downstream (SPEC §10).
+    """
+    actor, request_id = acting_user(actor), _request_id(request_id)
+    original = selectors.artifact_get(artifact_id)
+    if original.content_sha256 and not original.is_pruned:
+        # As in artifact_edit: the digest's lock keeps a prune from deleting the file the new
+        # version will name until it is committed (or this restore finds the original pruned).
+        locks.lock_content(original.content_sha256)
+        original = selectors.artifact_get(original.pk)
+    if original.is_pruned:
+        raise Pruned(f"artifact {original.pk} (v{original.version}) was pruned: it has nothing left to restore")
+    latest = selectors.stream_latest(
+        story_id=original.story_id, scene_id=original.scene_id, type=original.type, fields=("id", "version")
+    )
+    if latest.pk == original.pk:
+        raise AlreadyLatest(f"{original.type} v{original.version} is the latest version of its stream already")
+    restored = _create(
+        story_id=original.story_id,
+        scene_id=original.scene_id,
+        type=original.type,
+        payload=original.payload,
+        kind=original.kind,
+        stored=stored_content_of(original) if original.content_sha256 else None,
+        actor=actor,
+        request_id=request_id,
+    )
+    audit_record(
+        action="revert",
+        target=restored,
+        actor=actor,
+        story_id=restored.story_id,
+        from_value={"artifact_id": str(original.pk), "version": original.version},
+        to_value={"artifact_id": str(restored.pk), "version": restored.version, "parent_version": restored.version - 1},
+        request_id=request_id,
+    )
+    return restored
 
 
 @atomic_write

@@ -143,6 +143,12 @@ class NotAnImage(Conflict):
     code = "not_an_image"
 
 
+class AlreadyLatest(Conflict):
+    """A restore of the stream's latest version: it would only repeat it."""
+
+    code = "already_latest"
+
+
 class ImmutableRow(Conflict):
     """An UPDATE or DELETE that would rewrite history (the model-layer guard; triggers are the real one)."""
 
@@ -277,6 +283,7 @@ CODES: tuple[Code, ...] = (
     Code(409, "duplicate_link", "the artifact is already linked in that role"),
     Code(409, "pruned", "the artifact was pruned: it can no longer change"),
     Code(409, "not_an_image", "a thumbnail of an artifact that is no raster image (json, audio, video, svg)"),
+    Code(409, "already_latest", "the version to restore is its stream's latest already: nothing to restore"),
     Code(409, "version_conflict", "no version could be assigned after the retries; retry"),
     Code(409, "conflict", "a constraint the database enforced, or a deadlock that outlived the retries; retry"),
     # 410, 413, 415, 416

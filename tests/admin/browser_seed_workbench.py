@@ -74,7 +74,14 @@ def main() -> None:
         content=png(360, 200),
         mime_type="image/png",
     )
-    story_services.scene_lock_planning(scene_id=scene.pk, actor=editor)
+    quay = story_services.scene_create(story_id=story.pk, title="Quay", source_text="Nets dry on the quay.")
+    locked_plan = artifact_services.artifact_create(
+        scene_id=quay.pk,
+        type="panel_plan",
+        payload={"panels": [{"grammar_id": "establishing", "weight": 1, "must_show": ["quay", "nets"]}]},
+        actor=editor,
+    )
+    story_services.scene_lock_planning(scene_id=quay.pk, actor=editor)
     print(
         json.dumps(
             {
@@ -84,6 +91,8 @@ def main() -> None:
                 "wb_intent_v3": str(latest.pk),
                 "wb_cover_v1": str(cover_v1.pk),
                 "wb_cover_v2": str(cover_v2.pk),
+                "wb_locked_scene": str(quay.pk),
+                "wb_locked_plan": str(locked_plan.pk),
             }
         )
     )

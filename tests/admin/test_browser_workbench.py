@@ -64,3 +64,60 @@ def test_compare_two_images_side_by_side(server, page):
     assert page.evaluate("[...document.querySelectorAll('img.compare-image')].every(i => i.naturalWidth > 0)")
     assert "The bytes differ" in page.inner_text(".compare-sides")
     shot(page, "wb-02-compare-images")
+
+
+def test_an_older_version_says_a_save_branches_from_it_and_restores(server, page):
+    ids = server["ids"]
+    page.goto(artifact_url(ids["wb_intent_v1"]))
+    notice = page.locator(".branch-notice")
+    assert "This is v1, not the latest (v3)" in notice.inner_text()
+    assert "v4, branched from this v1, not from the latest v3" in notice.inner_text()
+    shot(page, "wb-03-branch-notice")
+
+    page.click("button.restore-action")
+    page.wait_for_url(lambda url: hex_id(ids["wb_intent_v1"]) not in hex_id(url) and "/change/" in url)
+    assert "Restored v1 as scene_intent v4" in page.locator("ul.messagelist li.success").inner_text()
+    assert page.locator(".branch-notice").count() == 0  # the new version is the latest
+    shot(page, "wb-04-restored")
+    (version, parent, payload), (old_payload,) = (
+        query(
+            server,
+            "SELECT version, parent_id, payload FROM artifacts_artifact WHERE id = ?",
+            hex_id(page.url.split("/artifact/")[1].split("/")[0]),
+        )[0],
+        query(server, "SELECT payload FROM artifacts_artifact WHERE id = ?", hex_id(ids["wb_intent_v1"]))[0],
+    )
+    assert (version, parent, json.loads(payload)) == (4, hex_id(ids["wb_intent_v3"]), json.loads(old_payload))
+    assert query(server, "SELECT COUNT(*) FROM artifacts_auditevent WHERE action = 'revert'") == [(1,)]
+
+
+def test_restore_from_the_compare_page(server, page):
+    ids = server["ids"]
+    page.goto(f"/admin/artifacts/artifact/{ids['wb_cover_v1']}/compare/{ids['wb_cover_v2']}/")
+    assert page.locator("button.restore-action").count() == 1  # v2 is the latest: only v1 restores
+    shot(page, "wb-05-compare-restore")
+    page.click("button.restore-action")
+    page.wait_for_selector("ul.messagelist li.success")
+    assert "Restored v2 as cover_image v" in page.locator("ul.messagelist li.success").inner_text()
+    rows = query(
+        server,
+        "SELECT content_sha256 FROM artifacts_artifact WHERE id IN (?, ?)",
+        hex_id(ids["wb_cover_v1"]),
+        hex_id(page.url.split("/artifact/")[1].split("/")[0]),
+    )
+    assert len(rows) == 2 and rows[0] == rows[1]  # the same stored bytes
+
+
+def test_a_planning_artifact_of_a_locked_scene_says_so(server, page):
+    ids = server["ids"]
+    page.goto(artifact_url(ids["wb_locked_plan"]))
+    notice = page.locator(".planning-lock-notice")
+    text = notice.inner_text()
+    assert "Planning is locked on scene #4 Quay" in text
+    assert f"locked by {ids['username']} since " in text
+    assert "artifacts.override_planning_lock), which you have" in text
+    assert "kept, not remade" in text
+    notice.scroll_into_view_if_needed()
+    shot(page, "wb-06-planning-lock-notice")
+    page.click(".planning-lock-notice a")
+    page.wait_for_url(f"**/admin/stories/scene/{ids['wb_locked_scene']}/change/")

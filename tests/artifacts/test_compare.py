@@ -98,3 +98,25 @@ def test_a_deep_payload_flattens_without_recursion():
     node["leaf"] = 1
     (path,) = compare.flatten(deep)
     assert path.endswith(".leaf") and path.count(".n") == 1999
+
+
+def test_a_small_payload_gets_jsonpatch_s_moves_and_a_big_one_the_linear_walk(monkeypatch):
+    # An item put at the head of a list: jsonpatch says so in a few operations.
+    old = {"panels": [{"n": i} for i in range(50)]}
+    new = {"panels": [{"n": -1}, *old["panels"]]}
+    assert len(compare.payload_patch(old, new)) <= 2
+    # Two payloads of about 1 MB: one operation per changed leaf, nothing else walked twice.
+    calls = []
+    monkeypatch.setattr(compare.jsonpatch, "make_patch", lambda *a: calls.append(a))
+    big_old = {"items": [{"i": i, "t": "x" * 60} for i in range(12_000)]}
+    big_new = {"items": [{"i": i, "t": "y" * 60} for i in range(12_000)], "more": True}
+    patch = compare.payload_patch(big_old, big_new)
+    assert calls == [] and len(patch) == 12_001
+    assert exact(jsonpatch.apply_patch(copy.deepcopy(big_old), patch)) == exact(big_new)
+
+
+@settings(max_examples=100, deadline=None)
+@given(_objects, _objects)
+def test_the_strict_walk_alone_gives_the_other_payload_exactly(a, b):
+    patch = compare._strict_patch(a, b, "")
+    assert exact(jsonpatch.apply_patch(copy.deepcopy(a), patch)) == exact(b)
