@@ -151,9 +151,9 @@ def test_review_queue_approves_a_candidate_with_a_note(server, page):
     assert "approved (published)" in page.locator("ul.messagelist li.success").inner_text()
     assert page.locator(f"tr.review-row[data-artifact-id='{ids['candidate']}']").count() == 0
     shot(page, "review-02-approved")
-    assert query(
-        server, "SELECT lifecycle_state FROM artifacts_artifact WHERE id = ?", hex_id(ids["candidate"])
-    ) == [("published",)]
+    assert query(server, "SELECT lifecycle_state FROM artifacts_artifact WHERE id = ?", hex_id(ids["candidate"])) == [
+        ("published",)
+    ]
     assert query(
         server,
         "SELECT note FROM artifacts_auditevent WHERE target_id = ? AND to_value = '\"published\"'",
