@@ -43,12 +43,13 @@ from kernel.api import domain_error_response
 from kernel.errors import ArtifactError, InvalidPayload
 from stories.models import Scene
 
-from . import compare, selectors, thumbnails
+from . import compare, review, selectors, thumbnails
 from . import lineage as lineage_walk
 from .content import content_response
 from .lineage_graph import build_graph
 from .models import ALLOWED_TRANSITIONS, Artifact, ArtifactRelation, LifecycleState
 from .payloads import ARTIFACT_TYPES, MEDIA_KINDS, validate_payload
+from .thumbnails import thumbnail_tag
 from .widgets import PrettyJSONField
 
 VERSIONS_SHOWN = 50
@@ -67,24 +68,6 @@ TRANSITION_LABELS = {
 # -- artifacts -------------------------------------------------------------------------
 
 LIST_THUMBNAIL_SIZE = 48
-
-
-def thumbnail_tag(artifact, *, size: int, shown: int | None = None) -> str:
-    """An img of the artifact's thumbnail (the admin's session-authenticated URL), or a dash
-    for what has none; lazy, so a long list loads only what is on screen. Needs only the
-    artifact's id, kind, mime_type and pruned_at."""
-    if not thumbnails.can_thumbnail(artifact):
-        return format_html('<span class="thumbnail-none" title="{}">—</span>', artifact.kind)
-    url = f"{admin_url(artifact, 'thumbnail')}?size={size}"
-    shown = shown or size
-    return format_html(
-        '<img class="artifact-thumbnail" src="{}" alt="{} v{}" loading="lazy" style="max-width:{}px;max-height:{}px">',
-        url,
-        artifact.type,
-        artifact.version,
-        shown,
-        shown,
-    )
 
 
 class ArtifactTypeFilter(admin.SimpleListFilter):
@@ -373,6 +356,8 @@ class ArtifactAdmin(IndexedSearchMixin, BaseAdmin):
         return [
             path("<path:object_id>/compare/<str:other_id>/", wrap(self.compare_view), name=f"{prefix}_compare"),
             path("<path:object_id>/revert/", wrap(self.revert_view), name=f"{prefix}_revert"),
+            # Before the object paths, which would read "review" as an object id.
+            path("review/", wrap(lambda request: review.review_view(self, request)), name=f"{prefix}_review"),
             path("<path:object_id>/content/", wrap(self.content_view), name=f"{prefix}_content"),
             path("<path:object_id>/thumbnail/", wrap(self.thumbnail_view), name=f"{prefix}_thumbnail"),
             path("<path:object_id>/lineage/", wrap(self.lineage_view), name=f"{prefix}_lineage"),
@@ -583,9 +568,24 @@ class ArtifactAdmin(IndexedSearchMixin, BaseAdmin):
     def make_candidate(self, request, queryset):
         self._bulk_transition(request, queryset, LifecycleState.CANDIDATE)
 
-    @admin.action(description="Publish selected artifacts", permissions=["change"])
+    @admin.action(description="Publish selected artifacts (intermediates through candidate)", permissions=["change"])
     def publish(self, request, queryset):
-        self._bulk_transition(request, queryset, LifecycleState.PUBLISHED)
+        """One pass: candidates are published, intermediates walk the lifecycle's own path
+        (candidate, then published); published ones stay, archived ones are refused."""
+        rows = list(queryset.order_by().values_list("pk", "type", "version")[: BULK_ACTION_LIMIT + 1])
+        if len(rows) > BULK_ACTION_LIMIT:
+            messages.error(request, f"Select at most {BULK_ACTION_LIMIT} artifacts per action; nothing was changed.")
+            return
+        done, refused = 0, []
+        for pk, type_name, version in rows:
+            try:
+                artifact_services.artifact_publish(artifact_id=pk, actor=request.user, request_id=request.request_id)
+                done += 1
+            except ArtifactError as exc:
+                refused.append((f"{type_name} v{version} ({short_id(pk)})", exc))
+        if done:
+            messages.success(request, f"{done} artifact{'s' if done != 1 else ''} published.")
+        report_refusals(request, refused, verb="publish")
 
     @admin.action(description="Archive selected artifacts", permissions=["change"])
     def archive(self, request, queryset):

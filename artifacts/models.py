@@ -130,6 +130,23 @@ class Artifact(models.Model):
             models.Index(
                 fields=["story", "-created_at", "-id"], condition=~Q(content_sha256=""), name="artifact_story_media_idx"
             ),
+            # Candidates only (few among millions): the review queue, newest first, alone or
+            # by story or by type, and the storyboard's candidates of a story.
+            models.Index(
+                fields=["-created_at", "-id"],
+                condition=Q(lifecycle_state="candidate"),
+                name="artifact_candidate_idx",
+            ),
+            models.Index(
+                fields=["story", "-created_at", "-id"],
+                condition=Q(lifecycle_state="candidate"),
+                name="artifact_candidate_story_idx",
+            ),
+            models.Index(
+                fields=["type", "-created_at", "-id"],
+                condition=Q(lifecycle_state="candidate"),
+                name="artifact_candidate_type_idx",
+            ),
             # The pipeline: the version of a stream a fingerprint made (resume, explain).
             models.Index(
                 fields=["scene", "type", "fingerprint"], condition=~Q(fingerprint=""), name="artifact_fingerprint_idx"

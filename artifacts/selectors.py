@@ -10,11 +10,12 @@ from __future__ import annotations
 import uuid
 
 from django.db import connection
-from django.db.models import Q, QuerySet, Subquery, TextField
-from django.db.models.functions import Cast
+from django.db.models import OuterRef, Q, QuerySet, Subquery, TextField
+from django.db.models.functions import Cast, Substr
 
 from kernel.errors import NotFound
 from kernel.lookups import parse_uuid
+from stories.models import Scene
 
 from .models import Artifact, ArtifactRelation
 from .payloads import ARTIFACT_TYPES, SCOPE_SCENE, get_type
@@ -233,3 +234,88 @@ def scenes_heads(scene_ids, types) -> dict:
     for artifact in Artifact.objects.filter(heads).order_by():
         found.setdefault(artifact.scene_id, {})[artifact.type] = artifact
     return found
+
+
+# -- the editors' boards (SPEC §13) ----------------------------------------------------------
+
+# What a thumbnail with its caption needs of an artifact (no payload): the storyboard's
+# cards, the review queue's rows.
+CARD_COLUMNS = (
+    "id",
+    "story_id",
+    "scene_id",
+    "type",
+    "version",
+    "kind",
+    "mime_type",
+    "lifecycle_state",
+    "pruned_at",
+    "content_sha256",
+    "fingerprint",
+    "created_at",
+)
+
+
+def story_scene_heads(story_id, types) -> dict:
+    """The newest version of each of ``types`` in every scene of a story, as {scene_id: {type:
+    artifact}}: one query whatever the number of scenes (``scene_heads_of_story``)."""
+    found: dict = {}
+    for artifact in scene_heads_of_story(story_id, types):
+        found.setdefault(artifact.scene_id, {})[artifact.type] = artifact
+    return found
+
+
+def scene_heads_of_story(story_id, types) -> QuerySet:
+    """Each head is one backward probe of artifact_unique_scene_stream_version per scene and
+    type, as ``scene_heads`` for one scene."""
+    per_type = [
+        Scene.objects.filter(story_id=story_id)
+        .annotate(
+            head=Subquery(
+                Artifact.objects.filter(scene_id=OuterRef("pk"), type=name).order_by("-version").values("pk")[:1]
+            )
+        )
+        .values("head")
+        .order_by()
+        for name in dict.fromkeys(types)
+    ]
+    # One IN over a UNION ALL: the planner joins the few ids to the primary key, where an OR
+    # of IN lists would filter the whole table through hashed subplans.
+    ids = per_type[0].union(*per_type[1:], all=True)
+    return Artifact.objects.filter(pk__in=ids).only(*CARD_COLUMNS).order_by()
+
+
+def story_candidates(story_id, *, limit: int) -> list[Artifact]:
+    """A story's candidates, newest first, at most ``limit`` (artifact_candidate_story_idx,
+    which holds only candidates)."""
+    return list(
+        Artifact.objects.filter(story_id=story_id, lifecycle_state="candidate")
+        .only(*CARD_COLUMNS)
+        .order_by("-created_at", "-id")[:limit]
+    )
+
+
+# What the review queue shows of a JSON payload: its first characters, cut in the database
+# so a large payload never leaves it.
+EXCERPT_CHARACTERS = 240
+
+
+def candidates_page(*, story_id=None, type: str | None = None, after: tuple | None = None, limit: int) -> list:
+    """The review queue (SPEC §13): candidates newest first, of one story and/or type, the
+    ``limit`` after the keyset ``after`` (created_at, id) of the previous page's last row, no
+    count. Served by the partial indexes that hold candidates only: artifact_candidate_idx,
+    artifact_candidate_story_idx, artifact_candidate_type_idx."""
+    rows = Artifact.objects.filter(lifecycle_state="candidate")
+    if story_id is not None:
+        rows = rows.filter(story_id=story_id)
+    if type is not None:
+        rows = rows.filter(type=type)
+    if after is not None:
+        created_at, pk = after
+        rows = rows.filter(Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=pk))
+    return list(
+        rows.select_related("story", "scene")
+        .only(*CARD_COLUMNS, "story__id", "story__title", "scene__id", "scene__position", "scene__title")
+        .annotate(excerpt=Substr(Cast("payload", TextField()), 1, EXCERPT_CHARACTERS + 1))
+        .order_by("-created_at", "-id")[:limit]
+    )

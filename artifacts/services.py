@@ -321,7 +321,8 @@ def artifact_revert(*, artifact_id, actor=None, request_id: str | None = None) -
     return restored
 
 
-@atomic_write
+# Nestable: publishing is also a part of "publish and make primary" (stories.services).
+@atomic_write(nestable=True)
 def artifact_transition(
     *, artifact_id, to: str, actor=None, note: str | None = None, request_id: str | None = None
 ) -> Artifact:
@@ -359,6 +360,24 @@ def artifact_transition(
         note=note,
     )
     return artifact
+
+
+@atomic_write
+def artifact_publish(*, artifact_id, actor=None, note: str | None = None, request_id: str | None = None) -> Artifact:
+    """Publish along the lifecycle's own path, in one transaction: a candidate is published,
+    an intermediate moves to candidate and then to published (two transitions SPEC §5
+    allows, each on the audit trail), a published one stays as it is. An archived artifact
+    is refused: restoring it is an editor's decision of its own."""
+    artifact = locks.lock_artifact(artifact_id)
+    if artifact.lifecycle_state == LifecycleState.INTERMEDIATE:
+        artifact_transition(
+            artifact_id=artifact.pk, to=LifecycleState.CANDIDATE, actor=actor, note=note, request_id=request_id
+        )
+    if artifact.lifecycle_state == LifecycleState.PUBLISHED:
+        return artifact
+    return artifact_transition(
+        artifact_id=artifact.pk, to=LifecycleState.PUBLISHED, actor=actor, note=note, request_id=request_id
+    )
 
 
 def relation_create(

@@ -20,9 +20,11 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.http import HttpResponse
 from django.utils.cache import get_conditional_response
+from django.utils.html import format_html
 from django.utils.http import quote_etag
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from kernel.admin_kit import admin_url
 from kernel.errors import ContentMissing, ContentPruned, InvalidParameter, NotAnImage
 
 from .content import SANDBOX, TooManyPixels, image_size
@@ -53,6 +55,25 @@ def parse_size(value: str | None) -> int:
 def can_thumbnail(artifact) -> bool:
     """Whether a thumbnail of ``artifact`` is worth an img tag (lists show a dash otherwise)."""
     return artifact.kind == "image" and artifact.pruned_at is None and artifact.mime_type not in ("", "image/svg+xml")
+
+
+def thumbnail_tag(artifact, *, size: int, shown: int | None = None, url: str | None = None) -> str:
+    """An img of the artifact's thumbnail (the admin's session-authenticated URL, or ``url``
+    when the caller built it), or a dash for what has none; lazy, so a long list loads only
+    what is on screen. Needs only the artifact's id, type, version, kind, mime_type and
+    pruned_at."""
+    if not can_thumbnail(artifact):
+        return format_html('<span class="thumbnail-none" title="{}">—</span>', artifact.kind)
+    url = f"{url or admin_url(artifact, 'thumbnail')}?size={size}"
+    shown = shown or size
+    return format_html(
+        '<img class="artifact-thumbnail" src="{}" alt="{} v{}" loading="lazy" style="max-width:{}px;max-height:{}px">',
+        url,
+        artifact.type,
+        artifact.version,
+        shown,
+        shown,
+    )
 
 
 def thumbnail_response(request, artifact, *, size: int) -> HttpResponse:

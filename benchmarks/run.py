@@ -78,6 +78,11 @@ BENCHMARKS = [
     ),
     Benchmark("pipeline", "7. the pipeline per node: a scene end to end, then all reused", "pipeline"),
     Benchmark(
+        "storyboard",
+        "the storyboard of a 50-scene story at 1,000,000 artifacts (SPEC §13): server time, / raw SQL",
+        "reads",
+    ),
+    Benchmark(
         "versioning",
         "the seed's versioning (read max + 1, retry) against the service, threads on one stream",
         "versioning",

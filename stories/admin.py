@@ -22,8 +22,8 @@ from django.views.decorators.http import require_POST
 from rest_framework.authtoken.models import TokenProxy
 
 from artifacts import selectors as artifact_selectors
-from artifacts.admin import thumbnail_tag
-from artifacts.models import Artifact
+from artifacts.models import Artifact, LifecycleState
+from artifacts.thumbnails import thumbnail_tag
 from audit import admin as audit_admin
 from audit import selectors as audit_selectors
 from kernel.admin_kit import (
@@ -43,10 +43,11 @@ from kernel.admin_kit import (
 from kernel.errors import ArtifactError
 from runs.pipeline.admin_views import PipelinePagesMixin
 
-from . import selectors, services
+from . import selectors, services, storyboard
 from .models import KIND_FOR_ROLE, ROLE_SCENE_IMAGE, STORY_REFERENCE_FOR_ROLE, Role, Scene, Story, StoryArtifactLink
 
 PICKER_THUMBNAIL_SIZE = 64
+PRIMARY_READY_STATES = (LifecycleState.PUBLISHED, LifecycleState.CANDIDATE)
 # How many candidate artifacts the primary chooser offers per role (and per scene).
 CANDIDATES_PER_ROLE = 8
 CANDIDATES_FETCHED = 300
@@ -239,7 +240,12 @@ class StoryAdmin(PipelinePagesMixin, IndexedSearchMixin, BaseAdmin):
 
     @staticmethod
     def _primary_row(role, scene, primary, candidates) -> dict:
-        offered = [a for a in candidates if primary is None or a.pk != primary.pk][:CANDIDATES_PER_ROLE]
+        # Only what can become primary: published, or a candidate published in the same step.
+        offered = [
+            a
+            for a in candidates
+            if (primary is None or a.pk != primary.pk) and a.lifecycle_state in PRIMARY_READY_STATES
+        ][:CANDIDATES_PER_ROLE]
         return {
             "role": role,
             "role_label": Role(role).label,
@@ -249,12 +255,18 @@ class StoryAdmin(PipelinePagesMixin, IndexedSearchMixin, BaseAdmin):
             "candidates": [
                 {
                     "artifact": a,
-                    "value": f"{role}|{a.pk}|{scene.pk if scene else ''}",
+                    "value": f"{role}|{a.pk}|{scene.pk if scene else ''}"
+                    + ("|publish" if a.lifecycle_state == LifecycleState.CANDIDATE else ""),
                     "thumbnail": thumbnail_tag(a, size=PICKER_THUMBNAIL_SIZE),
                 }
                 for a in offered
             ],
         }
+
+    @staticmethod
+    def may_publish(request) -> bool:
+        """Publishing is the API's transition: ``artifacts.change_artifact``."""
+        return request.user.has_perm("artifacts.change_artifact")
 
     def may_choose_primary(self, request, story) -> bool:
         """The API's permission for a primary (``stories.change_storyartifactlink``: a primary
@@ -264,6 +276,8 @@ class StoryAdmin(PipelinePagesMixin, IndexedSearchMixin, BaseAdmin):
     def get_urls(self):
         prefix = f"{self.opts.app_label}_{self.opts.model_name}"
         return [
+            # Before set-primary/, which would take "<id>/storyboard" for an object id.
+            *self.storyboard_urls(prefix),
             path(
                 "<path:object_id>/set-primary/",
                 self.admin_site.admin_view(require_POST(self.set_primary_view)),
@@ -273,15 +287,38 @@ class StoryAdmin(PipelinePagesMixin, IndexedSearchMixin, BaseAdmin):
             *super().get_urls(),
         ]
 
+    def storyboard_urls(self, prefix: str) -> list:
+        wrap = self.admin_site.admin_view
+        return [
+            path(
+                "<path:object_id>/storyboard/",
+                wrap(lambda request, object_id: storyboard.storyboard_view(self, request, object_id)),
+                name=f"{prefix}_storyboard",
+            ),
+            path(
+                "<path:object_id>/storyboard/set-primary/",
+                wrap(
+                    require_POST(
+                        lambda request, object_id: storyboard.storyboard_set_primary_view(self, request, object_id)
+                    )
+                ),
+                name=f"{prefix}_storyboard_set_primary",
+            ),
+        ]
+
     def set_primary_view(self, request, object_id):
         story = self.get_object(request, unquote(object_id))
         if story is None:
             raise Http404("no such story")
         if not self.may_choose_primary(request, story):
             raise PermissionDenied
-        role, artifact_id, scene_id = (request.POST.get("primary", "").split("|") + ["", "", ""])[:3]
+        role, artifact_id, scene_id, publish = (request.POST.get("primary", "").split("|") + ["", "", "", ""])[:4]
+        # "|publish": a candidate offered as "publish and make primary", one transaction.
+        set_primary = services.story_publish_and_set_primary if publish == "publish" else services.story_set_primary
+        if publish == "publish" and not self.may_publish(request):
+            raise PermissionDenied
         try:
-            services.story_set_primary(
+            set_primary(
                 story_id=story.pk, role=role, artifact_id=artifact_id, scene_id=scene_id or None, actor=request.user
             )
         except ArtifactError as exc:

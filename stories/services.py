@@ -15,6 +15,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from artifacts.models import Artifact, LifecycleState
+from artifacts.services import artifact_transition
 from audit.services import acting_user, audit_record
 from kernel import locks
 from kernel.errors import (
@@ -229,6 +230,30 @@ def story_set_primary(*, story_id, role: str, artifact_id, scene_id=None, actor=
     """
     story = locks.lock_story(story_id)
     artifact = locks.lock_artifact(artifact_id)
+    return _make_primary(story=story, artifact=artifact, role=role, scene_id=scene_id, actor=actor)
+
+
+@atomic_write
+def story_publish_and_set_primary(
+    *, story_id, role: str, artifact_id, scene_id=None, actor=None, note: str | None = None
+) -> StoryArtifactLink:
+    """Publish a candidate and make it the primary of ``role`` in one transaction: both or
+    neither (an editor's "approve and make primary"). An artifact published already is only
+    made primary. The link's rules are checked before anything changes, so a candidate that
+    could not be primary (another story's, a kind the role does not take) stays a candidate.
+
+    Locks as ``story_set_primary``: the story row, then the artifact row (the transition
+    takes the same artifact row again, at its own level)."""
+    story = locks.lock_story(story_id)
+    artifact = locks.lock_artifact(artifact_id)
+    _check_link_target(story=story, artifact=artifact, role=role, scene_id=scene_id)
+    if artifact.lifecycle_state != LifecycleState.PUBLISHED:
+        artifact = artifact_transition(artifact_id=artifact.pk, to=LifecycleState.PUBLISHED, actor=actor, note=note)
+    return _make_primary(story=story, artifact=artifact, role=role, scene_id=scene_id, actor=actor)
+
+
+def _make_primary(*, story: Story, artifact: Artifact, role: str, scene_id, actor) -> StoryArtifactLink:
+    """The primary change itself, on the story and artifact rows the caller has locked."""
     scene = _check_link_target(story=story, artifact=artifact, role=role, scene_id=scene_id)
     if artifact.is_pruned:  # read under the row lock, which a prune's batch takes too (see link_create)
         raise Pruned(f"artifact {artifact.pk} was pruned: it takes no new reference", field="artifact_id")

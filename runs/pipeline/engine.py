@@ -45,7 +45,7 @@ from stories.models import Scene
 
 from . import fingerprint as fp
 from .generators import InputError
-from .nodes import Node, selected
+from .nodes import NODES, Node, selected
 
 logger = logging.getLogger(__name__)
 
@@ -318,6 +318,45 @@ def _known(heads: dict) -> Known:
     ):
         known.made[str(pk)] = (version, summary)
     return known
+
+
+def actions(scene: Scene, heads: dict[str, Artifact]) -> dict[str, str]:
+    """What a run of the whole pipeline would do at each node now (MAKE, REUSE or REFUSE):
+    ``explain``'s decisions, from the latest versions the caller read (``heads``, by type),
+    without their reasons, so without a query (the storyboard asks it of every scene of a
+    story at once). A node is made when a node it consumes will be; otherwise as ``decide``
+    says: kept when planning is locked on a planning type, refused when an input is missing,
+    else made unless its latest version's fingerprint is the one computed now."""
+    found: dict[str, str] = {}
+    text_sha256 = None
+    for node in NODES:
+        latest = heads.get(node.name)
+        if get_type(node.name).planning and scene.planning_locked:
+            found[node.name] = REUSE if latest is not None else REFUSE
+            continue
+        if any(found.get(t) == MAKE for t in node.consumes):
+            found[node.name] = MAKE
+            continue
+        inputs = {t: heads.get(t) for t in node.consumes}
+        if any(artifact is None for artifact in inputs.values()):
+            found[node.name] = REFUSE
+            continue
+        if latest is None:
+            found[node.name] = MAKE
+            continue
+        if node.reads_text and text_sha256 is None:
+            text_sha256 = fp.text_digest(scene.source_text)
+        _, version = node.generator()
+        basis = fp.basis(
+            node=node.name,
+            generator=node.generator_path,
+            generator_version=version,
+            inputs={t: a.pk for t, a in inputs.items()},
+            text_sha256=text_sha256 if node.reads_text else None,
+            params=node.params,
+        )
+        found[node.name] = REUSE if latest.fingerprint == fp.fingerprint(basis) else MAKE
+    return found
 
 
 # -- doing ------------------------------------------------------------------------------------

@@ -326,21 +326,39 @@ def test_bulk_actions_transition_each_and_report_refusals(editor_client, scene, 
         scene.pk, "panel_plan", {"panels": [{"grammar_id": "a", "weight": 1, "must_show": []}]}
     )
     artifact_services.artifact_transition(artifact_id=plan.pk, to="candidate")
+    gone = service.create_artifact(
+        scene.pk, "panel_plan", {"panels": [{"grammar_id": "b", "weight": 1, "must_show": []}]}
+    )
+    artifact_services.artifact_transition(artifact_id=gone.pk, to="archived")
 
     response = editor_client.post(
-        changelist_url(Artifact), {"action": "publish", "_selected_action": [str(intent.pk), str(plan.pk)]}
+        changelist_url(Artifact),
+        {"action": "publish", "_selected_action": [str(intent.pk), str(plan.pk), str(gone.pk)]},
     )
     assert response.status_code == 302
-    plan.refresh_from_db()
-    intent.refresh_from_db()
-    assert (plan.lifecycle_state, intent.lifecycle_state) == ("published", "intermediate")
+    for artifact in (plan, intent, gone):
+        artifact.refresh_from_db()
+    # One pass: the candidate is published, the intermediate walks candidate -> published
+    # (two transitions SPEC §5 allows, both audited); an archived one is refused.
+    assert (plan.lifecycle_state, intent.lifecycle_state, gone.lifecycle_state) == (
+        "published",
+        "published",
+        "archived",
+    )
+    trail = list(
+        AuditEvent.objects.filter(target_id=intent.pk, action="transition")
+        .order_by("created_at")
+        .values_list("from_value", "to_value")
+    )
+    assert trail == [("intermediate", "candidate"), ("candidate", "published")]
     texts = messages_of(response)
-    assert "1 artifact moved to published." in texts
-    assert any("scene_intent v1" in m and "invalid_transition" in m for m in texts)
+    assert "2 artifacts published." in texts
+    assert any("panel_plan v2" in m and "invalid_transition" in m for m in texts)
 
-    editor_client.post(changelist_url(Artifact), {"action": "make_candidate", "_selected_action": [str(intent.pk)]})
-    intent.refresh_from_db()
-    assert intent.lifecycle_state == "candidate"
+    fresh = service.create_artifact(scene.pk, "scene_intent", {"mood": "m", "pacing": "p", "key_beats": ["b"]})
+    editor_client.post(changelist_url(Artifact), {"action": "make_candidate", "_selected_action": [str(fresh.pk)]})
+    fresh.refresh_from_db()
+    assert fresh.lifecycle_state == "candidate"
 
 
 def test_archiving_a_primary_is_refused(editor_client, story, published_cover):

@@ -221,12 +221,14 @@ def test_publish_an_artifact_and_make_it_the_cover(server, page):
     ]
 
 
-def test_unpublished_primary_is_refused_with_a_message(server, page):
+def test_an_intermediate_is_not_offered_as_primary(server, page):
+    # The pickers offer only what can become primary (published, or a candidate as "publish
+    # and make primary"); the intermediate audio is not a button (issue 23). The service's
+    # refusal of a forged POST is tests/admin/test_story_admin.py's.
     story, audio = server["ids"]["story"], server["ids"]["audio"]
     page.goto(f"/admin/stories/story/{story}/change/")
-    page.click(f"tr[data-role=final_audio] button[data-artifact-id='{audio}']")
-    page.wait_for_selector("ul.messagelist li.error")
-    assert "not_published" in page.locator("ul.messagelist").inner_text()
+    assert page.locator(f"tr[data-role=final_audio] button[data-artifact-id='{audio}']").count() == 0
+    assert "no final audio candidates" in page.locator("tr[data-role=final_audio]").inner_text().lower()
     assert query(server, "SELECT canonical_audio_id FROM stories_story WHERE id = ?", hex_id(story)) == [(None,)]
 
 

@@ -205,7 +205,8 @@ def test_admin_artifact_list_shows_thumbnails(api, wide, client):
     assert f"/admin/artifacts/artifact/{wide.pk}/thumbnail/?size=48" in page
 
 
-def test_story_page_primary_pickers_show_thumbnails(api, story, wide, client):
+def test_story_page_primary_pickers_show_thumbnails(api, story, client):
+    offered = make_image(story, "a candidate cover", state="candidate", content=png(90, 60))
     client.force_login(User.objects.get(username="thumbs"))
     page = client.get(f"/admin/stories/story/{story.pk}/change/").content.decode()
-    assert f"/admin/artifacts/artifact/{wide.pk}/thumbnail/?size=64" in page
+    assert f"/admin/artifacts/artifact/{offered.pk}/thumbnail/?size=64" in page

@@ -51,6 +51,7 @@ def test_every_benchmark_runs_and_results_are_written(tmp_path):
         "| api | list p99 |",
         "| api | lineage depth 10 p99 / /healthz p99 beside it |",
         "| pipeline | queries per made node",
+        "| storyboard | storyboard 50 scenes: server time |",
     ):
         assert row in table, row
     for benchmark in BENCHMARKS:

@@ -1,0 +1,161 @@
+"""The editors' workbench in a real Chromium (SPEC §13): the demo story's storyboard, a
+primary chosen from it. Same set-up as test_browser.py (a runserver on a throw-away SQLite
+file), seeded by ``seed_demo`` and tests/admin/workbench_seed.py; screenshots at 1,280 px."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from tests.admin.test_browser import CHROMIUM, CHROMIUM_ARGS, ROOT, SCREENSHOTS, _free_port, hex_id, query
+
+pytestmark = pytest.mark.browser
+
+WIDTH = 1280
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("workbench")
+    db_file = workdir / "db.sqlite3"
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{db_file}",
+        "DJANGO_MEDIA_ROOT": str(workdir / "media"),
+        "DJANGO_DEBUG": "1",
+        "DJANGO_SETTINGS_MODULE": "artifacts_project.settings",
+        "DEMO_ADMIN_PASSWORD": "workbench-pw",
+        "PYTHONUNBUFFERED": "1",
+    }
+    python = sys.executable
+    subprocess.run([python, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, check=True, capture_output=True)
+    seeded = subprocess.run(
+        [python, "tests/admin/workbench_seed.py"], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+    )
+    ids = json.loads(seeded.stdout.strip().splitlines()[-1])
+    port = _free_port()
+    log = open(workdir / "server.log", "w")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        [python, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/healthz", timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"runserver did not come up: {(workdir / 'server.log').read_text()[-2000:]}")
+            time.sleep(0.2)
+        yield {"base": base, "db": db_file, "ids": ids}
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    from playwright.sync_api import sync_playwright
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": WIDTH, "height": 900}, base_url=server["base"])
+        context.set_default_timeout(15_000)
+        tab = context.new_page()
+        tab.goto("/admin/login/?next=/admin/")
+        tab.fill("#id_username", "editor")
+        tab.fill("#id_password", "workbench-pw")
+        tab.click("input[type=submit]")
+        tab.wait_for_selector("#site-name")
+        yield tab
+        context.close()
+        browser.close()
+
+
+def shot(tab, name: str) -> None:
+    tab.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def fits(tab) -> bool:
+    """Nothing wider than the window: no horizontal scrolling at 1,280 px."""
+    return tab.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+
+def loaded_thumbnails(tab, selector: str) -> int:
+    return tab.evaluate(
+        f"Array.from(document.querySelectorAll('{selector}')).filter(i => i.complete && i.naturalWidth > 0).length"
+    )
+
+
+def test_storyboard_of_the_demo_story_and_a_primary_chosen_from_it(server, page):
+    ids = server["ids"]
+    page.goto(f"/admin/stories/story/{ids['story']}/change/")
+    page.click("a.storyboard-link")
+    page.wait_for_selector("table.storyboard-table")
+    rows = page.locator("tr.storyboard-scene")
+    assert rows.count() == 3
+    titles = [rows.nth(i).locator(".scene-title").inner_text() for i in range(3)]
+    assert titles == sorted(titles, key=lambda t: titles.index(t))  # position order, as shown
+    page.wait_for_function("Array.from(document.querySelectorAll('img.artifact-thumbnail')).every(i => i.complete)")
+    assert loaded_thumbnails(page, "img.artifact-thumbnail") >= 6
+    first = page.locator(f"#scene-{ids['scene']}")
+    # A version a client made carries its parent's fingerprint: the pipeline would keep it.
+    assert "up to date" in first.inner_text()
+    assert first.locator(f".candidate[data-artifact-id='{ids['candidate']}']").count() == 1
+    assert fits(page)
+    shot(page, "storyboard-01-demo")
+
+    first.locator(f"button.make-primary[value='{ids['retouched']}']").click()
+    page.wait_for_selector("ul.messagelist li.success")
+    assert "Scene image primary set to render_result" in page.locator("ul.messagelist li.success").inner_text()
+    shot(page, "storyboard-02-primary-chosen")
+    primary = query(
+        server,
+        "SELECT artifact_id FROM stories_storyartifactlink WHERE role = 'scene_image' AND scene_id = ? AND is_primary",
+        hex_id(ids["scene"]),
+    )
+    assert primary == [(hex_id(ids["retouched"]),)]
+
+
+def test_review_queue_approves_a_candidate_with_a_note(server, page):
+    ids = server["ids"]
+    page.goto(f"/admin/stories/story/{ids['story']}/storyboard/")
+    page.click("text=Review queue for this story")
+    page.wait_for_selector("table.review-table")
+    row = page.locator(f"tr.review-row[data-artifact-id='{ids['candidate']}']")
+    assert row.count() == 1
+    page.wait_for_function("Array.from(document.querySelectorAll('img.artifact-thumbnail')).every(i => i.complete)")
+    assert loaded_thumbnails(page, "tr.review-row img.artifact-thumbnail") >= 1
+    assert fits(page)
+    shot(page, "review-01-queue")
+    row.locator(f"input[name='note-{ids['candidate']}']").fill("sharper than v2")
+    row.locator("button.approve").click()
+    page.wait_for_selector("ul.messagelist li.success")
+    assert "approved (published)" in page.locator("ul.messagelist li.success").inner_text()
+    assert page.locator(f"tr.review-row[data-artifact-id='{ids['candidate']}']").count() == 0
+    shot(page, "review-02-approved")
+    assert query(server, "SELECT lifecycle_state FROM artifacts_artifact WHERE id = ?", hex_id(ids["candidate"])) == [
+        ("published",)
+    ]
+    assert query(
+        server,
+        "SELECT note FROM artifacts_auditevent WHERE target_id = ? AND to_value = '\"published\"'",
+        hex_id(ids["candidate"]),
+    ) == [("sharper than v2",)]
