@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "stories",
     "runs",
     "operations",
+    "changes",
 ]
 
 MIDDLEWARE = [
@@ -336,3 +337,11 @@ PIPELINE_RUN_STALE_SECONDS = env_number("PIPELINE_RUN_STALE_SECONDS", 60, float)
 
 # Refuse a lock taken out of kernel/locks.py's order (the test suite turns it on).
 LOCK_ORDER_CHECK = env_bool("LOCK_ORDER_CHECK")
+
+# The change feed and webhooks (SPEC §14, §12).
+CHANGES_RETENTION_DAYS = env_number("CHANGES_RETENTION_DAYS", 30)
+# The longest a GET /v1/changes?wait= holds (the API takes 0 to 30 seconds).
+CHANGES_MAX_WAIT_SECONDS = env_number("CHANGES_MAX_WAIT_SECONDS", 30.0, float)
+WEBHOOK_RETRY_SCHEDULE = [int(s) for s in env_list("WEBHOOK_RETRY_SCHEDULE", "5,30,120,600,1800")]
+WEBHOOK_ALLOWED_HOSTS = [h.lower() for h in env_list("WEBHOOK_ALLOWED_HOSTS", "")]
+WEBHOOK_TIMEOUT_SECONDS = env_number("WEBHOOK_TIMEOUT_SECONDS", 10.0, float)

@@ -9,6 +9,7 @@ from django.views.decorators.http import require_safe
 from rest_framework.routers import SimpleRouter
 
 from artifacts.api import ArtifactTypeViewSet, ArtifactViewSet, SceneArtifactViewSet, StoryArtifactViewSet
+from changes.api import ChangesView, WebhookViewSet
 from kernel.api import RETRY_AFTER_SECONDS, DocsView, SchemaView, UnknownEndpoint
 from runs.api import RunArtifactViewSet, RunStepViewSet, RunViewSet, ScenePipelineView, StoryPipelineView
 from stories.api import SceneViewSet, StoryLinkViewSet, StorySceneViewSet, StoryViewSet
@@ -52,6 +53,7 @@ def _v1_router(trailing_slash: bool) -> SimpleRouter:
     router.register("runs/<uuid:run_id>/steps", RunStepViewSet, basename="run-step")
     router.register("runs/<uuid:run_id>/artifacts", RunArtifactViewSet, basename="run-artifact")
     router.register("runs", RunViewSet, basename="run")
+    router.register("webhooks", WebhookViewSet, basename="webhook")
     return router
 
 
@@ -68,6 +70,8 @@ v1_patterns = [
     path("scenes/<uuid:scene_id>/pipeline", ScenePipelineView.as_view(), name="scene-pipeline"),
     path("stories/<uuid:story_id>/pipeline/", StoryPipelineView.as_view()),
     path("stories/<uuid:story_id>/pipeline", StoryPipelineView.as_view(), name="story-pipeline"),
+    path("changes/", ChangesView.as_view()),
+    path("changes", ChangesView.as_view(), name="changes"),
     *_v1_router(trailing_slash=True).urls,
     *_v1_router(trailing_slash=False).urls,
     re_path(r"", UnknownEndpoint.as_view()),

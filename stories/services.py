@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from artifacts.models import Artifact, LifecycleState
 from audit.services import acting_user, audit_record
+from changes import services as change_services
 from kernel import locks
 from kernel.errors import (
     AlreadyLocked,
@@ -136,6 +137,7 @@ def scene_lock_planning(*, scene_id, actor=None) -> Scene:
         get_or_not_found(Scene, scene_uuid, what="scene")
         raise AlreadyLocked(f"planning on scene {scene_uuid} is already locked")
     scene = Scene.objects.get(pk=scene_uuid)
+    change_services.scene_planning_changed(scene, locked=True)
     audit_record(
         action="lock_planning", target=scene, actor=user, story_id=scene.story_id, from_value=False, to_value=True
     )
@@ -152,6 +154,7 @@ def scene_unlock_planning(*, scene_id, actor=None) -> Scene:
         get_or_not_found(Scene, scene_uuid, what="scene")
         raise NotLocked(f"planning on scene {scene_uuid} is not locked")
     scene = Scene.objects.get(pk=scene_uuid)
+    change_services.scene_planning_changed(scene, locked=False)
     audit_record(
         action="unlock_planning", target=scene, actor=user, story_id=scene.story_id, from_value=True, to_value=False
     )
@@ -253,6 +256,13 @@ def story_set_primary(*, story_id, role: str, artifact_id, scene_id=None, actor=
     if reference is not None:
         setattr(story, reference, artifact)
         story.save(update_fields=[reference, "updated_at"])
+    change_services.primary_changed(
+        story_id=story.pk,
+        role=role,
+        scene_id=scene_pk,
+        from_artifact_id=current.artifact_id if current else None,
+        to_artifact_id=artifact.pk,
+    )
     audit_record(
         action="set_primary",
         target=story,
