@@ -227,5 +227,6 @@ class WebhookViewSet(
     def deliveries(self, request, webhook_id):
         if not Webhook.objects.filter(pk=webhook_id).exists():
             raise errors.NotFound(f"webhook {webhook_id} does not exist")
+        self.cursor_ordering = ("-at", "-id")
         page = self.paginate_queryset(selectors.webhook_attempts(webhook_id))
         return self.get_paginated_response(AttemptSerializer(page, many=True).data)

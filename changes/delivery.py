@@ -179,6 +179,7 @@ def deliver_due(*, limit: int = 100) -> dict:
 # -- the serving process's deliverer (no broker) -----------------------------------------------
 
 _kick = threading.Event()
+_stopping = threading.Event()
 _thread_lock = threading.Lock()
 _thread: threading.Thread | None = None
 
@@ -189,23 +190,40 @@ def kick() -> None:
     global _thread
     with _thread_lock:
         if _thread is None or not _thread.is_alive():
+            _stopping.clear()
             _thread = threading.Thread(target=_run, name="webhook-deliverer", daemon=True)
             _thread.start()
     _kick.set()
 
 
+def stop() -> None:
+    """End this process's deliverer thread (a test database about to go); a kick restarts it."""
+    global _thread
+    with _thread_lock:
+        thread, _thread = _thread, None
+        _stopping.set()
+        _kick.set()
+    if thread is not None:
+        thread.join(15)
+
+
 def _run() -> None:
-    while True:
-        _kick.wait(timeout=_sleep_seconds())
-        _kick.clear()
-        try:
-            deliver_due()
-        except Exception:  # the database away for a moment: try again at the next wake-up
-            logger.exception("webhook delivery failed; retrying later")
-        finally:
-            close_old_connections()
-            if connection.vendor == "sqlite":
-                connection.close()
+    try:
+        while not _stopping.is_set():
+            _kick.wait(timeout=_sleep_seconds())
+            _kick.clear()
+            if _stopping.is_set():
+                return
+            try:
+                deliver_due()
+            except Exception:  # the database away for a moment: try again at the next wake-up
+                logger.exception("webhook delivery failed; retrying later")
+            finally:
+                close_old_connections()
+                if connection.vendor == "sqlite":
+                    connection.close()
+    finally:
+        connection.close()
 
 
 def _sleep_seconds() -> float:
