@@ -78,6 +78,11 @@ BENCHMARKS = [
     ),
     Benchmark("pipeline", "7. the pipeline per node: a scene end to end, then all reused", "pipeline"),
     Benchmark(
+        "feed",
+        "the change feed (SPEC §14): events' cost to a hot-stream create, the feed to one reader, webhook delivery",
+        "feed",
+    ),
+    Benchmark(
         "versioning",
         "the seed's versioning (read max + 1, retry) against the service, threads on one stream",
         "versioning",

@@ -339,35 +339,57 @@ def deliveries_claim(*, limit: int = 100, now: datetime.datetime | None = None) 
     ]
 
 
+@dataclass
+class Outcome:
+    """One attempt's result, as the deliverer saw it."""
+
+    claimed: Claimed
+    status_code: int | None
+    error: str
+    duration_ms: int
+
+
 @atomic_write
-def delivery_record_attempt(
-    *, delivery_id: int, attempt: int, status_code: int | None, error: str, duration_ms: int
-) -> str:
-    """Record one attempt; the delivery is delivered on a 2xx, else due again after the
-    schedule's next delay (``WEBHOOK_RETRY_SCHEDULE``), or failed after the last attempt."""
+def deliveries_record_attempts(*, outcomes: list[Outcome]) -> list[str]:
+    """Record a batch of attempts in one transaction (one INSERT, one UPDATE per outcome
+    kind): each delivery is delivered on a 2xx, else due again after the schedule's next
+    delay (``WEBHOOK_RETRY_SCHEDULE``), or failed after the last attempt. Returns each
+    one's new status ("gone": its webhook was deleted meanwhile)."""
     now = timezone.now()
-    delivery = Delivery.objects.select_related("event").filter(pk=delivery_id).first()
-    if delivery is None:  # its webhook was deleted meanwhile
-        return "gone"
-    DeliveryAttempt.objects.create(
-        delivery=delivery,
-        webhook_id=delivery.webhook_id,
-        event_id=delivery.event.event_id,
-        attempt=attempt,
-        status_code=status_code,
-        error=error[:2000],
-        duration_ms=duration_ms,
-        at=now,
-    )
+    live = set(Delivery.objects.filter(pk__in=[o.claimed.delivery_id for o in outcomes]).values_list("pk", flat=True))
     schedule = settings.WEBHOOK_RETRY_SCHEDULE
-    if status_code is not None and 200 <= status_code < 300:
-        status, next_at = DeliveryStatus.DELIVERED, now
-    elif attempt <= len(schedule):
-        status, next_at = DeliveryStatus.PENDING, now + datetime.timedelta(seconds=schedule[attempt - 1])
-    else:
-        status, next_at = DeliveryStatus.FAILED, now
-    Delivery.objects.filter(pk=delivery_id).update(status=status, attempts=attempt, next_attempt_at=next_at)
-    return status
+    statuses, groups, attempts = [], {}, []
+    for outcome in outcomes:
+        claimed = outcome.claimed
+        if claimed.delivery_id not in live:
+            statuses.append("gone")
+            continue
+        attempts.append(
+            DeliveryAttempt(
+                delivery_id=claimed.delivery_id,
+                webhook_id=claimed.webhook_id,
+                event_id=claimed.event.event_id,
+                attempt=claimed.attempt,
+                status_code=outcome.status_code,
+                error=outcome.error[:2000],
+                duration_ms=outcome.duration_ms,
+                at=now,
+            )
+        )
+        if outcome.status_code is not None and 200 <= outcome.status_code < 300:
+            status, delay = DeliveryStatus.DELIVERED, 0
+        elif claimed.attempt <= len(schedule):
+            status, delay = DeliveryStatus.PENDING, schedule[claimed.attempt - 1]
+        else:
+            status, delay = DeliveryStatus.FAILED, 0
+        statuses.append(str(status))
+        groups.setdefault((status, claimed.attempt, delay), []).append(claimed.delivery_id)
+    DeliveryAttempt.objects.bulk_create(attempts)
+    for (status, attempt, delay), ids in groups.items():
+        Delivery.objects.filter(pk__in=ids).update(
+            status=status, attempts=attempt, next_attempt_at=now + datetime.timedelta(seconds=delay)
+        )
+    return statuses
 
 
 @atomic_write
