@@ -45,7 +45,7 @@ from artifacts import services as artifact_services  # noqa: E402
 from artifacts.payloads import ARTIFACT_TYPES  # noqa: E402
 from benchmarks import databases  # noqa: E402
 from benchmarks.figures import figure  # noqa: E402
-from changes import delivery, selectors  # noqa: E402
+from changes import delivery, selectors, wakeup  # noqa: E402
 from changes import services as change_services  # noqa: E402
 from changes.models import Event, Webhook  # noqa: E402
 from stories import services as story_services  # noqa: E402
@@ -167,6 +167,8 @@ def delivery_rate(story, count: int) -> None:
         port = int(receiver.stdout.readline())
         url = f"http://127.0.0.1:{port}/hook"
         hook, _ = change_services.webhook_create(url=delivery.check_url(url), types=["scene.locked"])
+        # Only the measured deliverer delivers: not this process's background thread too.
+        wakeup._delivery_hooks.clear()
         batch = [change_services.NewEvent("scene.locked", story.pk, None, {"n": i}) for i in range(count)]
         with transaction.atomic():
             change_services.events_record(batch)
