@@ -24,6 +24,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef
 
 from audit.services import acting_user, audit_record
+from changes import services as change_services
 from kernel import locks
 from kernel.errors import (
     AlreadyLatest,
@@ -207,7 +208,9 @@ def artifacts_create_batch(*, scene_id, items: list[dict], actor=None, request_i
         )
         heads[type_name] = made[row.pk] = row
         rows.append(row)
-    return Artifact.objects.bulk_create(rows)
+    created = Artifact.objects.bulk_create(rows)
+    change_services.artifacts_created(created)
+    return created
 
 
 def _checked_item(index: int, item) -> tuple[str, dict, object]:
@@ -349,6 +352,7 @@ def artifact_transition(
     if changed != 1:
         raise InvalidTransition(f"artifact {artifact.pk} changed state meanwhile; reload it")
     artifact.lifecycle_state = to
+    change_services.artifact_transitioned(artifact, from_state=current, to_state=to)
     audit_record(
         action="transition",
         target=artifact,
@@ -740,6 +744,7 @@ def insert_next_version(
         condition = "COALESCE(latest.fingerprint, '') <> %s"
     # A derived table rather than a LATERAL join, which SQLite lacks; the WHERE clause also
     # tells SQLite's parser that ON CONFLICT belongs to the INSERT, not to the join.
+    postgres = db.vendor == "postgresql"
     sql = (
         f"INSERT INTO {table} ({columns}) SELECT {', '.join(values)}"
         f" FROM (SELECT 1) AS one LEFT JOIN (SELECT version, id, fingerprint FROM {table} WHERE {stream}"
@@ -749,6 +754,10 @@ def insert_next_version(
     params.extend(stream_params)
     if unless_fingerprint is not None:
         params.append(unless_fingerprint)
+    if postgres:
+        # Its artifact.created event (and webhook deliveries) in the same statement.
+        sql, event_params = change_services.with_artifact_created(sql + ", id, story_id, scene_id, type")
+        params = [*params, *event_params]
     if lock:
         rows = locks.lock_stream(
             story_id=artifact.story_id, scene_id=artifact.scene_id, type=artifact.type, then=(sql, params)
@@ -759,12 +768,16 @@ def insert_next_version(
             rows = cursor.fetchall()
     if not rows:
         return None
-    ((version, parent_id, fingerprint),) = rows
+    ((version, parent_id, fingerprint, *deliveries),) = rows
     artifact.version = version
     artifact.parent_id = key.to_python(parent_id) if parent_id is not None else None
     artifact.fingerprint = fingerprint
     artifact._state.adding = False
     artifact._state.db = db.alias
+    if postgres:
+        change_services.written(deliveries=deliveries[0])
+        return artifact
+    change_services.artifacts_created([artifact])
     return artifact
 
 
@@ -807,8 +820,21 @@ def _pruned(pk, *, field: str) -> Pruned:
 def prune_rows(ids, *, at) -> int:
     """Empty the payload and content of the given artifacts, still unpruned, and stamp them
     pruned ``at``: the one UPDATE the immutability trigger allows besides a transition.
-    The caller (``retention``) holds their row locks and has checked the rule under them."""
-    return Artifact.objects.filter(pk__in=ids, pruned_at__isnull=True).update(payload=None, content="", pruned_at=at)
+    The caller (``retention``) holds their row locks and has checked the rule under them.
+    Each one pruned is an ``artifact.pruned`` event, all in one INSERT."""
+    ids = list(ids)
+    if not ids:
+        return 0
+    key, time_field = Artifact._meta.pk, Artifact._meta.get_field("pruned_at")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Artifact._meta.db_table} SET payload = NULL, content = '', pruned_at = %s"
+            f" WHERE id IN ({', '.join(['%s'] * len(ids))}) AND pruned_at IS NULL RETURNING id, story_id, scene_id",
+            [time_field.get_db_prep_value(at, connection), *(key.get_db_prep_value(pk, connection) for pk in ids)],
+        )
+        pruned = [tuple(key.to_python(v) if v is not None else None for v in row) for row in cursor.fetchall()]
+    change_services.artifacts_pruned(pruned)
+    return len(pruned)
 
 
 def relations_insert(relations: list[ArtifactRelation]) -> None:
@@ -852,6 +878,7 @@ def artifacts_insert_as_given(rows: list[dict]) -> None:
     """
     if not rows:
         return
+    change_services.artifacts_created_as_given(rows)
     model = Artifact
     fields = model._meta.local_concrete_fields
     if connection.vendor == "postgresql":

@@ -74,6 +74,7 @@ INSTALLED_APPS = [
     "runs",
     "comments",
     "operations",
+    "changes",
 ]
 
 MIDDLEWARE = [
@@ -348,3 +349,10 @@ OPENLINEAGE_URL = os.environ.get("OPENLINEAGE_URL", "").strip()
 OPENLINEAGE_ENDPOINT = os.environ.get("OPENLINEAGE_ENDPOINT", "api/v1/lineage").strip()
 OPENLINEAGE_NAMESPACE = os.environ.get("OPENLINEAGE_NAMESPACE", "").strip() or "artifact-store"
 OPENLINEAGE_TIMEOUT = env_number("OPENLINEAGE_TIMEOUT", 2.0, float)
+# The change feed and webhooks (SPEC §14, §12).
+CHANGES_RETENTION_DAYS = env_number("CHANGES_RETENTION_DAYS", 30)
+# The longest a GET /v1/changes?wait= holds (the API takes 0 to 30 seconds).
+CHANGES_MAX_WAIT_SECONDS = env_number("CHANGES_MAX_WAIT_SECONDS", 30.0, float)
+WEBHOOK_RETRY_SCHEDULE = [int(s) for s in env_list("WEBHOOK_RETRY_SCHEDULE", "5,30,120,600,1800")]
+WEBHOOK_ALLOWED_HOSTS = [h.lower() for h in env_list("WEBHOOK_ALLOWED_HOSTS", "")]
+WEBHOOK_TIMEOUT_SECONDS = env_number("WEBHOOK_TIMEOUT_SECONDS", 10.0, float)

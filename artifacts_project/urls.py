@@ -9,6 +9,7 @@ from django.views.decorators.http import require_safe
 from rest_framework.routers import SimpleRouter
 
 from artifacts.api import ArtifactTypeViewSet, ArtifactViewSet, SceneArtifactViewSet, StoryArtifactViewSet
+from changes.api import ChangesView, WebhookViewSet
 from comments.api import ArtifactCommentViewSet, CommentViewSet
 from kernel.api import RETRY_AFTER_SECONDS, DocsView, SchemaView, UnknownEndpoint
 from runs.api import RunArtifactViewSet, RunStepViewSet, RunViewSet, ScenePipelineView, StoryPipelineView
@@ -56,6 +57,7 @@ def _v1_router(trailing_slash: bool) -> SimpleRouter:
     router.register("runs/<uuid:run_id>/steps", RunStepViewSet, basename="run-step")
     router.register("runs/<uuid:run_id>/artifacts", RunArtifactViewSet, basename="run-artifact")
     router.register("runs", RunViewSet, basename="run")
+    router.register("webhooks", WebhookViewSet, basename="webhook")
     return router
 
 
@@ -72,6 +74,8 @@ v1_patterns = [
     path("scenes/<uuid:scene_id>/pipeline", ScenePipelineView.as_view(), name="scene-pipeline"),
     path("stories/<uuid:story_id>/pipeline/", StoryPipelineView.as_view()),
     path("stories/<uuid:story_id>/pipeline", StoryPipelineView.as_view(), name="story-pipeline"),
+    path("changes/", ChangesView.as_view()),
+    path("changes", ChangesView.as_view(), name="changes"),
     *_v1_router(trailing_slash=True).urls,
     *_v1_router(trailing_slash=False).urls,
     re_path(r"", UnknownEndpoint.as_view()),

@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from artifacts.models import Artifact
 from audit.services import acting_user
+from changes import services as change_services
 from kernel.errors import InvalidInput
 from kernel.input_limits import check_text
 from kernel.lookups import get_or_not_found, parse_uuid
@@ -32,9 +33,11 @@ def comment_create(*, artifact_id, body: str, actor) -> Comment:
     if author is None:
         raise InvalidInput("a comment needs a signed-in author", field="author")
     body = _check_body(body)
-    artifact = get_or_not_found(Artifact.objects.only("id"), artifact_id, what="artifact")
+    artifact = get_or_not_found(Artifact.objects.only("id", "story_id", "scene_id"), artifact_id, what="artifact")
     comment = Comment.objects.create(artifact_id=artifact.pk, author=author, body=body)
-    # comment.created event: wired at merge (the changes app's writer, in this transaction).
+    change_services.comment_created(
+        comment_id=comment.pk, artifact_id=artifact.pk, story_id=artifact.story_id, scene_id=artifact.scene_id
+    )
     return comment
 
 

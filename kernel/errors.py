@@ -87,6 +87,10 @@ class InvalidCursor(InvalidInput):
     code = "invalid_cursor"
 
 
+class InvalidUrl(InvalidInput):
+    code = "invalid_url"
+
+
 # 404: something named does not exist.
 class NotFound(ArtifactError):
     code = "not_found"
@@ -170,6 +174,10 @@ class ContentPruned(Gone):
     code = "pruned"
 
 
+class CursorExpired(Gone):
+    code = "cursor_expired"
+
+
 # 5xx: nothing the client sent is wrong.
 class ServerFault(ArtifactError):
     code = "server_error"
@@ -225,6 +233,12 @@ CODES: tuple[Code, ...] = (
     # 400: the request is wrong; nothing was written.
     Code(400, "invalid_parameter", "a query parameter is present but not valid (`field` names it)"),
     Code(400, "invalid_cursor", "a `cursor` this API did not make", beyond_schema=True),
+    Code(
+        400,
+        "invalid_url",
+        "a webhook URL that is not http(s) or whose host is loopback, private, link-local or multicast",
+        beyond_schema=True,
+    ),
     Code(400, "parse_error", "a body that cannot be read: not JSON, NaN, Infinity, a number that overflows"),
     Code(400, "json_too_deep", "JSON nested deeper than 64 levels"),
     Code(400, "invalid_text", "text a database cannot store: NUL, lone surrogates, over a column's length"),
@@ -288,6 +302,7 @@ CODES: tuple[Code, ...] = (
     Code(409, "conflict", "a constraint the database enforced, or a deadlock that outlived the retries; retry"),
     # 410, 413, 415, 416
     Code(410, "pruned", "the content of a pruned artifact is gone"),
+    Code(410, "cursor_expired", "a change feed cursor older than `CHANGES_RETENTION_DAYS`: list again, then follow"),
     Code(413, "payload_too_large", "the body is over `ARTIFACT_MAX_BODY_BYTES`"),
     Code(415, "unsupported_media_type", "a body in a media type the operation does not take"),
     # 5xx: nothing the client sent is wrong.

@@ -20,6 +20,7 @@ from artifacts.models import Artifact
 from artifacts.payloads import get_type
 from artifacts.services import hold_unpruned
 from audit.services import acting_user
+from changes import services as change_services
 from kernel import locks
 from kernel.errors import InvalidInput, InvalidTransition, NodeRefused, NotFound, VersionConflict
 from kernel.input_limits import check_columns, check_int, check_json, check_text
@@ -127,6 +128,7 @@ def run_set_status(*, run_id, status: str, error: str | None = None, step_error:
     if status not in RUN_TRANSITIONS[run.status]:
         raise InvalidTransition(f"a {run.status} run cannot become {status}")
     now = timezone.now()
+    from_status = run.status
     run.status = status
     fields = ["status"]
     if status == RunStatus.RUNNING:
@@ -147,6 +149,8 @@ def run_set_status(*, run_id, status: str, error: str | None = None, step_error:
         openlineage.run_started(run)
     else:
         openlineage.run_ended(run)
+    if status in FINISHED_STATUSES:
+        change_services.run_finished(run, from_status=from_status)
     return run
 
 

@@ -17,6 +17,7 @@ from django.utils import timezone
 from artifacts.models import Artifact, LifecycleState
 from artifacts.services import artifact_transition
 from audit.services import acting_user, audit_record
+from changes import services as change_services
 from kernel import locks
 from kernel.errors import (
     AlreadyLocked,
@@ -147,6 +148,7 @@ def scene_lock_planning(*, scene_id, actor=None) -> Scene:
         get_or_not_found(Scene, scene_uuid, what="scene")
         raise AlreadyLocked(f"planning on scene {scene_uuid} is already locked")
     scene = Scene.objects.get(pk=scene_uuid)
+    change_services.scene_planning_changed(scene, locked=True)
     audit_record(
         action="lock_planning", target=scene, actor=user, story_id=scene.story_id, from_value=False, to_value=True
     )
@@ -163,6 +165,7 @@ def scene_unlock_planning(*, scene_id, actor=None) -> Scene:
         get_or_not_found(Scene, scene_uuid, what="scene")
         raise NotLocked(f"planning on scene {scene_uuid} is not locked")
     scene = Scene.objects.get(pk=scene_uuid)
+    change_services.scene_planning_changed(scene, locked=False)
     audit_record(
         action="unlock_planning", target=scene, actor=user, story_id=scene.story_id, from_value=True, to_value=False
     )
@@ -290,6 +293,13 @@ def _make_primary(*, story: Story, artifact: Artifact, role: str, scene_id, acto
     if reference is not None:
         setattr(story, reference, artifact)
         story.save(update_fields=[reference, "updated_at"])
+    change_services.primary_changed(
+        story_id=story.pk,
+        role=role,
+        scene_id=scene_pk,
+        from_artifact_id=current.artifact_id if current else None,
+        to_artifact_id=artifact.pk,
+    )
     audit_record(
         action="set_primary",
         target=story,

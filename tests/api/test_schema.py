@@ -46,6 +46,12 @@ def keep_the_test_connection():
     signals.request_finished.connect(close_old_connections)
 
 
+@pytest.fixture(autouse=True)
+def _short_long_polls(settings):
+    """A generated GET /v1/changes?wait=30 on a quiet feed would hold the run 30 s."""
+    settings.CHANGES_MAX_WAIT_SECONDS = 0.1
+
+
 @pytest.fixture
 def real_ids(story, scene, make_user):
     svc = ArtifactService()

@@ -56,6 +56,12 @@ DELETE_ALLOWED = frozenset(
         "auth_user_user_permissions",
         "auth_group_permissions",
         "django_admin_log",
+        # The change feed: prune_changes deletes expired events (a trigger refuses their
+        # UPDATE); webhooks are deleted with their deliveries.
+        "changes_event",
+        "changes_webhook",
+        "changes_delivery",
+        "changes_deliveryattempt",
     }
 )
 # Ordinary login roles: CREATEROLE would let the service grant itself membership in the
