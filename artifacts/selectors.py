@@ -220,20 +220,32 @@ def scene_heads(scene_id, types) -> dict[str, Artifact]:
 
 
 def scenes_heads(scene_ids, types) -> dict:
-    """``scene_heads`` of many scenes at once: scene id -> type -> newest version. One query,
-    one backward probe of artifact_unique_scene_stream_version per (scene, type)."""
-    heads = Q()
-    names = list(dict.fromkeys(types))
-    for scene_id in scene_ids:
-        for name in names:
-            newest = Artifact.objects.filter(scene_id=scene_id, type=name).order_by("-version").values("pk")[:1]
-            heads |= Q(pk=Subquery(newest))
+    """``scene_heads`` of many scenes at once: scene id -> type -> newest version (every
+    column), one query whatever the number of scenes (``_heads_of``)."""
     found = {scene_id: {} for scene_id in scene_ids}
-    if not heads:
-        return found
-    for artifact in Artifact.objects.filter(heads).order_by():
-        found.setdefault(artifact.scene_id, {})[artifact.type] = artifact
+    if found and types:
+        for artifact in _heads_of(Scene.objects.filter(pk__in=list(found)), types):
+            found[artifact.scene_id][artifact.type] = artifact
     return found
+
+
+def _heads_of(scenes: QuerySet, types) -> QuerySet:
+    """The newest version of each of ``types`` in each of ``scenes``: one backward probe of
+    artifact_unique_scene_stream_version per scene and type."""
+    per_type = [
+        scenes.annotate(
+            head=Subquery(
+                Artifact.objects.filter(scene_id=OuterRef("pk"), type=name).order_by("-version").values("pk")[:1]
+            )
+        )
+        .values("head")
+        .order_by()
+        for name in dict.fromkeys(types)
+    ]
+    # One IN over a UNION ALL: the planner joins the few ids to the primary key, where an OR
+    # of "pk = (subquery)" per scene and type filters the whole table.
+    ids = per_type[0].union(*per_type[1:], all=True)
+    return Artifact.objects.filter(pk__in=ids).order_by()
 
 
 # -- the editors' boards (SPEC §13) ----------------------------------------------------------
@@ -266,23 +278,8 @@ def story_scene_heads(story_id, types) -> dict:
 
 
 def scene_heads_of_story(story_id, types) -> QuerySet:
-    """Each head is one backward probe of artifact_unique_scene_stream_version per scene and
-    type, as ``scene_heads`` for one scene."""
-    per_type = [
-        Scene.objects.filter(story_id=story_id)
-        .annotate(
-            head=Subquery(
-                Artifact.objects.filter(scene_id=OuterRef("pk"), type=name).order_by("-version").values("pk")[:1]
-            )
-        )
-        .values("head")
-        .order_by()
-        for name in dict.fromkeys(types)
-    ]
-    # One IN over a UNION ALL: the planner joins the few ids to the primary key, where an OR
-    # of IN lists would filter the whole table through hashed subplans.
-    ids = per_type[0].union(*per_type[1:], all=True)
-    return Artifact.objects.filter(pk__in=ids).only(*CARD_COLUMNS).order_by()
+    """The heads of every scene of a story (``_heads_of``), the card's columns only."""
+    return _heads_of(Scene.objects.filter(story_id=story_id), types).only(*CARD_COLUMNS)
 
 
 def story_candidates(story_id, *, limit: int) -> list[Artifact]:

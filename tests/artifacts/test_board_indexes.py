@@ -7,6 +7,7 @@ from django.test.utils import CaptureQueriesContext
 
 from artifacts import selectors
 from artifacts.models import Artifact
+from stories.models import Scene
 from tests.artifacts.test_indexes import plan, populated  # noqa: F401  (populated is a fixture)
 
 pytestmark = pytest.mark.postgres_only
@@ -17,6 +18,13 @@ def test_the_heads_of_every_scene_are_index_probes(story, populated):  # noqa: F
     text = plan(selectors.scene_heads_of_story(some.story_id, ["scene_intent", "render_result"]))
     assert "artifact_unique_scene_stream_version" in text, text
     assert "Seq Scan" not in text, text
+
+
+def test_the_heads_of_many_scenes_for_explain_are_index_probes(story, populated):  # noqa: F811
+    scene_ids = list(Artifact.objects.exclude(scene=None).values_list("scene_id", flat=True).distinct()[:40])
+    text = plan(selectors._heads_of(Scene.objects.filter(pk__in=scene_ids), ["scene_intent", "render_result"]))
+    assert "artifact_unique_scene_stream_version" in text, text
+    assert "Seq Scan on artifacts_artifact" not in text, text
 
 
 @pytest.fixture
