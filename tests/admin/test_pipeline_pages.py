@@ -175,3 +175,11 @@ def test_the_run_page_costs_the_same_for_few_and_many_steps(viewer, scene):
     with CaptureQueriesContext(connection) as many:
         viewer.get(change_url(run))
     assert len(few) == len(many)
+
+
+def test_explain_needs_the_view_permission_and_an_existing_object(make_user, viewer, scene):
+    outsider = staff(make_user, "outsider", "runs.view_run")
+    assert outsider.get(admin_view_url(scene, "explain")).status_code == 403
+    assert viewer.get("/admin/stories/scene/00000000-0000-0000-0000-000000000000/explain/").status_code == 404
+    assert viewer.get("/admin/stories/scene/not-a-uuid/explain/").status_code == 404
+    assert Client().get(admin_view_url(scene, "explain")).status_code == 302  # to the admin login
