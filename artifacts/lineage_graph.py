@@ -57,8 +57,11 @@ class GraphNode:
 class GraphEdge:
     kind: str
     path: str
-    label_x: int
-    label_y: int
+    # Where its label goes, or None when every place along the curve would cover another
+    # label or a box (the colour and the legend still say the kind; hovering, its title).
+    label_x: int | None
+    label_y: int | None
+    curve: tuple = ()  # the cubic Bézier's four points, for placing the label
 
     @property
     def color(self) -> str:
@@ -115,6 +118,7 @@ def build_graph(root, ancestors, descendants) -> Graph:
                 continue
             seen.add(key)
             edges.append(_edge(placed[edge.from_id], placed[edge.to_id], edge.kind))
+    _place_labels(edges, list(placed.values()))
     return Graph(nodes=list(placed.values()), edges=edges, width=width, height=height, truncated=truncated)
 
 
@@ -125,13 +129,50 @@ def _edge(source: GraphNode, target: GraphNode, kind: str) -> GraphEdge:
         # Same column: loop out to the right so the curve does not cross the boxes.
         sx = tx = source.x + NODE_W
         bend = 60
-        path = f"M{sx},{sy} C{sx + bend},{sy} {tx + bend},{ty} {tx + 4},{ty}"
-        return GraphEdge(kind, path, sx + bend - 10, (sy + ty) // 2)
-    if source.column > target.column:
-        sx, tx = source.x, target.x + NODE_W
+        curve = ((sx, sy), (sx + bend, sy), (tx + bend, ty), (tx + 4, ty))
     else:
-        sx, tx = source.x + NODE_W, target.x
-    bend = (sx - tx) // 2
-    end = tx + 4 if sx > tx else tx - 4
-    path = f"M{sx},{sy} C{sx - bend},{sy} {tx + bend},{ty} {end},{ty}"
-    return GraphEdge(kind, path, (sx + tx) // 2, (sy + ty) // 2 - 6)
+        if source.column > target.column:
+            sx, tx = source.x, target.x + NODE_W
+        else:
+            sx, tx = source.x + NODE_W, target.x
+        bend = (sx - tx) // 2
+        end = tx + 4 if sx > tx else tx - 4
+        curve = ((sx, sy), (sx - bend, sy), (tx + bend, ty), (end, ty))
+    (x0, y0), (x1, y1), (x2, y2), (x3, y3) = curve
+    path = f"M{x0},{y0} C{x1},{y1} {x2},{y2} {x3},{y3}"
+    return GraphEdge(kind, path, None, None, curve)
+
+
+# Where along its curve a label may sit (the middle first), and the box a label takes:
+# about 6 px per character of 10.5 px text, plus a margin.
+_LABEL_SPOTS = (0.5, 0.4, 0.6, 0.3, 0.7, 0.22, 0.78)
+_CHAR_W, _LABEL_H, _LABEL_PAD = 6, 13, 4
+
+
+def _point(curve, t: float) -> tuple[float, float]:
+    (x0, y0), (x1, y1), (x2, y2), (x3, y3) = curve
+    u = 1 - t
+    return (
+        u**3 * x0 + 3 * u * u * t * x1 + 3 * u * t * t * x2 + t**3 * x3,
+        u**3 * y0 + 3 * u * u * t * y1 + 3 * u * t * t * y2 + t**3 * y3,
+    )
+
+
+def _overlaps(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _place_labels(edges: list[GraphEdge], nodes: list[GraphNode]) -> None:
+    """Give each edge's label the first spot along its curve that covers no box and no label
+    placed before it; an edge with no such spot goes unlabelled. Many edges between two
+    columns used to write their labels over one another at the same midpoints."""
+    taken = [(n.x, n.y, n.x + NODE_W, n.y + NODE_H) for n in nodes]
+    for edge in edges:
+        half_w = (_CHAR_W * len(edge.kind)) // 2 + _LABEL_PAD
+        for t in _LABEL_SPOTS:
+            x, y = _point(edge.curve, t)
+            box = (x - half_w, y - _LABEL_H + 2, x + half_w, y + _LABEL_PAD)
+            if not any(_overlaps(box, other) for other in taken):
+                taken.append(box)
+                edge.label_x, edge.label_y = round(x), round(y)
+                break
