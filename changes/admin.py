@@ -1,6 +1,7 @@
 """Webhooks and their deliveries in the admin: listed, read-only, with "redeliver"."""
 
 from django.contrib import admin, messages
+from django.utils import timezone
 
 from . import services
 from .models import Delivery, Webhook
@@ -22,15 +23,22 @@ class WebhookAdmin(admin.ModelAdmin):
 
 @admin.register(Delivery)
 class DeliveryAdmin(admin.ModelAdmin):
-    list_display = ("id", "event_type", "webhook", "status", "attempts", "next_attempt_at", "created_at")
+    list_display = ("id", "event_type", "webhook", "status", "attempts", "next_attempt")
     list_filter = ("status",)
     list_select_related = ("webhook", "event")
     readonly_fields = ("webhook", "event", "status", "attempts", "next_attempt_at", "created_at")
+    search_fields = ("event__event_id", "webhook__url")
     actions = ["redeliver"]
 
     @admin.display(description="event")
     def event_type(self, obj):
-        return f"{obj.event.type} {obj.event.event_id}"
+        return obj.event.type
+
+    @admin.display(description="next attempt", ordering="next_attempt_at")
+    def next_attempt(self, obj):
+        if obj.status != "pending":
+            return "—"
+        return timezone.localtime(obj.next_attempt_at).strftime("%Y-%m-%d %H:%M:%S")
 
     def has_add_permission(self, request):
         return False
@@ -47,4 +55,5 @@ class DeliveryAdmin(admin.ModelAdmin):
     @admin.action(description="Redeliver the selected deliveries", permissions=["redeliver"])
     def redeliver(self, request, queryset):
         count = services.deliveries_redeliver(delivery_ids=list(queryset.values_list("pk", flat=True)))
-        self.message_user(request, f"{count} deliveries will be tried again now.", messages.SUCCESS)
+        noun = "delivery" if count == 1 else "deliveries"
+        self.message_user(request, f"{count} {noun} will be tried again now.", messages.SUCCESS)

@@ -253,3 +253,31 @@ def test_run_page_shows_steps_and_artifacts(server, page):
     assert "panel_plan" in page.locator("#steps-group").inner_text()
     assert "scene_intent v1" in page.content() and "panel_plan v1" in page.content()
     shot(page, "11-run")
+
+
+def test_a_failed_webhook_delivery_is_listed_and_redelivered(server, page):
+    """SPEC §14: failed deliveries are shown in the admin with "redeliver" (a POST)."""
+    [(seq,)] = query(server, "SELECT MIN(seq) FROM changes_event")
+    now = "2026-01-01 00:00:00"
+    with sqlite3.connect(server["db"]) as connection:
+        connection.execute(
+            "INSERT INTO changes_webhook (id, url, types, story_id, secret, created_by_id, created_at)"
+            " VALUES (?, 'https://hooks.example.invalid/story', '', NULL, 'whsec_QUFBQQ==', NULL, ?)",
+            ["0" * 31 + "1", now],
+        )
+        connection.execute(
+            "INSERT INTO changes_delivery (webhook_id, event_id, status, attempts, next_attempt_at, created_at)"
+            " VALUES (?, ?, 'failed', 6, ?, ?)",
+            ["0" * 31 + "1", seq, now, now],
+        )
+    page.goto("/admin/changes/delivery/")
+    assert "Failed" in page.locator("#result_list").inner_text()
+    page.check("#action-toggle")
+    page.select_option("select[name=action]", "redeliver")
+    shot(page, "20-webhook-deliveries")
+    page.click("button[name=index]")
+    page.wait_for_selector("ul.messagelist li.success")
+    assert "tried again now" in page.locator("ul.messagelist").inner_text()
+    shot(page, "21-webhook-redelivered")
+    [(status, attempts)] = query(server, "SELECT status, attempts FROM changes_delivery")
+    assert status != "failed" or attempts < 6

@@ -261,3 +261,21 @@ def test_an_event_committed_late_is_served_after_the_reader_passed_its_sequence_
     served = [e.body["event_id"] for e in first + rest]
     assert sorted(served) == sorted(str(e) for e in Event.objects.values_list("event_id", flat=True))
     assert len(served) == 2
+
+
+@pytest.mark.postgres_only
+def test_a_feed_page_reads_the_position_index(scene):
+    from changes.selectors import _PG_HORIZON
+
+    make(scene, 3)
+    with connection.cursor() as cursor:
+        # A small table: ask the planner what it would use on a large one.
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL enable_bitmapscan = off")
+        cursor.execute(
+            "EXPLAIN SELECT xid, seq FROM changes_event WHERE (xid, seq) > (0, 0)"
+            f" AND xid < {_PG_HORIZON} ORDER BY xid, seq LIMIT 100"
+        )
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    # Read in the index's order: no sort of the events (the horizon is computed once, an InitPlan).
+    assert "Scan using changes_event_position_idx" in plan and "Sort Key" not in plan, plan

@@ -234,3 +234,36 @@ def test_the_serving_process_delivers_after_commit_and_a_dead_receiver_delays_no
     assert len(made) == 3 and writing < 5
     hanging.release.set()
     connections.close_all()
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_two_deliverers_at_once_never_send_one_attempt_twice(make_user, receiver, story):
+    from django.db import transaction
+
+    from changes import services
+
+    hook_receiver = receiver()
+    services.webhook_create(url=hook_receiver.url)
+    wakeup._delivery_hooks.clear()  # only the two deliverers below deliver
+    try:
+        with transaction.atomic():
+            services.events_record([services.NewEvent("scene.locked", story.pk, None, {"n": i}) for i in range(120)])
+        results = []
+
+        def deliver():
+            try:
+                results.append(delivery.deliver_due(limit=10))
+            finally:
+                connections.close_all()
+
+        threads = [threading.Thread(target=deliver) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        ids = [headers["webhook-id"] for headers, _ in hook_receiver.requests]
+        assert len(ids) == len(set(ids)) == 120
+        assert sum(r.get("delivered", 0) for r in results) == 120
+    finally:
+        wakeup.on_deliveries(delivery.kick)
