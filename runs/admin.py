@@ -10,6 +10,7 @@ from django.contrib import admin
 from django.contrib.admin.utils import unquote
 from django.utils.html import format_html
 
+from artifacts.thumbnails import can_thumbnail, thumbnail_tag
 from kernel.admin_kit import (
     ArtifactRowColumns,
     BaseAdmin,
@@ -53,6 +54,7 @@ def step_reasons(step: AgentStep) -> str:
 
 # Inputs listed in the pipeline's stage order, as the explain page lists nodes.
 STAGE_ORDER = {node.name: index for index, node in enumerate(NODES)}
+RUN_PAGE_THUMBNAIL = 48  # px: beside an input's or output's link, as in a list
 DECISION_WORDS = {"make": "remade", "reuse": "reused", "refuse": "refused"}
 
 
@@ -110,11 +112,14 @@ def run_step_rows(run: Run) -> tuple[list[dict], list]:
             "artifact__lifecycle_state",
             "artifact__pruned_at",
             "artifact__content_sha256",
+            "artifact__mime_type",
         )
         .order_by("created_at", "id")
     )
     by_step, loose = {}, []
     for link in links:
+        if can_thumbnail(link.artifact):
+            link.artifact.thumbnail = thumbnail_tag(link.artifact, size=RUN_PAGE_THUMBNAIL)
         if link.step_id is None:
             loose.append(link)
         else:

@@ -165,6 +165,9 @@ def test_the_run_page_says_per_step_why_with_its_inputs_and_outputs(viewer, scen
     plan = Artifact.objects.filter(scene=scene, type="panel_plan").order_by("-version").first()
     assert f'href="/admin/artifacts/artifact/{plan.pk}/change/"' in page
     assert 'class="artifact-thumb"' in page
+    render = Artifact.objects.filter(scene=scene, type="render_result").order_by("-version").first()
+    assert render.kind == "image"
+    assert f'src="/admin/artifacts/artifact/{render.pk}/thumbnail/?size=48"' in page  # the render, drawn
 
 
 def test_the_run_page_costs_the_same_for_few_and_many_steps(viewer, scene):
