@@ -242,40 +242,62 @@ def artifact_edit(*, artifact_id, payload, actor=None, request_id: str | None = 
     Media content is carried over: an edit changes the metadata, not the bytes.
     """
     actor, request_id = acting_user(actor), _request_id(request_id)
-    original = selectors.artifact_get(artifact_id)
-    if original.content_sha256 and not original.is_pruned:
-        # The new version names the original's file, which a prune deletes once no live
-        # artifact names it: the digest's lock (before the stream's, the lock order)
-        # holds that deletion off until this version is committed and names the file, or
-        # else this edit waits for it and, reading again, finds the original pruned.
-        # Row locks would not do: the prune's file deletion runs after its batch commits.
-        locks.lock_content(original.content_sha256)
-        original = selectors.artifact_get(original.pk)
+    original = _source_of_new_version(artifact_id)
     if original.is_pruned:
         raise Pruned(f"artifact {original.pk} was pruned; edit a version that still has its payload")
     if original.payload == payload:
         return original
-    edited = _create(
+    return _next_version_of(
+        original, payload=payload, parent_id=original.pk, action="edit", actor=actor, request_id=request_id
+    )
+
+
+def _source_of_new_version(artifact_id) -> Artifact:
+    """The artifact an edit or a restore makes a new version from, read under its content's
+    lock when it has content.
+
+    The new version names the original's file, which a prune deletes once no live artifact
+    names it: the digest's lock (before the stream's, the lock order) holds that deletion off
+    until this version is committed and names the file, or else this action waits for it and,
+    reading again, finds the original pruned. Row locks would not do: the prune's file deletion
+    runs after its batch commits."""
+    original = selectors.artifact_get(artifact_id)
+    if original.content_sha256 and not original.is_pruned:
+        locks.lock_content(original.content_sha256)
+        original = selectors.artifact_get(original.pk)
+    return original
+
+
+def _next_version_of(original: Artifact, *, payload, parent_id, action: str, actor, request_id) -> Artifact:
+    """The next version of ``original``'s stream with ``payload`` and ``original``'s content (the
+    same stored file, no copy), parent ``parent_id`` (None: the stream's latest), and its audit
+    event ``action`` naming the version it came from and the one it follows."""
+    made = _create(
         story_id=original.story_id,
         scene_id=original.scene_id,
         type=original.type,
         payload=payload,
-        parent_id=original.pk,
+        parent_id=parent_id,
         kind=original.kind,
         stored=stored_content_of(original) if original.content_sha256 else None,
         actor=actor,
         request_id=request_id,
     )
     audit_record(
-        action="edit",
-        target=edited,
+        action=action,
+        target=made,
         actor=actor,
-        story_id=edited.story_id,
+        story_id=made.story_id,
         from_value={"artifact_id": str(original.pk), "version": original.version},
-        to_value={"artifact_id": str(edited.pk), "version": edited.version},
+        to_value={
+            "artifact_id": str(made.pk),
+            "version": made.version,
+            # Its parent: the edited version (a branch when older than the latest), or the latest.
+            "parent_version": original.version if parent_id == original.pk else made.version - 1,
+        },
         request_id=request_id,
     )
-    return edited
+    return made
 
 
 @atomic_write
@@ -289,12 +311,7 @@ def artifact_revert(*, artifact_id, actor=None, request_id: str | None = None) -
     replaces), so the pipeline keeps it and remakes what lies downstream (SPEC §10).
     """
     actor, request_id = acting_user(actor), _request_id(request_id)
-    original = selectors.artifact_get(artifact_id)
-    if original.content_sha256 and not original.is_pruned:
-        # As in artifact_edit: the digest's lock keeps a prune from deleting the file the new
-        # version will name until it is committed (or this restore finds the original pruned).
-        locks.lock_content(original.content_sha256)
-        original = selectors.artifact_get(original.pk)
+    original = _source_of_new_version(artifact_id)
     if original.is_pruned:
         raise Pruned(f"artifact {original.pk} (v{original.version}) was pruned: it has nothing left to restore")
     latest = selectors.stream_latest(
@@ -302,26 +319,10 @@ def artifact_revert(*, artifact_id, actor=None, request_id: str | None = None) -
     )
     if latest.pk == original.pk:
         raise AlreadyLatest(f"{original.type} v{original.version} is the latest version of its stream already")
-    restored = _create(
-        story_id=original.story_id,
-        scene_id=original.scene_id,
-        type=original.type,
-        payload=original.payload,
-        kind=original.kind,
-        stored=stored_content_of(original) if original.content_sha256 else None,
-        actor=actor,
-        request_id=request_id,
+    # parent_id=None: _create makes the stream's latest the parent.
+    return _next_version_of(
+        original, payload=original.payload, parent_id=None, action="revert", actor=actor, request_id=request_id
     )
-    audit_record(
-        action="revert",
-        target=restored,
-        actor=actor,
-        story_id=restored.story_id,
-        from_value={"artifact_id": str(original.pk), "version": original.version},
-        to_value={"artifact_id": str(restored.pk), "version": restored.version, "parent_version": restored.version - 1},
-        request_id=request_id,
-    )
-    return restored
 
 
 # Nestable: publishing is also a part of "publish and make primary" (stories.services).
