@@ -95,7 +95,9 @@ def insert(artifact: Artifact) -> None:
     """Insert an unsaved artifact exactly as it is, its created_at included."""
     values = {field.attname: getattr(artifact, field.attname) for field in Artifact._meta.local_concrete_fields}
     values["content"] = artifact.content.name or ""
-    artifacts_insert_as_given([values])
+    # A batch primitive writes in its caller's transaction (its artifact.created events too).
+    with transaction.atomic():
+        artifacts_insert_as_given([values])
 
 
 class Rows:

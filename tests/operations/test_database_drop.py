@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 
 from artifacts.models import Artifact
 from artifacts.payloads import ARTIFACT_TYPES
@@ -43,7 +43,8 @@ def old_stream(story, scene, count: int) -> None:
         row["content"] = ""
         rows.append(row)
         parent = artifact.pk
-    artifacts_insert_as_given(rows)
+    with transaction.atomic():  # a batch primitive writes in its caller's transaction
+        artifacts_insert_as_given(rows)
 
 
 def start_prune(tmp_path) -> subprocess.Popen:
