@@ -39,9 +39,8 @@ def test_eight_editors_approving_different_candidates_leave_one_primary(story, s
     assert errors == [] and len(results) == 8
     primaries = StoryArtifactLink.objects.filter(story=story, role="scene_image", scene=scene, is_primary=True)
     assert primaries.count() == 1
-    assert set(Artifact.objects.filter(pk__in=[a.pk for a in candidates]).values_list("lifecycle_state", flat=True)) == {
-        "published"
-    }
+    states = Artifact.objects.filter(pk__in=[a.pk for a in candidates]).values_list("lifecycle_state", flat=True)
+    assert set(states) == {"published"}
 
 
 def test_an_archive_racing_an_approval_never_leaves_an_archived_primary(story, scene):
