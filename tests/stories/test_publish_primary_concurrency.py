@@ -1,4 +1,4 @@
-""""Approve and make primary" under concurrency (PostgreSQL, real threads): editors approving
+""" "Approve and make primary" under concurrency (PostgreSQL, real threads): editors approving
 different candidates of one scene at once, and an archive racing an approval, leave one
 primary per (story, role, scene), every approved candidate published, and nothing half done."""
 
