@@ -16,6 +16,7 @@ import binascii
 import datetime
 import uuid
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
@@ -151,8 +152,6 @@ def review_view(model_admin, request):
 
 
 def _query(params: dict) -> str:
-    from urllib.parse import urlencode
-
     return "?" + urlencode({key: str(value) for key, value in params.items()})
 
 
