@@ -254,6 +254,7 @@ SPECTACULAR_SETTINGS = {
         "LifecycleStateEnum": "artifacts.models.LifecycleState",
         "RunStatusEnum": "runs.models.RunStatus",
         "StepStatusEnum": "runs.models.StepStatus",
+        "EventTypeEnum": "changes.models.EventType",
     },
     "PREPROCESSING_HOOKS": ["kernel.api.schema_preprocessing_hook"],
     "POSTPROCESSING_HOOKS": [

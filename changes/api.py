@@ -7,7 +7,7 @@ import time
 
 from django.conf import settings
 from django.db import connection
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import mixins, permissions, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -22,6 +22,7 @@ from . import delivery, selectors, services, wakeup
 from .models import DeliveryAttempt, EventType, Webhook
 
 
+@extend_schema_field({"type": "number", "minimum": 0, "maximum": 30})
 class WaitField(serializers.Field):
     """Seconds, 0 to 30, a decimal number (``2``, ``0.5``)."""
 
