@@ -34,7 +34,8 @@ class EventType(models.TextChoices):
 
 class Event(models.Model):
     seq = models.BigAutoField(primary_key=True)
-    event_id = models.UUIDField(unique=True, default=uuid.uuid4, editable=False)
+    # Not indexed: nothing looks an event up by it, and every create would pay for the index.
+    event_id = models.UUIDField(default=uuid.uuid4, editable=False)
     type = models.CharField(max_length=40, choices=EventType.choices)
     created_at = models.DateTimeField(default=timezone.now)
     # Plain ids, not foreign keys: an event outlives nothing and locks nothing it names.
@@ -49,7 +50,6 @@ class Event(models.Model):
             # The feed's order and its cursor's position.
             models.Index(fields=["xid", "seq"], name="changes_event_position_idx"),
             models.Index(fields=["story_id", "xid", "seq"], name="changes_event_story_idx"),
-            models.Index(fields=["created_at"], name="changes_event_created_idx"),
         ]
 
     def __str__(self):
