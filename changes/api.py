@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import time
 
 from django.conf import settings
@@ -36,6 +37,17 @@ class WaitField(serializers.Field):
         return value
 
 
+# ``types``: one event type or more, comma-separated, exactly (the schema's pattern and the
+# check below accept the same strings).
+_EVENT_TYPE = "|".join(re.escape(name) for name in EventType.values)
+TYPES_PATTERN = f"^(?:{_EVENT_TYPE})(?:,(?:{_EVENT_TYPE}))*$"
+
+
+@extend_schema_field({"type": "string", "pattern": TYPES_PATTERN})
+class EventTypesField(StrictCharField):
+    pass
+
+
 class FeedQuerySerializer(serializers.Serializer):
     since = StrictCharField(
         required=False,
@@ -43,12 +55,12 @@ class FeedQuerySerializer(serializers.Serializer):
         "(absent: the oldest event kept).",
     )
     limit = QueryIntegerField(required=False, min_value=1, max_value=1000, help_text="Events per answer (default 100).")
-    types = StrictCharField(required=False, help_text="Only these event types, comma-separated.")
+    types = EventTypesField(required=False, help_text="Only these event types, comma-separated (no spaces).")
     story_id = StrictUUIDField(required=False, help_text="Only the events of this story.")
     wait = WaitField(required=False, help_text="Seconds (0 to 30) to hold the request until an event comes.")
 
     def validate_types(self, value):
-        names = [name.strip() for name in value.split(",")]
+        names = value.split(",")
         unknown = [name for name in names if name not in EventType.values]
         if unknown:
             raise serializers.ValidationError(
