@@ -79,12 +79,12 @@ BENCHMARKS = [
     Benchmark("pipeline", "7. the pipeline per node: a scene end to end, then all reused", "pipeline"),
     Benchmark(
         "storyboard",
-        "the storyboard of a 50-scene story at 1,000,000 artifacts (SPEC Â§13): server time, / raw SQL",
+        "the storyboard of a 50-scene story at 1,000,000 artifacts (SPEC §13): server time, / raw SQL",
         "reads",
     ),
     Benchmark(
         "feed",
-        "the change feed (SPEC Â§14): events' cost to a hot-stream create, the feed to one reader, webhook delivery",
+        "the change feed (SPEC §14): events' cost to a hot-stream create, the feed to one reader, webhook delivery",
         "feed",
     ),
     Benchmark(
