@@ -24,14 +24,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 from kernel.errors import InvalidParameter, NotFound, Pruned
 from kernel.lookups import parse_uuid
-from stories.models import (
-    KIND_FOR_ROLE,
-    ROLE_COVER,
-    ROLE_FINAL_AUDIO,
-    ROLE_FINAL_VIDEO,
-    ROLE_SCENE_IMAGE,
-    StoryArtifactLink,
-)
+from stories.models import StoryArtifactLink, role_of
 
 from .models import Artifact
 
@@ -298,17 +291,6 @@ def _image_size(name: str) -> tuple[int | None, int | None]:
 
 
 # -- "compare with the primary" ------------------------------------------------------------
-
-
-def role_of(artifact: Artifact) -> str | None:
-    """The role an artifact could be the primary of (SPEC §3): a role takes one kind, and an
-    image is a scene's image in a scene, the story's cover at story level."""
-    if artifact.kind == KIND_FOR_ROLE[ROLE_SCENE_IMAGE] and artifact.scene_id is not None:
-        return ROLE_SCENE_IMAGE
-    for role in (ROLE_COVER, ROLE_FINAL_AUDIO, ROLE_FINAL_VIDEO):
-        if artifact.kind == KIND_FOR_ROLE[role] and artifact.scene_id is None:
-            return role
-    return None
 
 
 def primary_of_role(artifact: Artifact):

@@ -28,7 +28,7 @@ from kernel.admin_kit import BULK_ACTION_LIMIT, report_refusals, short_id
 from kernel.api import domain_error_response
 from kernel.errors import ArtifactError, InvalidParameter
 from stories import services as story_services
-from stories.models import ROLE_COVER, ROLE_FINAL_AUDIO, ROLE_FINAL_VIDEO, ROLE_SCENE_IMAGE, StoryArtifactLink
+from stories.models import ROLE_SCENE_IMAGE, StoryArtifactLink, role_of
 
 from . import selectors
 from . import services as artifact_services
@@ -45,14 +45,6 @@ DECISIONS = {
     APPROVE_PRIMARY: "approved and made primary",
     REJECT: "rejected (archived)",
 }
-
-
-def role_for(artifact: Artifact) -> str | None:
-    """The curated role an artifact's kind serves: a scene's image is its scene_image, a
-    story's image its cover; audio and video the final ones. JSON serves none."""
-    if artifact.kind == "image":
-        return ROLE_SCENE_IMAGE if artifact.scene_id else ROLE_COVER
-    return {"audio": ROLE_FINAL_AUDIO, "video": ROLE_FINAL_VIDEO}.get(artifact.kind)
 
 
 def encode_cursor(artifact: Artifact) -> str:
@@ -129,7 +121,7 @@ def review_view(model_admin, request):
             if artifact.kind == "image"
             else "",
             "excerpt": _excerpt(artifact),
-            "role": role_for(artifact),
+            "role": role_of(artifact),
         }
         for artifact in rows
     ]
@@ -193,7 +185,7 @@ def _decide(model_admin, request):
                 artifact_id=artifact.pk, to=LifecycleState.ARCHIVED, actor=request.user, note=note
             )
         else:
-            role = role_for(artifact)
+            role = role_of(artifact)
             if role is None:
                 messages.error(request, f"{label} serves no curated role; approve it instead.")
                 return back

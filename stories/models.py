@@ -32,6 +32,18 @@ KIND_FOR_ROLE = {
 }
 
 
+def role_of(artifact) -> str | None:
+    """The role an artifact could be the primary of (SPEC §3): a role takes one kind, and an
+    image is a scene's image in a scene, the story's cover at story level; audio and video
+    are the story's own. JSON serves none."""
+    if artifact.kind == KIND_FOR_ROLE[ROLE_SCENE_IMAGE] and artifact.scene_id is not None:
+        return ROLE_SCENE_IMAGE
+    for role in (ROLE_COVER, ROLE_FINAL_AUDIO, ROLE_FINAL_VIDEO):
+        if artifact.kind == KIND_FOR_ROLE[role] and artifact.scene_id is None:
+            return role
+    return None
+
+
 class Story(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     title = models.CharField(max_length=200)
