@@ -6,6 +6,7 @@ does after a transactional test would fail. Results are checked in that file dir
 Screenshots land in test-artifacts/screenshots/ (git-ignored).
 """
 
+import contextlib
 import json
 import os
 import socket
@@ -44,10 +45,11 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """A migrated, seeded SQLite database and a runserver on a free port, for this module."""
-    workdir = tmp_path_factory.mktemp("browser")
+@contextlib.contextmanager
+def running_server(workdir, *, seed: str, settings: dict | None = None):
+    """A migrated SQLite database in ``workdir``, seeded by the script ``seed`` (its last line of
+    output: the ids it made, as JSON), and a runserver on a free port; ``settings`` adds to its
+    environment."""
     db_file = workdir / "db.sqlite3"
     env = {
         **os.environ,
@@ -56,12 +58,11 @@ def server(tmp_path_factory):
         "DJANGO_DEBUG": "1",  # runserver then serves the admin's static files
         "DJANGO_SETTINGS_MODULE": "artifacts_project.settings",
         "PYTHONUNBUFFERED": "1",
+        **(settings or {}),
     }
     python = sys.executable
     subprocess.run([python, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, check=True, capture_output=True)
-    seeded = subprocess.run(
-        [python, "tests/admin/browser_seed.py"], cwd=ROOT, env=env, check=True, capture_output=True, text=True
-    )
+    seeded = subprocess.run([python, seed], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
     ids = json.loads(seeded.stdout.strip().splitlines()[-1])
     port = _free_port()
     log = open(workdir / "server.log", "w")  # noqa: SIM115 - closed below
@@ -93,6 +94,13 @@ def server(tmp_path_factory):
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A migrated, seeded SQLite database and a runserver on a free port, for this module."""
+    with running_server(tmp_path_factory.mktemp("browser"), seed="tests/admin/browser_seed.py") as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

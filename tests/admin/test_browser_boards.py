@@ -3,15 +3,10 @@ primary chosen from it. Same set-up as test_browser.py (a runserver on a throw-a
 file), seeded by ``seed_demo`` and tests/admin/workbench_seed.py; screenshots at 1,280 px."""
 
 import json
-import os
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
 
-from tests.admin.test_browser import CHROMIUM, CHROMIUM_ARGS, ROOT, SCREENSHOTS, _free_port, hex_id, query
+from tests.admin.test_browser import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, hex_id, query, running_server
 
 pytestmark = pytest.mark.browser
 
@@ -22,53 +17,12 @@ BOXES = ".results, .lineage-graph"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("workbench")
-    db_file = workdir / "db.sqlite3"
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"sqlite:///{db_file}",
-        "DJANGO_MEDIA_ROOT": str(workdir / "media"),
-        "DJANGO_DEBUG": "1",
-        "DJANGO_SETTINGS_MODULE": "artifacts_project.settings",
-        "DEMO_ADMIN_PASSWORD": "workbench-pw",
-        "PYTHONUNBUFFERED": "1",
-    }
-    python = sys.executable
-    subprocess.run([python, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, check=True, capture_output=True)
-    seeded = subprocess.run(
-        [python, "tests/admin/workbench_seed.py"], cwd=ROOT, env=env, check=True, capture_output=True, text=True
-    )
-    ids = json.loads(seeded.stdout.strip().splitlines()[-1])
-    port = _free_port()
-    log = open(workdir / "server.log", "w")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(
-        [python, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/healthz", timeout=1) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"runserver did not come up: {(workdir / 'server.log').read_text()[-2000:]}")
-            time.sleep(0.2)
-        yield {"base": base, "db": db_file, "ids": ids}
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+    with running_server(
+        tmp_path_factory.mktemp("workbench"),
+        seed="tests/admin/workbench_seed.py",
+        settings={"DEMO_ADMIN_PASSWORD": "workbench-pw"},
+    ) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
