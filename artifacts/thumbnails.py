@@ -57,7 +57,7 @@ def can_thumbnail(artifact) -> bool:
     return artifact.kind == "image" and artifact.pruned_at is None and artifact.mime_type not in ("", "image/svg+xml")
 
 
-def thumbnail_tag(artifact, *, size: int, shown: int | None = None, url: str | None = None) -> str:
+def thumbnail_tag(artifact, *, size: int, shown: int | None = None, url: str | None = None, lazy: bool = True) -> str:
     """An img of the artifact's thumbnail (the admin's session-authenticated URL, or ``url``
     when the caller built it), or a dash for what has none; lazy, so a long list loads only
     what is on screen. Needs only the artifact's id, type, version, kind, mime_type and
@@ -67,10 +67,11 @@ def thumbnail_tag(artifact, *, size: int, shown: int | None = None, url: str | N
     url = f"{url or admin_url(artifact, 'thumbnail')}?size={size}"
     shown = shown or size
     return format_html(
-        '<img class="artifact-thumbnail" src="{}" alt="{} v{}" loading="lazy" style="max-width:{}px;max-height:{}px">',
+        '<img class="artifact-thumbnail" src="{}" alt="{} v{}" loading="{}" style="max-width:{}px;max-height:{}px">',
         url,
         artifact.type,
         artifact.version,
+        "lazy" if lazy else "eager",
         shown,
         shown,
     )

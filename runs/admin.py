@@ -119,7 +119,8 @@ def run_step_rows(run: Run) -> tuple[list[dict], list]:
     by_step, loose = {}, []
     for link in links:
         if can_thumbnail(link.artifact):
-            link.artifact.thumbnail = thumbnail_tag(link.artifact, size=RUN_PAGE_THUMBNAIL)
+            # A few per page, at its foot: loaded at once, not when scrolled to.
+            link.artifact.thumbnail = thumbnail_tag(link.artifact, size=RUN_PAGE_THUMBNAIL, lazy=False)
         if link.step_id is None:
             loose.append(link)
         else:
